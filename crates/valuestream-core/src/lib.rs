@@ -1,0 +1,19 @@
+//! ValueStream's pure core: everything between the bytes of a webhook delivery
+//! and the state of a span, with no IO and no clock (times are passed in).
+//!
+//! The flow, module by module:
+//! - [`delivery`]: one webhook request as received (headers + raw body).
+//! - [`verify`]: HMAC signatures and shared tokens, compared in constant time.
+//! - [`sources`]: one module per source turns a delivery into [`span::SpanEvent`]s.
+//! - [`link`]: trace references and closing keywords found in branches and text.
+//! - [`span`]: folds a span's events, in any arrival order, into one [`span::Span`].
+//! - [`ids`]: deterministic trace and span ids from span keys.
+//! - [`time`]: the [`time::Timestamp`] used everywhere (UTC nanoseconds).
+
+pub mod delivery;
+pub mod ids;
+pub mod link;
+pub mod sources;
+pub mod span;
+pub mod time;
+pub mod verify;

@@ -1,0 +1,346 @@
+//! GitHub (sources.md, "GitHub"): issues, pull requests and reviews.
+//!
+//! Every issue and pull request payload carries the whole object, so each
+//! event is a snapshot of its span at the object's `updated_at`: an open object
+//! starts (or reopens) the span, a closed one ends it. Folding snapshots by time
+//! makes the result independent of arrival order.
+
+use super::{Parsed, ParseError, Source, SourceOptions, parse_json};
+use crate::delivery::Delivery;
+use crate::link::{ParentRef, find_closing_mentions, find_trace_refs, generic_ref, issue_refs};
+use crate::span::{Attributes, Change, SpanEvent};
+use crate::time::Timestamp;
+use crate::verify::{AuthError, verify_hmac_sha256};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+pub struct GitHub;
+
+const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+
+impl Source for GitHub {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+
+    fn secret_variable(&self) -> &'static str {
+        "VS_GITHUB_SECRET"
+    }
+
+    fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError> {
+        verify_hmac_sha256(secrets, &delivery.body, SIGNATURE_HEADER, delivery.header(SIGNATURE_HEADER))
+    }
+
+    fn delivery_id(&self, delivery: &Delivery) -> Option<String> {
+        delivery.header("X-GitHub-Delivery").map(str::trim).filter(|id| !id.is_empty()).map(String::from)
+    }
+
+    fn event_type(&self, delivery: &Delivery) -> String {
+        match delivery.header("X-GitHub-Event") {
+            Some(event) if SUPPORTED.contains(&event) => event.to_string(),
+            Some(_) => "other".to_string(),
+            None => "missing".to_string(),
+        }
+    }
+
+    fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
+        let event = delivery.header("X-GitHub-Event").ok_or(ParseError::MissingHeader("X-GitHub-Event"))?;
+        if !SUPPORTED.contains(&event) {
+            return Ok(Parsed::Ignored { reason: format!("GitHub event `{event}` is not tracked") });
+        }
+        let body = delivery.json_body().map_err(ParseError::Body)?;
+        let context = Context { delivery_id, options };
+        match event {
+            "ping" => {
+                let _: Value = parse_json(&body)?;
+                Ok(Parsed::Pong)
+            }
+            "issues" => context.issue(parse_json(&body)?),
+            "pull_request" => context.pull_request(parse_json(&body)?),
+            "pull_request_review" => context.review(parse_json(&body)?),
+            _ => unreachable!("SUPPORTED lists only the events matched above"),
+        }
+    }
+}
+
+/// The events this module understands; any other is answered `ignored`.
+const SUPPORTED: &[&str] = &["ping", "issues", "pull_request", "pull_request_review"];
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+    name: String,
+    html_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Label {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct IssueEvent {
+    action: String,
+    issue: Issue,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    title: Option<String>,
+    state: String,
+    state_reason: Option<String>,
+    created_at: Timestamp,
+    updated_at: Option<Timestamp>,
+    closed_at: Option<Timestamp>,
+    html_url: Option<String>,
+    user: Option<User>,
+    #[serde(default)]
+    labels: Vec<Label>,
+}
+
+#[derive(Deserialize)]
+struct PullRequestEvent {
+    action: String,
+    pull_request: PullRequest,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    number: u64,
+    title: Option<String>,
+    body: Option<String>,
+    state: String,
+    #[serde(default)]
+    draft: Option<bool>,
+    merged: Option<bool>,
+    created_at: Timestamp,
+    updated_at: Option<Timestamp>,
+    closed_at: Option<Timestamp>,
+    merged_at: Option<Timestamp>,
+    merge_commit_sha: Option<String>,
+    html_url: Option<String>,
+    user: Option<User>,
+    head: GitRef,
+    base: GitRef,
+    #[serde(default)]
+    labels: Vec<Label>,
+    additions: Option<u64>,
+    deletions: Option<u64>,
+    changed_files: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct GitRef {
+    #[serde(rename = "ref")]
+    name: String,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct ReviewEvent {
+    action: String,
+    review: Review,
+    pull_request: PullRequest,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct Review {
+    state: String,
+    submitted_at: Option<Timestamp>,
+    user: Option<User>,
+}
+
+struct Context<'a> {
+    delivery_id: &'a str,
+    options: &'a SourceOptions,
+}
+
+impl Context<'_> {
+    fn issue(&self, event: IssueEvent) -> Result<Parsed, ParseError> {
+        let IssueEvent { action, issue, repository } = event;
+        let labels: Vec<String> = issue.labels.into_iter().map(|l| l.name).collect();
+        let is_incident = labels
+            .iter()
+            .any(|label| self.options.incident_labels.iter().any(|incident| incident.eq_ignore_ascii_case(label)));
+        let number = issue.number.to_string();
+        let change = if issue.state == "closed" {
+            let outcome = match issue.state_reason.as_deref() {
+                Some("not_planned") => "not_planned",
+                _ => "completed",
+            };
+            let end = issue.closed_at.or(issue.updated_at).unwrap_or(issue.created_at);
+            Change::End { start: Some(issue.created_at), end, outcome: outcome.to_string() }
+        } else {
+            Change::Start { start: issue.created_at }
+        };
+        let at = snapshot_time(&change, issue.updated_at);
+
+        let mut attributes = repo_attributes(&repository);
+        attributes.insert("valuestream.issue.number".into(), json!(issue.number));
+        insert_opt(&mut attributes, "valuestream.title", issue.title);
+        insert_opt(&mut attributes, "valuestream.author", issue.user.map(|u| u.login));
+        insert_opt(&mut attributes, "valuestream.url", issue.html_url);
+        insert_opt(&mut attributes, "valuestream.state_reason", issue.state_reason);
+        attributes.insert("valuestream.labels".into(), json!(labels));
+        attributes.insert("valuestream.github.action".into(), json!(action));
+
+        let mut trace_refs = issue_refs("github", &repository.name, &number);
+        trace_refs.push(generic_ref("github", "issue", &repository.name, &number));
+        trace_refs.dedup();
+        Ok(Parsed::Spans(vec![SpanEvent {
+            key: format!("github:{}:issue:{number}", repository.full_name),
+            source: "github".into(),
+            kind: if is_incident { "incident" } else { "issue" }.into(),
+            name: format!("{}#{number}", repository.name),
+            repo: Some(repository.full_name),
+            project: Some(repository.name),
+            at,
+            delivery_id: self.delivery_id.to_string(),
+            change,
+            attributes,
+            first_times: BTreeMap::new(),
+            parent_refs: Vec::new(),
+            trace_refs,
+        }]))
+    }
+
+    fn pull_request(&self, event: PullRequestEvent) -> Result<Parsed, ParseError> {
+        let PullRequestEvent { action, pull_request, repository } = event;
+        let mut span = self.pull_request_span(pull_request, &repository, true);
+        span.attributes.insert("valuestream.github.action".into(), json!(action));
+        span.attributes.extend(repo_attributes(&repository));
+        Ok(Parsed::Spans(vec![span]))
+    }
+
+    fn review(&self, event: ReviewEvent) -> Result<Parsed, ParseError> {
+        let ReviewEvent { action, review, pull_request, repository } = event;
+        if action != "submitted" {
+            return Ok(Parsed::Ignored { reason: format!("pull_request_review action `{action}` is not tracked") });
+        }
+        let created_at = pull_request.created_at;
+        let mut span = self.pull_request_span(pull_request, &repository, false);
+        let submitted = review.submitted_at.unwrap_or(created_at);
+        // A review says nothing new about open/closed: it only adds review times.
+        span.change = Change::Update { start: Some(created_at) };
+        span.at = submitted;
+        span.attributes.clear();
+        span.first_times.insert("valuestream.first_review_at".into(), submitted);
+        if review.state.eq_ignore_ascii_case("approved") {
+            span.first_times.insert("valuestream.first_approval_at".into(), submitted);
+        }
+        if let Some(user) = review.user {
+            span.attributes.insert("valuestream.last_reviewer".into(), json!(user.login));
+        }
+        Ok(Parsed::Spans(vec![span]))
+    }
+
+    /// The span of a pull request as its payload object describes it. Review
+    /// payloads carry a shorter object, so `full` says whether counts are present.
+    fn pull_request_span(&self, pr: PullRequest, repository: &Repository, full: bool) -> SpanEvent {
+        let number = pr.number.to_string();
+        let merged = pr.merged.unwrap_or(false) || pr.merged_at.is_some();
+        let change = if pr.state == "closed" {
+            let (end, outcome) = match (merged, pr.merged_at) {
+                (true, Some(merged_at)) => (merged_at, "merged"),
+                _ => (pr.closed_at.or(pr.updated_at).unwrap_or(pr.created_at), "closed"),
+            };
+            Change::End { start: Some(pr.created_at), end, outcome: outcome.to_string() }
+        } else {
+            Change::Start { start: pr.created_at }
+        };
+        let at = snapshot_time(&change, pr.updated_at);
+        let state = if merged { "merged" } else { pr.state.as_str() };
+
+        let mut attributes = Attributes::new();
+        attributes.insert("vcs.change.id".into(), json!(number));
+        attributes.insert("vcs.change.state".into(), json!(state));
+        attributes.insert("vcs.ref.head.name".into(), json!(pr.head.name));
+        attributes.insert("vcs.ref.head.revision".into(), json!(pr.head.sha));
+        attributes.insert("vcs.ref.base.name".into(), json!(pr.base.name));
+        attributes.insert("vcs.ref.base.revision".into(), json!(pr.base.sha));
+        insert_opt(&mut attributes, "vcs.change.title", pr.title.clone());
+        insert_opt(&mut attributes, "valuestream.author", pr.user.map(|u| u.login));
+        insert_opt(&mut attributes, "valuestream.url", pr.html_url);
+        insert_opt(&mut attributes, "valuestream.merge_commit_sha", pr.merge_commit_sha.filter(|_| merged));
+        insert_opt(&mut attributes, "valuestream.merged_at", pr.merged_at.map(|t| t.to_rfc3339()));
+        attributes.insert(
+            "valuestream.labels".into(),
+            json!(pr.labels.into_iter().map(|l| l.name).collect::<Vec<_>>()),
+        );
+        if full {
+            insert_opt(&mut attributes, "valuestream.draft", pr.draft);
+            insert_opt(&mut attributes, "valuestream.additions", pr.additions);
+            insert_opt(&mut attributes, "valuestream.deletions", pr.deletions);
+            insert_opt(&mut attributes, "valuestream.changed_files", pr.changed_files);
+        }
+
+        // linking.md: head branch first, then references and closing keywords in the text.
+        let mut parent_refs: Vec<ParentRef> = find_trace_refs(&pr.head.name);
+        let text = format!("{}\n{}", pr.title.as_deref().unwrap_or(""), pr.body.as_deref().unwrap_or(""));
+        parent_refs.extend(find_trace_refs(&text));
+        for mention in find_closing_mentions(&text) {
+            let repo = mention.repo_path.as_deref().unwrap_or(&repository.full_name);
+            parent_refs.push(format!("github:{repo}:issue:{}", mention.number).to_ascii_lowercase());
+        }
+        dedup_in_order(&mut parent_refs);
+
+        SpanEvent {
+            key: format!("github:{}:pull_request:{number}", repository.full_name),
+            source: "github".into(),
+            kind: "pull_request".into(),
+            name: format!("{}#{number}", repository.name),
+            repo: Some(repository.full_name.clone()),
+            project: Some(repository.name.clone()),
+            at,
+            delivery_id: self.delivery_id.to_string(),
+            change,
+            attributes,
+            first_times: BTreeMap::new(),
+            parent_refs,
+            trace_refs: vec![generic_ref("github", "pull_request", &repository.name, &number)],
+        }
+    }
+}
+
+/// The time a snapshot describes: the object's `updated_at`, never earlier
+/// than the change it reports.
+fn snapshot_time(change: &Change, updated_at: Option<Timestamp>) -> Timestamp {
+    let own = match change {
+        Change::Start { start } => *start,
+        Change::Update { start } => start.unwrap_or(Timestamp(0)),
+        Change::End { end, .. } => *end,
+    };
+    updated_at.map_or(own, |updated| updated.max(own))
+}
+
+fn repo_attributes(repository: &Repository) -> Attributes {
+    let mut attributes = Attributes::new();
+    attributes.insert("vcs.provider.name".into(), json!("github"));
+    attributes.insert("vcs.repository.name".into(), json!(repository.name));
+    attributes.insert("valuestream.repo".into(), json!(repository.full_name));
+    if let Some(url) = &repository.html_url {
+        attributes.insert("vcs.repository.url.full".into(), json!(url));
+    }
+    attributes
+}
+
+fn insert_opt<T: Into<Value>>(attributes: &mut Attributes, name: &str, value: Option<T>) {
+    if let Some(value) = value {
+        attributes.insert(name.to_string(), value.into());
+    }
+}
+
+fn dedup_in_order(items: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|item| seen.insert(item.clone()));
+}

@@ -1,0 +1,98 @@
+//! Sources: the systems that send deliveries. Each module knows one vendor's
+//! headers and payloads and turns a delivery into [`SpanEvent`]s; nothing
+//! outside this folder knows a vendor's payload shape.
+//!
+//! Adding a source is one module implementing [`Source`] and one line in [`SOURCES`].
+
+pub mod github;
+
+use crate::delivery::Delivery;
+use crate::span::SpanEvent;
+use crate::verify::AuthError;
+
+/// Every source ValueStream understands; its name gives the route
+/// (`/webhooks/{name}`), the metric label and the fixture folder.
+pub static SOURCES: &[&dyn Source] = &[&github::GitHub];
+
+/// Looks a source up by its name (`github`, …).
+pub fn by_name(name: &str) -> Option<&'static dyn Source> {
+    SOURCES.iter().copied().find(|source| source.name() == name)
+}
+
+/// Options a user can set per source (TOML file); defaults fit most teams.
+#[derive(Clone, Debug)]
+pub struct SourceOptions {
+    /// Labels that make an issue an `incident` span (compared case-insensitively).
+    pub incident_labels: Vec<String>,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions { incident_labels: vec!["incident".to_string()] }
+    }
+}
+
+/// What a delivery means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Parsed {
+    /// A connectivity check (GitHub's `ping`): answered `pong`.
+    Pong,
+    /// Understood but not something ValueStream tracks; answered `ignored`.
+    Ignored { reason: String },
+    /// Changes to zero or more spans.
+    Spans(Vec<SpanEvent>),
+}
+
+/// Why a delivery could not be understood. The message names the problem and
+/// is safe to return to the sender (it never echoes payload content).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    #[error("invalid payload at `{path}`: {message}")]
+    Field { path: String, message: String },
+    #[error("{0}")]
+    Body(String),
+}
+
+impl ParseError {
+    /// Turns a serde error, with the path where it happened, into a `ParseError`.
+    pub fn from_path_error(error: serde_path_to_error::Error<serde_json::Error>) -> ParseError {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            ParseError::Json(inner.to_string())
+        } else {
+            // serde_json appends " at line L column C"; the path says more.
+            let message = inner.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            ParseError::Field { path, message }
+        }
+    }
+}
+
+/// Parses a JSON document into `T`, reporting the path of the first problem.
+pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ParseError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(ParseError::from_path_error)?;
+    deserializer.end().map_err(|e| ParseError::Json(e.to_string()))?;
+    Ok(value)
+}
+
+/// One system that sends deliveries.
+pub trait Source: Sync {
+    /// Lowercase name: `github`, `gitlab`, `jenkins`, `jira`, `customhttp`.
+    fn name(&self) -> &'static str;
+    /// The environment variable that holds this source's secrets (comma-separated).
+    fn secret_variable(&self) -> &'static str;
+    /// Checks the delivery's signature or token against the configured secrets.
+    fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError>;
+    /// The sender's delivery id, when it sends one.
+    fn delivery_id(&self, delivery: &Delivery) -> Option<String>;
+    /// The sender's event type (bounded: used as a metric label and in logs).
+    fn event_type(&self, delivery: &Delivery) -> String;
+    /// What the delivery means. `delivery_id` is the id the store knows it by.
+    fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError>;
+}
