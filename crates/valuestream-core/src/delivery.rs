@@ -26,7 +26,12 @@ impl Delivery {
             .into_iter()
             .map(|(name, value)| (name.to_ascii_lowercase(), value))
             .collect();
-        Delivery { source: source.into(), headers, body, received_at }
+        Delivery {
+            source: source.into(),
+            headers,
+            body,
+            received_at,
+        }
     }
 
     /// The value of a header, by case-insensitive name.
@@ -48,10 +53,17 @@ impl Delivery {
     /// The JSON document of the body: the body itself, or the `payload=` field of
     /// a form-encoded body (GitHub's `application/x-www-form-urlencoded` option).
     pub fn json_body(&self) -> Result<std::borrow::Cow<'_, [u8]>, String> {
-        let form = self
-            .header("content-type")
-            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-        if !form {
+        let form = self.header("content-type").is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+        // A JSON body sent with a form content type (curl's default) is still JSON.
+        let looks_like_json = self
+            .body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{' || *b == b'[');
+        if !form || looks_like_json {
             return Ok(std::borrow::Cow::Borrowed(&self.body));
         }
         form_urlencoded::parse(&self.body)

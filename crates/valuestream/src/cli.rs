@@ -1,0 +1,199 @@
+//! The command line (contract.md, "Command line"): `serve` (the default),
+//! `replay` and `migrate`. Exit status 0 on success, 2 on bad usage, 1 on
+//! failure with a one-line reason on stderr.
+
+use crate::config::{FileConfig, LogFormat, ServeConfig, database_url, log_level};
+use crate::store::Store;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const SECRETS_HELP: &str = "Webhook secrets are read from the environment only (several comma-separated values are all accepted, for rotation):
+  VS_GITHUB_SECRET   HMAC secret of GitHub webhooks (X-Hub-Signature-256)
+Logging: VS_LOG_LEVEL = error | warn | info | debug | trace (default info).
+OTLP export reads the standard OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, default, or grpc).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "valuestream",
+    version,
+    about = "Turns delivery webhooks (issues, pull requests, builds, deploys) into OpenTelemetry traces and delivery metrics.",
+    args_conflicts_with_subcommands = true,
+    after_help = SECRETS_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `valuestream` alone runs `serve` with these options.
+    #[command(flatten)]
+    pub serve: ServeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default command).
+    #[command(after_help = SECRETS_HELP)]
+    Serve(ServeCommand),
+    /// Feed recorded deliveries (JSON Lines files or folders of them) through the pipeline.
+    Replay(ReplayCommand),
+    /// Apply database migrations (serve also applies them at start).
+    Migrate(CommonArgs),
+}
+
+/// Options every command that reads the store takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// Database URL: sqlite://PATH (embedded) or postgres://… [default: sqlite://valuestream.db]
+    #[arg(long, env = "VS_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+    /// Optional TOML configuration file (flags and environment variables win over it).
+    #[arg(long, env = "VS_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub args: ServeArgs,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Listen address [default: 127.0.0.1:5000]
+    #[arg(long, env = "VS_ADDR", value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Where finished spans go: logging (JSON lines on stdout), otlp, jaeger, lightstep, datadog, none [default: logging]
+    #[arg(long, env = "VS_TRACER_BACKEND", value_name = "BACKEND")]
+    pub tracer: Option<String>,
+    /// Access token for backends that need one (LightStep)
+    #[arg(
+        long,
+        env = "VS_TRACER_ACCESS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub tracer_access_token: Option<String>,
+    /// Log format: json or text [default: json]
+    #[arg(long, env = "VS_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// When set, /api/* requires `Authorization: Bearer <token>`
+    #[arg(
+        long,
+        env = "VS_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+    /// Accept unsigned deliveries on a non-loopback address
+    #[arg(long, env = "VS_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
+    /// Largest accepted webhook body, in bytes; larger ones get 413 [default: 26214400]
+    #[arg(long, env = "VS_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// JSON Lines files of recorded deliveries, or folders holding them (*.jsonl, *.ndjson)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(anyhow::anyhow!("cannot start the async runtime: {error}")),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => serve(cli.serve).await,
+            Some(Command::Serve(command)) => serve(command).await,
+            Some(Command::Replay(command)) => crate::replay::run(command).await,
+            Some(Command::Migrate(common)) => migrate(common).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
+fn fail(error: anyhow::Error) -> ExitCode {
+    // One line: the error and its causes, joined.
+    eprintln!("valuestream: {}", format!("{error:#}").replace('\n', " "));
+    ExitCode::FAILURE
+}
+
+async fn serve(command: ServeCommand) -> anyhow::Result<()> {
+    let config = ServeConfig::resolve(&command.common, &command.args)?;
+    init_logging(config.log_format, &config.log_level);
+    config.check_safe_default()?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
+    crate::server::run(config, listener, shutdown_signal()).await
+}
+
+async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(common.config.as_deref())?;
+    let url = database_url(&common, &file);
+    let store = Store::open(&url).await?;
+    store.migrate().await?;
+    eprintln!(
+        "valuestream: migrations applied to {}",
+        crate::server::redact_url(&url)
+    );
+    Ok(())
+}
+
+/// Sets up structured logs on stderr (stdout belongs to the logging tracer).
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "warn,valuestream={level},valuestream_core={level}"
+    ));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("Shutting down: no new deliveries, finishing those in flight.");
+}
+
+/// The level for commands without a config file (replay, migrate).
+pub fn default_log_level() -> String {
+    log_level(None).unwrap_or_else(|_| "info".into())
+}

@@ -1,0 +1,209 @@
+//! Configuration: flag, else environment variable, else the TOML file
+//! (`--config` / `VS_CONFIG`), else the default (contract.md, "Configuration").
+//! Bad configuration fails at start with a sentence naming what to change.
+
+use crate::cli::{CommonArgs, ServeArgs};
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use valuestream_core::sources::{SOURCES, SourceOptions};
+use valuestream_core::verify::split_secrets;
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
+pub const DEFAULT_DATABASE: &str = "sqlite://valuestream.db";
+/// GitHub's own payload limit: 25 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 26_214_400;
+
+/// The optional TOML file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub addr: Option<String>,
+    pub database: Option<String>,
+    pub tracer: Option<String>,
+    pub tracer_access_token: Option<String>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+    pub api_token: Option<String>,
+    pub allow_unsigned: Option<bool>,
+    pub max_body_bytes: Option<usize>,
+    /// Labels that make an issue an incident (default `["incident"]`).
+    pub incident_labels: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("config file {} is not valid", path.display()))
+    }
+}
+
+/// Where finished spans go (`--tracer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TracerBackend {
+    Logging,
+    Otlp,
+    Jaeger,
+    Lightstep,
+    Datadog,
+    None,
+}
+
+impl TracerBackend {
+    pub fn parse(value: &str) -> anyhow::Result<TracerBackend> {
+        Ok(match value.trim().to_ascii_lowercase().as_str() {
+            "logging" => TracerBackend::Logging,
+            "otlp" => TracerBackend::Otlp,
+            "jaeger" => TracerBackend::Jaeger,
+            "lightstep" => TracerBackend::Lightstep,
+            "datadog" => TracerBackend::Datadog,
+            "none" => TracerBackend::None,
+            other => bail!(
+                "unknown tracer {other:?}: use logging, otlp, jaeger, lightstep, datadog or none"
+            ),
+        })
+    }
+}
+
+/// Log line format (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub database: String,
+    pub tracer: TracerBackend,
+    pub tracer_access_token: Option<String>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub api_token: Option<String>,
+    pub allow_unsigned: bool,
+    pub max_body_bytes: usize,
+    /// Secrets per source name; empty means unsigned.
+    pub secrets: BTreeMap<&'static str, Vec<String>>,
+    pub source_options: SourceOptions,
+}
+
+impl ServeConfig {
+    /// Resolves flags and environment (already merged by clap) over the file and defaults.
+    pub fn resolve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+        let file = FileConfig::load(common.config.as_deref())?;
+        let addr_text = args
+            .addr
+            .clone()
+            .or(file.addr.clone())
+            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let addr: SocketAddr = addr_text.parse().with_context(|| {
+            format!("--addr / VS_ADDR {addr_text:?} is not an address like 127.0.0.1:5000")
+        })?;
+        let tracer = TracerBackend::parse(
+            args.tracer
+                .as_deref()
+                .or(file.tracer.as_deref())
+                .unwrap_or("logging"),
+        )?;
+        let log_format = match args
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref())
+            .unwrap_or("json")
+        {
+            f if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+            f if f.eq_ignore_ascii_case("text") => LogFormat::Text,
+            other => bail!("--log-format / VS_LOG_FORMAT {other:?} is not json or text"),
+        };
+        let log_level = log_level(file.log_level.as_deref())?;
+        let mut secrets = BTreeMap::new();
+        for source in SOURCES {
+            let value = std::env::var(source.secret_variable()).unwrap_or_default();
+            secrets.insert(source.name(), split_secrets(&value));
+        }
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 {
+            bail!("--max-body-bytes / VS_MAX_BODY_BYTES must be more than 0");
+        }
+        let mut source_options = SourceOptions::default();
+        if let Some(labels) = &file.incident_labels {
+            source_options.incident_labels = labels.clone();
+        }
+        let database = database_url(common, &file);
+        Ok(ServeConfig {
+            addr,
+            database,
+            tracer,
+            tracer_access_token: args
+                .tracer_access_token
+                .clone()
+                .or(file.tracer_access_token),
+            log_format,
+            log_level,
+            api_token: args
+                .api_token
+                .clone()
+                .or(file.api_token)
+                .filter(|t| !t.is_empty()),
+            allow_unsigned: args.allow_unsigned || file.allow_unsigned.unwrap_or(false),
+            max_body_bytes,
+            secrets,
+            source_options,
+        })
+    }
+
+    /// contract.md, "Safe by default": beyond loopback every source needs a secret.
+    pub fn check_safe_default(&self) -> anyhow::Result<()> {
+        if self.addr.ip().is_loopback() || self.allow_unsigned {
+            return Ok(());
+        }
+        let missing: Vec<&str> = SOURCES
+            .iter()
+            .filter(|source| self.secrets.get(source.name()).is_none_or(|s| s.is_empty()))
+            .map(|source| source.secret_variable())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "refusing to listen on {} with unsigned sources: set {} (or pass --allow-unsigned to accept unsigned deliveries)",
+            self.addr,
+            missing.join(", ")
+        )
+    }
+}
+
+/// The database URL for any command: flag or `VS_DATABASE_URL`, else file, else default.
+pub fn database_url(common: &CommonArgs, file: &FileConfig) -> String {
+    common
+        .database
+        .clone()
+        .or(file.database.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_string())
+}
+
+/// `VS_LOG_LEVEL` (any case), else the file, else `info`.
+pub fn log_level(file_level: Option<&str>) -> anyhow::Result<String> {
+    let level = std::env::var("VS_LOG_LEVEL").ok().filter(|l| !l.is_empty());
+    let level = level
+        .as_deref()
+        .or(file_level)
+        .unwrap_or("info")
+        .to_ascii_lowercase();
+    match level.as_str() {
+        "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
+        other => bail!("VS_LOG_LEVEL {other:?} is not one of error, warn, info, debug, trace"),
+    }
+}

@@ -1,0 +1,337 @@
+//! HTTP: the webhook routes, the span and trace API, health checks. Errors map
+//! to status codes in one place ([`ApiError`]).
+
+use crate::config::ServeConfig;
+use crate::ingest::{Ingest, IngestError};
+use crate::store::{ApiSpan, SpanFilter, Store};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use valuestream_core::delivery::Delivery;
+use valuestream_core::sources;
+use valuestream_core::time::Timestamp;
+
+/// Headers never stored with a delivery: they may carry credentials.
+const UNSTORED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "x-gitlab-token",
+    "proxy-authorization",
+];
+/// Longest time one request may take before it is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    ingest: Ingest,
+    secrets: Arc<BTreeMap<&'static str, Vec<String>>>,
+    api_token: Option<Arc<str>>,
+    max_body_bytes: usize,
+}
+
+impl AppState {
+    pub fn new(store: Store, ingest: Ingest, config: &ServeConfig) -> AppState {
+        AppState {
+            store,
+            ingest,
+            secrets: Arc::new(config.secrets.clone()),
+            api_token: config.api_token.as_deref().map(Arc::from),
+            max_body_bytes: config.max_body_bytes,
+        }
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/api/v1/spans", get(list_spans))
+        .route("/api/v1/traces", get(trace_by_ref))
+        .route("/api/v1/traces/{trace_id}", get(trace_by_id))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_token,
+        ));
+    Router::new()
+        .route("/webhooks/{source}", post(webhook))
+        .route("/{source}", post(webhook))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .merge(api)
+        // We enforce --max-body-bytes ourselves (413 with a reason); axum's own
+        // 2 MB default would otherwise cut GitHub's 25 MB deliveries short.
+        .layer(DefaultBodyLimit::max(max_body_bytes.saturating_add(1)))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+/// Every error the HTTP layer answers, with its status code.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized(String),
+    NotFound(String),
+    TooLarge(String),
+    Unavailable(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+        };
+        (status, Json(json!({"error": message}))).into_response()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> ApiError {
+        match error {
+            IngestError::Unauthorized(e) => ApiError::Unauthorized(e.to_string()),
+            IngestError::BadRequest(e) => ApiError::BadRequest(e.to_string()),
+            IngestError::Unavailable(e) => ApiError::Unavailable(e),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> ApiError {
+        tracing::error!(%error, "The store failed a query.");
+        ApiError::Unavailable("the store is not available".into())
+    }
+}
+
+async fn webhook(
+    State(state): State<AppState>,
+    Path(source_name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let source = sources::by_name(&source_name)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown source `{source_name}`")))?;
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "body is larger than {limit} bytes (--max-body-bytes)"
+        ))
+    };
+    let declared = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let headers = stored_headers(request.headers());
+    let body = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| too_large())?;
+    let delivery = Delivery::new(source.name(), headers, body.to_vec(), now());
+    let event = source.event_type(&delivery);
+    let secrets = state
+        .secrets
+        .get(source.name())
+        .cloned()
+        .unwrap_or_default();
+    match state.ingest.submit(source, delivery, &secrets).await {
+        Ok(ack) => {
+            tracing::info!(source = source.name(), event, delivery = %ack.delivery_id, status = ack.status.as_str(), spans = ack.spans, "Delivery stored.");
+            Ok(Json(ack).into_response())
+        }
+        Err(error) => {
+            tracing::info!(source = source.name(), event, %error, "Delivery rejected.");
+            Err(error.into())
+        }
+    }
+}
+
+fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str()))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
+        .collect()
+}
+
+fn now() -> Timestamp {
+    Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.store.ping().await {
+        Json(json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "store unavailable"})),
+        )
+            .into_response()
+    }
+}
+
+async fn require_api_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = &state.api_token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized("missing or wrong API token (Authorization: Bearer …)".into())
+            .into_response()
+    }
+}
+
+/// Parses `since`/`until`: RFC 3339, or a duration back from `now` (`30d`, `12h`, `15m`).
+pub fn parse_time(name: &str, value: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
+    if let Some(t) = Timestamp::parse_rfc3339(value) {
+        return Ok(t);
+    }
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "`{name}` must be an RFC 3339 time or a duration like 30d, 12h, 15m; got {value:?}"
+        ))
+    };
+    let (number, unit) = value.trim().split_at(value.trim().len().saturating_sub(1));
+    let amount: i64 = number.parse().map_err(|_| bad())?;
+    let unit_seconds = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(bad()),
+    };
+    let back = amount
+        .checked_mul(unit_seconds)
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(bad)?;
+    Ok(Timestamp(now.nanos().saturating_sub(back)))
+}
+
+const SPAN_PARAMS: &[&str] = &[
+    "source", "kind", "repo", "project", "state", "key", "since", "until", "limit", "cursor",
+    "token",
+];
+
+async fn list_spans(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !SPAN_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown parameter `{unknown}`"
+        )));
+    }
+    let now = now();
+    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(value) => match value.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`limit` must be a whole number from 1 to 1000; got {value:?}"
+                )));
+            }
+        },
+    };
+    let state_filter = text("state");
+    if let Some(s) = &state_filter
+        && s != "open"
+        && s != "closed"
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`state` must be open or closed; got {s:?}"
+        )));
+    }
+    let cursor = text("cursor");
+    if let Some(c) = &cursor
+        && crate::store::decode_cursor(c).is_none()
+    {
+        return Err(ApiError::BadRequest(
+            "`cursor` is not a cursor this API returned".into(),
+        ));
+    }
+    let filter = SpanFilter {
+        source: text("source"),
+        kind: text("kind"),
+        repo: text("repo"),
+        project: text("project"),
+        state: state_filter,
+        key: text("key"),
+        since: params
+            .get("since")
+            .map(|v| parse_time("since", v, now))
+            .transpose()?,
+        until: params
+            .get("until")
+            .map(|v| parse_time("until", v, now))
+            .transpose()?,
+        limit,
+        cursor,
+    };
+    let (spans, next_cursor) = state.store.spans(&filter).await?;
+    Ok(Json(json!({"spans": spans, "next_cursor": next_cursor})))
+}
+
+async fn trace_by_id(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let trace_id = trace_id.to_ascii_lowercase();
+    if trace_id.len() != 32 || !trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(
+            "trace id must be 32 hex digits".into(),
+        ));
+    }
+    let spans = state.store.trace(&trace_id).await?;
+    if spans.is_empty() {
+        return Err(ApiError::NotFound(format!("no trace {trace_id}")));
+    }
+    Ok(Json(trace_json(&trace_id, spans)))
+}
+
+async fn trace_by_ref(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reference = params.get("ref").filter(|r| !r.is_empty()).ok_or_else(|| {
+        ApiError::BadRequest("`ref` is required, e.g. ?ref=vstrace-github-hello-world-27".into())
+    })?;
+    let trace_id = state
+        .store
+        .trace_of_ref(reference)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no span answers to {reference:?}")))?;
+    let spans = state.store.trace(&trace_id).await?;
+    Ok(Json(trace_json(&trace_id, spans)))
+}
+
+fn trace_json(trace_id: &str, spans: Vec<ApiSpan>) -> serde_json::Value {
+    json!({"trace_id": trace_id, "spans": spans})
+}

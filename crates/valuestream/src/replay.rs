@@ -1,0 +1,231 @@
+//! `valuestream replay`: recorded deliveries, one JSON object per line
+//! (contract.md, "Recorded deliveries"), through the same parse → store path
+//! as the server. Replay trusts its input (no signature checks) and is
+//! idempotent: replaying a file twice changes nothing.
+
+use crate::cli::{CommonArgs, ReplayCommand, default_log_level, init_logging};
+use crate::config::{FileConfig, LogFormat, database_url};
+use crate::ingest::{Ingest, prepare};
+use crate::store::{Ack, AckStatus, Store};
+use anyhow::Context;
+use base64::Engine;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use valuestream_core::delivery::Delivery;
+use valuestream_core::sources::{self, SourceOptions};
+use valuestream_core::time::Timestamp;
+
+/// Deliveries handed to the writer before waiting for the oldest (feeds group commit).
+const IN_FLIGHT: usize = 1024;
+/// Rejected lines reported one by one on stderr at most.
+const REPORTED_REJECTIONS: usize = 20;
+
+/// One line of a recording.
+#[derive(Deserialize)]
+pub struct RecordedDelivery<'a> {
+    pub source: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(borrow, default)]
+    pub body: Option<&'a RawValue>,
+    #[serde(default)]
+    pub body_base64: Option<String>,
+    /// When it was received, if recorded; else the time of the replay.
+    #[serde(default)]
+    pub received_at: Option<Timestamp>,
+}
+
+/// Counts printed at the end.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayCounts {
+    pub accepted: u64,
+    pub duplicate: u64,
+    pub ignored: u64,
+    pub rejected: u64,
+}
+
+impl ReplayCounts {
+    fn count(&mut self, ack: &Ack) {
+        match ack.status {
+            AckStatus::Accepted => self.accepted += 1,
+            AckStatus::Duplicate => self.duplicate += 1,
+            AckStatus::Ignored | AckStatus::Pong => self.ignored += 1,
+        }
+    }
+}
+
+pub async fn run(command: ReplayCommand) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text, &default_log_level());
+    let counts = replay_paths(&command.common, &command.paths, true).await?;
+    println!(
+        "replayed {} deliveries: {} accepted, {} duplicate, {} ignored, {} rejected",
+        counts.accepted + counts.duplicate + counts.ignored + counts.rejected,
+        counts.accepted,
+        counts.duplicate,
+        counts.ignored,
+        counts.rejected
+    );
+    Ok(())
+}
+
+/// Replays every file under `paths` into the configured store.
+pub async fn replay_paths(
+    common: &CommonArgs,
+    paths: &[PathBuf],
+    progress: bool,
+) -> anyhow::Result<ReplayCounts> {
+    let file_config = FileConfig::load(common.config.as_deref())?;
+    let files = collect_files(paths)?;
+    let total_bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let url = database_url(common, &file_config);
+    let store = Store::open(&url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            crate::server::redact_url(&url)
+        )
+    })?;
+    store.migrate().await?;
+    let mut options = SourceOptions::default();
+    if let Some(labels) = file_config.incident_labels {
+        options.incident_labels = labels;
+    }
+    // Finished spans are queued in the outbox; the next `serve` exports them.
+    let ingest = Ingest::start(
+        store.clone(),
+        options.clone(),
+        true,
+        Arc::new(Notify::new()),
+    );
+
+    let bar = if progress {
+        ProgressBar::new(total_bytes)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {per_sec} {msg}",
+        )
+        .expect("progress template is valid"),
+    );
+    let mut counts = ReplayCounts::default();
+    let mut pending: VecDeque<tokio::task::JoinHandle<Result<Ack, String>>> = VecDeque::new();
+    let mut reported = 0;
+    for file in &files {
+        let reader = std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+        );
+        for (index, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read {}", file.display()))?;
+            bar.inc(line.len() as u64 + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_line(&line, &options) {
+                Ok(item) => {
+                    let ingest = ingest.clone();
+                    pending.push_back(tokio::spawn(async move {
+                        ingest.apply(item).await.map_err(|e| e.to_string())
+                    }));
+                }
+                Err(reason) => {
+                    counts.rejected += 1;
+                    if reported < REPORTED_REJECTIONS {
+                        bar.suspend(|| {
+                            eprintln!("{}:{}: rejected: {reason}", file.display(), index + 1)
+                        });
+                        reported += 1;
+                    }
+                }
+            }
+            while pending.len() >= IN_FLIGHT {
+                settle(pending.pop_front().expect("not empty"), &mut counts).await?;
+            }
+            bar.set_message(format!(
+                "{} accepted, {} duplicate",
+                counts.accepted, counts.duplicate
+            ));
+        }
+    }
+    while let Some(handle) = pending.pop_front() {
+        settle(handle, &mut counts).await?;
+    }
+    bar.finish_and_clear();
+    store.close().await;
+    Ok(counts)
+}
+
+async fn settle(
+    handle: tokio::task::JoinHandle<Result<Ack, String>>,
+    counts: &mut ReplayCounts,
+) -> anyhow::Result<()> {
+    let ack = handle
+        .await
+        .context("a replay task failed")?
+        .map_err(anyhow::Error::msg)?;
+    counts.count(&ack);
+    Ok(())
+}
+
+/// Reads one recorded delivery and parses it as the server would.
+pub fn parse_line(line: &str, options: &SourceOptions) -> Result<crate::store::Applicable, String> {
+    let recorded: RecordedDelivery =
+        serde_json::from_str(line).map_err(|e| format!("not a recorded delivery: {e}"))?;
+    let source = sources::by_name(&recorded.source)
+        .ok_or_else(|| format!("unknown source `{}`", recorded.source))?;
+    let body = match (recorded.body, recorded.body_base64) {
+        (Some(raw), _) => raw.get().as_bytes().to_vec(),
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|e| format!("body_base64 is not base64: {e}"))?,
+        (None, None) => return Err("neither `body` nor `body_base64` is present".into()),
+    };
+    let received_at = recorded
+        .received_at
+        .unwrap_or_else(|| Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)));
+    let delivery = Delivery::new(source.name(), recorded.headers, body, received_at);
+    prepare(source, delivery, options).map_err(|e| e.to_string())
+}
+
+/// The files named, with folders expanded to their `*.jsonl`/`*.ndjson` files (sorted).
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "jsonl" || e == "ndjson")
+        {
+            files.push(path);
+        }
+    }
+    Ok(())
+}

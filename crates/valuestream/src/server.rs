@@ -1,0 +1,122 @@
+//! Wiring for `serve`: open and migrate the store, start the writer and the
+//! export task, serve HTTP until shutdown, then drain in order: stop accepting,
+//! finish in-flight deliveries, flush exports within a bound.
+
+use crate::config::{ServeConfig, TracerBackend};
+use crate::export::{self, Exporter, OtlpExporter, OtlpSettings, Protocol};
+use crate::http::{AppState, router};
+use crate::ingest::Ingest;
+use crate::store::Store;
+use anyhow::Context;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+/// How long shutdown waits for the exporter to flush.
+const EXPORT_FLUSH_BOUND: Duration = Duration::from_secs(5);
+
+/// Runs the service on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.database)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+
+    let exporter = build_exporter(&config)?;
+    let nudge = Arc::new(Notify::new());
+    let (stop_export, export_stopped) = watch::channel(false);
+    let export_task = exporter.map(|exporter| {
+        tokio::spawn(export::run(
+            store.clone(),
+            exporter,
+            nudge.clone(),
+            export_stopped,
+            EXPORT_FLUSH_BOUND,
+        ))
+    });
+    let ingest = Ingest::start(
+        store.clone(),
+        config.source_options.clone(),
+        export_task.is_some(),
+        nudge,
+    );
+
+    let state = AppState::new(store.clone(), ingest, &config);
+    let app = router(state, config.max_body_bytes);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = %redact_url(&config.database), tracer = ?config.tracer, "ValueStream is listening.");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the HTTP server failed")?;
+
+    let _ = stop_export.send(true);
+    if let Some(task) = export_task {
+        let _ = tokio::time::timeout(EXPORT_FLUSH_BOUND + Duration::from_secs(1), task).await;
+    }
+    store.close().await;
+    tracing::info!("ValueStream stopped.");
+    Ok(())
+}
+
+fn build_exporter(config: &ServeConfig) -> anyhow::Result<Option<Exporter>> {
+    let protocol =
+        Protocol::parse(&std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default())
+            .map_err(anyhow::Error::msg)?;
+    let local = |grpc: bool| {
+        Some(
+            if grpc {
+                "http://localhost:4317"
+            } else {
+                "http://localhost:4318"
+            }
+            .to_string(),
+        )
+    };
+    let mut headers = HashMap::new();
+    let default_endpoint = match config.tracer {
+        TracerBackend::None => return Ok(None),
+        TracerBackend::Logging => return Ok(Some(Exporter::Logging)),
+        TracerBackend::Otlp | TracerBackend::Jaeger | TracerBackend::Datadog => {
+            local(protocol == Protocol::Grpc)
+        }
+        TracerBackend::Lightstep => {
+            let token = config.tracer_access_token.clone().context(
+                "the lightstep tracer needs --tracer-access-token / VS_TRACER_ACCESS_TOKEN",
+            )?;
+            headers.insert("lightstep-access-token".to_string(), token);
+            Some("https://ingest.lightstep.com:443".to_string())
+        }
+    };
+    let settings = OtlpSettings {
+        protocol,
+        default_endpoint,
+        headers,
+    };
+    let exporter = OtlpExporter::new(&settings).map_err(anyhow::Error::msg)?;
+    Ok(Some(Exporter::Otlp(Box::new(exporter))))
+}
+
+/// A database URL without its password, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

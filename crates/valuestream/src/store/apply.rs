@@ -1,0 +1,448 @@
+//! Applying deliveries: record the delivery, record its span events, refold the
+//! touched spans, resolve parents and trace ids, and queue finished spans for
+//! export — all inside the caller's transaction, so nothing is half-applied.
+
+use super::query::{ApiSpan, load_span};
+use super::{Store, StoreError};
+use crate::export::{ExportLink, ExportSpan};
+use sqlx::{AnyConnection, Row};
+use std::collections::{BTreeSet, HashSet};
+use valuestream_core::ids;
+use valuestream_core::sources::Parsed;
+use valuestream_core::span::{SpanEvent, SpanState, fold};
+use valuestream_core::time::Timestamp;
+
+/// How far up a parent chain we walk before calling it a cycle.
+const MAX_DEPTH: usize = 64;
+
+/// A delivery that passed authentication and parsing, ready to be stored.
+#[derive(Clone, Debug)]
+pub struct Applicable {
+    /// The store's id: `{source}:{sender's id or content hash}`.
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    pub received_at: Timestamp,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub parsed: Parsed,
+}
+
+/// What happened to a delivery (the webhook's answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckStatus {
+    Accepted,
+    Duplicate,
+    Ignored,
+    Pong,
+}
+
+impl AckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckStatus::Accepted => "accepted",
+            AckStatus::Duplicate => "duplicate",
+            AckStatus::Ignored => "ignored",
+            AckStatus::Pong => "pong",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Ack {
+    pub status: AckStatus,
+    pub delivery_id: String,
+    pub spans: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Store {
+    /// Applies `items` in order in one transaction (group commit) and returns
+    /// one answer per item plus how many spans were queued for export. Either
+    /// everything is committed or nothing is.
+    pub async fn apply_batch(
+        &self,
+        items: &[Applicable],
+        export: bool,
+    ) -> Result<(Vec<Ack>, usize), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut acks = Vec::with_capacity(items.len());
+        let mut exported = 0;
+        for item in items {
+            let (ack, queued) = apply_one(&mut tx, item, export).await?;
+            acks.push(ack);
+            exported += queued;
+        }
+        tx.commit().await?;
+        Ok((acks, exported))
+    }
+}
+
+async fn apply_one(
+    conn: &mut AnyConnection,
+    item: &Applicable,
+    export: bool,
+) -> Result<(Ack, usize), StoreError> {
+    let (status, reason) = match &item.parsed {
+        Parsed::Pong => (AckStatus::Pong, None),
+        Parsed::Ignored { reason } => (AckStatus::Ignored, Some(reason.clone())),
+        Parsed::Spans(_) => (AckStatus::Accepted, None),
+    };
+    let headers = serde_json::to_string(
+        &item
+            .headers
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .expect("headers serialize");
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&item.id)
+    .bind(&item.source)
+    .bind(&item.event_type)
+    .bind(item.received_at.nanos())
+    .bind(status.as_str())
+    .bind(headers)
+    .bind(item.body.as_slice())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        let ack = Ack {
+            status: AckStatus::Duplicate,
+            delivery_id: item.id.clone(),
+            spans: 0,
+            reason: None,
+        };
+        return Ok((ack, 0));
+    }
+    let (spans, queued) = match &item.parsed {
+        Parsed::Spans(events) => apply_events(conn, &item.id, events, export).await?,
+        _ => (0, 0),
+    };
+    Ok((
+        Ack {
+            status,
+            delivery_id: item.id.clone(),
+            spans,
+            reason,
+        },
+        queued,
+    ))
+}
+
+struct Previous {
+    state: String,
+    end_ns: Option<i64>,
+    outcome: Option<String>,
+}
+
+/// Records `events` and brings every affected span up to date. Returns the
+/// number of spans touched and the number queued for export.
+async fn apply_events(
+    conn: &mut AnyConnection,
+    delivery_id: &str,
+    events: &[SpanEvent],
+    export: bool,
+) -> Result<(usize, usize), StoreError> {
+    for (seq, event) in events.iter().enumerate() {
+        let mut event = event.clone();
+        event.delivery_id = delivery_id.to_string();
+        sqlx::query(
+            "INSERT INTO span_events (span_key, delivery_id, seq, event) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (span_key, delivery_id, seq) DO NOTHING",
+        )
+        .bind(&event.key)
+        .bind(delivery_id)
+        .bind(seq as i64)
+        .bind(serde_json::to_string(&event).expect("span events serialize"))
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    let mut touched: Vec<String> = Vec::new();
+    for event in events {
+        if !touched.contains(&event.key) {
+            touched.push(event.key.clone());
+        }
+    }
+    let mut to_resolve: BTreeSet<String> = touched.iter().cloned().collect();
+    let mut previous = Vec::with_capacity(touched.len());
+    for key in &touched {
+        previous.push(load_previous(conn, key).await?);
+        let waiting = refold(conn, key).await?;
+        to_resolve.extend(waiting);
+    }
+    for key in &to_resolve {
+        resolve_parent(conn, key).await?;
+    }
+    for key in &to_resolve {
+        retrace(conn, key).await?;
+    }
+
+    let mut queued = 0;
+    if export {
+        for (key, previous) in touched.iter().zip(previous) {
+            let span = load_span(conn, key)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
+            if span.state != "closed" {
+                continue;
+            }
+            let end_ns = span.end.map(|e| e.nanos());
+            let unchanged = previous.as_ref().is_some_and(|p| {
+                p.state == "closed" && p.end_ns == end_ns && p.outcome == span.outcome
+            });
+            if !unchanged {
+                enqueue_export(conn, &span).await?;
+                queued += 1;
+            }
+        }
+    }
+    Ok((touched.len(), queued))
+}
+
+async fn load_previous(
+    conn: &mut AnyConnection,
+    key: &str,
+) -> Result<Option<Previous>, StoreError> {
+    let row = sqlx::query("SELECT state, end_ns, outcome FROM spans WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(row) => Some(Previous {
+            state: row.try_get(0)?,
+            end_ns: row.try_get(1)?,
+            outcome: row.try_get(2)?,
+        }),
+        None => None,
+    })
+}
+
+/// Folds all events of `key` into its row and refreshes what it answers to.
+/// Returns the spans waiting for a parent this span may be.
+async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1")
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text: String = row.try_get(0)?;
+        events.push(
+            serde_json::from_str::<SpanEvent>(&text)
+                .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
+        );
+    }
+    let span =
+        fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
+    let name = format!("{} {}", span.kind, span.name);
+    sqlx::query(
+        "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
+                            trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15)
+         ON CONFLICT (key) DO UPDATE SET
+            source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
+            project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
+            state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
+            trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs",
+    )
+    .bind(key)
+    .bind(&span.source)
+    .bind(&span.kind)
+    .bind(name)
+    .bind(span.repo.clone())
+    .bind(span.project.clone())
+    .bind(span.start.nanos())
+    .bind(span.end.map(|e| e.nanos()))
+    .bind(span.state.as_str())
+    .bind(span.outcome.clone())
+    .bind(ids::trace_id(key))
+    .bind(ids::span_id(key))
+    .bind(serde_json::to_string(&span.attributes).expect("attributes serialize"))
+    .bind(serde_json::to_string(&span.trace_refs).expect("refs serialize"))
+    .bind(serde_json::to_string(&span.parent_refs).expect("refs serialize"))
+    .execute(&mut *conn)
+    .await?;
+    debug_assert!(span.state == SpanState::Open || span.end.is_some());
+
+    let own: Vec<String> = std::iter::once(key.to_ascii_lowercase())
+        .chain(span.trace_refs.iter().cloned())
+        .collect();
+    sqlx::query("DELETE FROM span_refs WHERE span_key = $1")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    for reference in &own {
+        sqlx::query("INSERT INTO span_refs (ref, span_key) VALUES ($1, $2) ON CONFLICT (ref, span_key) DO NOTHING")
+            .bind(reference)
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    for (position, reference) in span.parent_refs.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO span_parent_refs (ref, span_key, position) VALUES ($1, $2, $3)
+             ON CONFLICT (ref, span_key) DO NOTHING",
+        )
+        .bind(reference)
+        .bind(key)
+        .bind(position as i64)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    let mut waiting = Vec::new();
+    for reference in &own {
+        let rows = sqlx::query("SELECT span_key FROM span_parent_refs WHERE ref = $1")
+            .bind(reference)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            waiting.push(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(waiting)
+}
+
+/// Sets `key`'s parent to the first of its references that names a known span
+/// (linking.md: first match wins), skipping any that would close a cycle.
+async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
+    let rows =
+        sqlx::query("SELECT ref FROM span_parent_refs WHERE span_key = $1 ORDER BY position")
+            .bind(key)
+            .fetch_all(&mut *conn)
+            .await?;
+    let owner = owner_of(key);
+    let mut parent: Option<String> = None;
+    'refs: for row in rows {
+        let reference: String = row.try_get(0)?;
+        let mut candidates: Vec<String> = Vec::new();
+        for row in sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1")
+            .bind(&reference)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            candidates.push(row.try_get(0)?);
+        }
+        // A reference without an owner resolves to the child's own owner first.
+        candidates.sort_by_key(|candidate| (owner_of(candidate) != owner, candidate.clone()));
+        for candidate in candidates {
+            if candidate != key && !is_ancestor_or_self(conn, key, &candidate).await? {
+                parent = Some(candidate);
+                break 'refs;
+            }
+        }
+    }
+    sqlx::query("UPDATE spans SET parent_key = $1 WHERE key = $2")
+        .bind(parent)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether `key` appears on the parent chain of `start` (or is `start`).
+async fn is_ancestor_or_self(
+    conn: &mut AnyConnection,
+    key: &str,
+    start: &str,
+) -> Result<bool, StoreError> {
+    let mut current = Some(start.to_string());
+    for _ in 0..MAX_DEPTH {
+        let Some(at) = current else { return Ok(false) };
+        if at == key {
+            return Ok(true);
+        }
+        current = parent_of(conn, &at).await?;
+    }
+    Ok(true)
+}
+
+async fn parent_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT parent_key FROM spans WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => None,
+    })
+}
+
+/// The owner part of a key such as `github:octo-org/hello-world:issue:27`.
+fn owner_of(key: &str) -> String {
+    key.split(':')
+        .nth(1)
+        .and_then(|repo| repo.split('/').next())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Recomputes the trace id and parent span id of `key` and of every span below it.
+async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
+    let mut root = key.to_string();
+    let mut seen = HashSet::new();
+    while let Some(parent) = parent_of(conn, &root).await? {
+        if !seen.insert(parent.clone()) || seen.len() > MAX_DEPTH {
+            break;
+        }
+        root = parent;
+    }
+    let trace_id = ids::trace_id(&root);
+    let mut queue = vec![key.to_string()];
+    let mut visited = HashSet::new();
+    while let Some(current) = queue.pop() {
+        if !visited.insert(current.clone()) {
+            continue;
+        }
+        let parent_span_id = parent_of(conn, &current).await?.map(|p| ids::span_id(&p));
+        sqlx::query("UPDATE spans SET trace_id = $1, parent_span_id = $2 WHERE key = $3")
+            .bind(&trace_id)
+            .bind(parent_span_id)
+            .bind(&current)
+            .execute(&mut *conn)
+            .await?;
+        for row in sqlx::query("SELECT key FROM spans WHERE parent_key = $1")
+            .bind(&current)
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            queue.push(row.try_get(0)?);
+        }
+    }
+    Ok(())
+}
+
+/// Queues a finished span for the exporter, with the ids known now.
+async fn enqueue_export(conn: &mut AnyConnection, span: &ApiSpan) -> Result<(), StoreError> {
+    let mut links = Vec::new();
+    for link in &span.links {
+        if let Some(linked) = load_span(conn, link).await? {
+            links.push(ExportLink {
+                trace_id: linked.trace_id,
+                span_id: linked.span_id,
+            });
+        }
+    }
+    let export = ExportSpan::from_api(span, links);
+    sqlx::query(
+        "INSERT INTO outbox (span_key, payload, enqueued_at, attempts) VALUES ($1, $2, $3, 0)",
+    )
+    .bind(&span.key)
+    .bind(serde_json::to_string(&export).expect("export spans serialize"))
+    .bind(span.end.map_or(0, |e| e.nanos()))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

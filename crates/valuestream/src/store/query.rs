@@ -1,0 +1,279 @@
+//! Reading the store: spans for the API (filters and keyset paging), traces,
+//! trace references, and the export outbox.
+
+use super::{Store, StoreError};
+use crate::export::ExportSpan;
+use base64::Engine;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use valuestream_core::span::Attributes;
+use valuestream_core::time::Timestamp;
+
+/// A span as the API shows it (contract.md, "JSON shapes").
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ApiSpan {
+    pub key: String,
+    pub source: String,
+    pub kind: String,
+    pub name: String,
+    pub repo: Option<String>,
+    pub project: Option<String>,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_key: Option<String>,
+    pub parent_span_id: Option<String>,
+    pub links: Vec<String>,
+    pub trace_refs: Vec<String>,
+    pub start: Timestamp,
+    pub end: Option<Timestamp>,
+    pub duration_seconds: Option<f64>,
+    pub state: String,
+    pub outcome: Option<String>,
+    pub attributes: Attributes,
+}
+
+const SPAN_COLUMNS: &str =
+    "key, source, kind, name, repo, project, trace_id, span_id, parent_key, parent_span_id,
+    links, trace_refs, start_ns, end_ns, state, outcome, attributes";
+
+fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
+    let json = |name: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(name)?) };
+    let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
+    let start = Timestamp(row.try_get("start_ns")?);
+    let end = row.try_get::<Option<i64>, _>("end_ns")?.map(Timestamp);
+    Ok(ApiSpan {
+        key: row.try_get("key")?,
+        source: row.try_get("source")?,
+        kind: row.try_get("kind")?,
+        name: row.try_get("name")?,
+        repo: row.try_get("repo")?,
+        project: row.try_get("project")?,
+        trace_id: row.try_get("trace_id")?,
+        span_id: row.try_get("span_id")?,
+        parent_key: row.try_get("parent_key")?,
+        parent_span_id: row.try_get("parent_span_id")?,
+        links: serde_json::from_str(&json("links")?).map_err(|e| corrupt("links", e))?,
+        trace_refs: serde_json::from_str(&json("trace_refs")?)
+            .map_err(|e| corrupt("trace_refs", e))?,
+        start,
+        end,
+        duration_seconds: end.map(|end| start.seconds_until(end)),
+        state: row.try_get("state")?,
+        outcome: row.try_get("outcome")?,
+        attributes: serde_json::from_str(&json("attributes")?)
+            .map_err(|e| corrupt("attributes", e))?,
+    })
+}
+
+pub(super) async fn load_span(
+    conn: &mut AnyConnection,
+    key: &str,
+) -> Result<Option<ApiSpan>, StoreError> {
+    let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE key = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(span_from_row).transpose()
+}
+
+/// Filters of `GET /api/v1/spans`. `since`/`until` bound the span's start.
+#[derive(Clone, Debug, Default)]
+pub struct SpanFilter {
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    pub repo: Option<String>,
+    pub project: Option<String>,
+    pub state: Option<String>,
+    pub key: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// An opaque paging cursor: the (start, key) of the last span of a page.
+pub fn encode_cursor(start: Timestamp, key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{key}", start.nanos()))
+}
+
+/// Reads a cursor back; `None` when it is not one of ours.
+pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (start, key) = text.split_once(':')?;
+    Some((start.parse().ok()?, key.to_string()))
+}
+
+impl Store {
+    /// One page of spans, ordered by start then key, and the cursor of the next page.
+    pub async fn spans(
+        &self,
+        filter: &SpanFilter,
+    ) -> Result<(Vec<ApiSpan>, Option<String>), StoreError> {
+        let mut sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE 1 = 1");
+        let mut texts: Vec<String> = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        for (column, value) in [
+            ("source", &filter.source),
+            ("kind", &filter.kind),
+            ("repo", &filter.repo),
+            ("project", &filter.project),
+            ("state", &filter.state),
+            ("key", &filter.key),
+        ] {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND {column} = ${}", next()));
+                texts.push(value.clone());
+            }
+        }
+        let mut numbers: Vec<(usize, i64)> = Vec::new();
+        if let Some(since) = filter.since {
+            let i = next();
+            sql.push_str(&format!(" AND start_ns >= ${i}"));
+            numbers.push((i, since.nanos()));
+        }
+        if let Some(until) = filter.until {
+            let i = next();
+            sql.push_str(&format!(" AND start_ns < ${i}"));
+            numbers.push((i, until.nanos()));
+        }
+        let cursor = filter.cursor.as_deref().and_then(decode_cursor);
+        if let Some((start, _)) = &cursor {
+            let (a, b, c) = (next(), next(), next());
+            sql.push_str(&format!(
+                " AND (start_ns > ${a} OR (start_ns = ${b} AND key > ${c}))"
+            ));
+            numbers.push((a, *start));
+            numbers.push((b, *start));
+        }
+        sql.push_str(&format!(
+            " ORDER BY start_ns, key LIMIT {}",
+            filter.limit + 1
+        ));
+
+        // Bind in placeholder order: texts first (1..), then numbers, then the cursor key.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for text in &texts {
+            query = query.bind(text.clone());
+        }
+        for (_, number) in &numbers {
+            query = query.bind(*number);
+        }
+        if let Some((_, key)) = &cursor {
+            query = query.bind(key.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut spans = rows
+            .iter()
+            .map(span_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if spans.len() > filter.limit {
+            spans.truncate(filter.limit);
+            spans
+                .last()
+                .map(|last| encode_cursor(last.start, &last.key))
+        } else {
+            None
+        };
+        Ok((spans, next_cursor))
+    }
+
+    /// One span by key.
+    pub async fn span(&self, key: &str) -> Result<Option<ApiSpan>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        load_span(&mut conn, key).await
+    }
+
+    /// Every span of a trace, ordered by start.
+    pub async fn trace(&self, trace_id: &str) -> Result<Vec<ApiSpan>, StoreError> {
+        let sql =
+            format!("SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, key");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(trace_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(span_from_row).collect()
+    }
+
+    /// The trace of the span a trace reference (or span key) names, if any.
+    pub async fn trace_of_ref(&self, reference: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT spans.trace_id FROM span_refs JOIN spans ON spans.key = span_refs.span_key
+             WHERE span_refs.ref = $1 ORDER BY spans.key LIMIT 1",
+        )
+        .bind(reference.to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// The oldest spans waiting for export, with their outbox ids.
+    pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<(i64, ExportSpan)>, StoreError> {
+        let rows = sqlx::query("SELECT id, payload FROM outbox ORDER BY id LIMIT $1")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let payload: String = row.try_get(1)?;
+            let span = serde_json::from_str(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
+            batch.push((id, span));
+        }
+        Ok(batch)
+    }
+
+    /// Removes exported spans from the outbox (the backend acknowledged them).
+    pub async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM outbox WHERE id = $1")
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt for spans still waiting.
+    pub async fn outbox_failed(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1")
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many spans wait for export.
+    pub async fn outbox_len(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// How many deliveries the store holds, by status (for replay's summary and tests).
+    pub async fn delivery_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM deliveries")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}
