@@ -69,23 +69,13 @@ pub struct ServeArgs {
     #[arg(long, env = "VS_TRACER_BACKEND", value_name = "BACKEND")]
     pub tracer: Option<String>,
     /// Access token for backends that need one (LightStep)
-    #[arg(
-        long,
-        env = "VS_TRACER_ACCESS_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VS_TRACER_ACCESS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub tracer_access_token: Option<String>,
     /// Log format: json or text [default: json]
     #[arg(long, env = "VS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
     /// When set, /api/* requires `Authorization: Bearer <token>`
-    #[arg(
-        long,
-        env = "VS_API_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "VS_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
     /// Accept unsigned deliveries on a non-loopback address
     #[arg(long, env = "VS_ALLOW_UNSIGNED")]
@@ -107,10 +97,7 @@ pub struct ReplayCommand {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(anyhow::anyhow!("cannot start the async runtime: {error}")),
     };
@@ -149,21 +136,14 @@ async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
     let url = database_url(&common, &file);
     let store = Store::open(&url).await?;
     store.migrate().await?;
-    eprintln!(
-        "valuestream: migrations applied to {}",
-        crate::server::redact_url(&url)
-    );
+    eprintln!("valuestream: migrations applied to {}", crate::server::redact_url(&url));
     Ok(())
 }
 
 /// Sets up structured logs on stderr (stdout belongs to the logging tracer).
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::new(format!(
-        "warn,valuestream={level},valuestream_core={level}"
-    ));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,valuestream={level},valuestream_core={level}"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -3,6 +3,7 @@
 //! Bad configuration fails at start with a sentence naming what to change.
 
 use crate::cli::{CommonArgs, ServeArgs};
+use crate::export::Protocol;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -38,10 +39,9 @@ impl FileConfig {
         let Some(path) = path else {
             return Ok(FileConfig::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the config file {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("config file {} is not valid", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
     }
 }
 
@@ -65,9 +65,7 @@ impl TracerBackend {
             "lightstep" => TracerBackend::Lightstep,
             "datadog" => TracerBackend::Datadog,
             "none" => TracerBackend::None,
-            other => bail!(
-                "unknown tracer {other:?}: use logging, otlp, jaeger, lightstep, datadog or none"
-            ),
+            other => bail!("unknown tracer {other:?}: use logging, otlp, jaeger, lightstep, datadog or none"),
         })
     }
 }
@@ -94,32 +92,23 @@ pub struct ServeConfig {
     /// Secrets per source name; empty means unsigned.
     pub secrets: BTreeMap<&'static str, Vec<String>>,
     pub source_options: SourceOptions,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf` (default) or `grpc`.
+    pub otlp_protocol: Protocol,
+    /// Where OTLP spans go: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (plus `/v1/traces` over HTTP), else the tracer's default.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServeConfig {
     /// Resolves flags and environment (already merged by clap) over the file and defaults.
     pub fn resolve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         let file = FileConfig::load(common.config.as_deref())?;
-        let addr_text = args
-            .addr
-            .clone()
-            .or(file.addr.clone())
-            .unwrap_or_else(|| DEFAULT_ADDR.to_string());
-        let addr: SocketAddr = addr_text.parse().with_context(|| {
-            format!("--addr / VS_ADDR {addr_text:?} is not an address like 127.0.0.1:5000")
-        })?;
-        let tracer = TracerBackend::parse(
-            args.tracer
-                .as_deref()
-                .or(file.tracer.as_deref())
-                .unwrap_or("logging"),
-        )?;
-        let log_format = match args
-            .log_format
-            .as_deref()
-            .or(file.log_format.as_deref())
-            .unwrap_or("json")
-        {
+        let addr_text = args.addr.clone().or(file.addr.clone()).unwrap_or_else(|| DEFAULT_ADDR.to_string());
+        let addr: SocketAddr = addr_text
+            .parse()
+            .with_context(|| format!("--addr / VS_ADDR {addr_text:?} is not an address like 127.0.0.1:5000"))?;
+        let tracer = TracerBackend::parse(args.tracer.as_deref().or(file.tracer.as_deref()).unwrap_or("logging"))?;
+        let log_format = match args.log_format.as_deref().or(file.log_format.as_deref()).unwrap_or("json") {
             f if f.eq_ignore_ascii_case("json") => LogFormat::Json,
             f if f.eq_ignore_ascii_case("text") => LogFormat::Text,
             other => bail!("--log-format / VS_LOG_FORMAT {other:?} is not json or text"),
@@ -130,10 +119,7 @@ impl ServeConfig {
             let value = std::env::var(source.secret_variable()).unwrap_or_default();
             secrets.insert(source.name(), split_secrets(&value));
         }
-        let max_body_bytes = args
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let max_body_bytes = args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             bail!("--max-body-bytes / VS_MAX_BODY_BYTES must be more than 0");
         }
@@ -142,21 +128,24 @@ impl ServeConfig {
             source_options.incident_labels = labels.clone();
         }
         let database = database_url(common, &file);
+        let otlp_protocol =
+            Protocol::parse(&env("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default()).map_err(anyhow::Error::msg)?;
+        let otlp_endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| {
+            env("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| match otlp_protocol {
+                Protocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+                Protocol::Grpc => base,
+            })
+        });
         Ok(ServeConfig {
+            otlp_protocol,
+            otlp_endpoint,
             addr,
             database,
             tracer,
-            tracer_access_token: args
-                .tracer_access_token
-                .clone()
-                .or(file.tracer_access_token),
+            tracer_access_token: args.tracer_access_token.clone().or(file.tracer_access_token),
             log_format,
             log_level,
-            api_token: args
-                .api_token
-                .clone()
-                .or(file.api_token)
-                .filter(|t| !t.is_empty()),
+            api_token: args.api_token.clone().or(file.api_token).filter(|t| !t.is_empty()),
             allow_unsigned: args.allow_unsigned || file.allow_unsigned.unwrap_or(false),
             max_body_bytes,
             secrets,
@@ -185,23 +174,19 @@ impl ServeConfig {
     }
 }
 
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 /// The database URL for any command: flag or `VS_DATABASE_URL`, else file, else default.
 pub fn database_url(common: &CommonArgs, file: &FileConfig) -> String {
-    common
-        .database
-        .clone()
-        .or(file.database.clone())
-        .unwrap_or_else(|| DEFAULT_DATABASE.to_string())
+    common.database.clone().or(file.database.clone()).unwrap_or_else(|| DEFAULT_DATABASE.to_string())
 }
 
 /// `VS_LOG_LEVEL` (any case), else the file, else `info`.
 pub fn log_level(file_level: Option<&str>) -> anyhow::Result<String> {
     let level = std::env::var("VS_LOG_LEVEL").ok().filter(|l| !l.is_empty());
-    let level = level
-        .as_deref()
-        .or(file_level)
-        .unwrap_or("info")
-        .to_ascii_lowercase();
+    let level = level.as_deref().or(file_level).unwrap_or("info").to_ascii_lowercase();
     match level.as_str() {
         "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
         other => bail!("VS_LOG_LEVEL {other:?} is not one of error, warn, info, debug, trace"),

@@ -20,12 +20,7 @@ use valuestream_core::sources;
 use valuestream_core::time::Timestamp;
 
 /// Headers never stored with a delivery: they may carry credentials.
-const UNSTORED_HEADERS: &[&str] = &[
-    "authorization",
-    "cookie",
-    "x-gitlab-token",
-    "proxy-authorization",
-];
+const UNSTORED_HEADERS: &[&str] = &["authorization", "cookie", "x-gitlab-token", "proxy-authorization"];
 /// Longest time one request may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -55,10 +50,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/spans", get(list_spans))
         .route("/api/v1/traces", get(trace_by_ref))
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_api_token,
-        ));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_token));
     Router::new()
         .route("/webhooks/{source}", post(webhook))
         .route("/{source}", post(webhook))
@@ -68,10 +60,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         // We enforce --max-body-bytes ourselves (413 with a reason); axum's own
         // 2 MB default would otherwise cut GitHub's 25 MB deliveries short.
         .layer(DefaultBodyLimit::max(max_body_bytes.saturating_add(1)))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .with_state(state)
 }
 
@@ -120,33 +109,20 @@ async fn webhook(
     Path(source_name): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let source = sources::by_name(&source_name)
-        .ok_or_else(|| ApiError::NotFound(format!("unknown source `{source_name}`")))?;
+    let source =
+        sources::by_name(&source_name).ok_or_else(|| ApiError::NotFound(format!("unknown source `{source_name}`")))?;
     let limit = state.max_body_bytes;
-    let too_large = || {
-        ApiError::TooLarge(format!(
-            "body is larger than {limit} bytes (--max-body-bytes)"
-        ))
-    };
-    let declared = request
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || ApiError::TooLarge(format!("body is larger than {limit} bytes (--max-body-bytes)"));
+    let declared =
+        request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
     let headers = stored_headers(request.headers());
-    let body = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| too_large())?;
+    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| too_large())?;
     let delivery = Delivery::new(source.name(), headers, body.to_vec(), now());
     let event = source.event_type(&delivery);
-    let secrets = state
-        .secrets
-        .get(source.name())
-        .cloned()
-        .unwrap_or_default();
+    let secrets = state.secrets.get(source.name()).cloned().unwrap_or_default();
     match state.ingest.submit(source, delivery, &secrets).await {
         Ok(ack) => {
             tracing::info!(source = source.name(), event, delivery = %ack.delivery_id, status = ack.status.as_str(), spans = ack.spans, "Delivery stored.");
@@ -163,9 +139,7 @@ fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str()))
-        .filter_map(|(name, value)| {
-            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
-        })
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
         .collect()
 }
 
@@ -177,19 +151,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.store.ping().await {
         Json(json!({"status": "ready"})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "store unavailable"})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "store unavailable"}))).into_response()
     }
 }
 
-async fn require_api_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn require_api_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.api_token else {
         return next.run(request).await;
     };
@@ -202,8 +168,7 @@ async fn require_api_token(
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         next.run(request).await
     } else {
-        ApiError::Unauthorized("missing or wrong API token (Authorization: Bearer …)".into())
-            .into_response()
+        ApiError::Unauthorized("missing or wrong API token (Authorization: Bearer …)".into()).into_response()
     }
 }
 
@@ -226,26 +191,19 @@ pub fn parse_time(name: &str, value: &str, now: Timestamp) -> Result<Timestamp, 
         "s" => 1,
         _ => return Err(bad()),
     };
-    let back = amount
-        .checked_mul(unit_seconds)
-        .and_then(|s| s.checked_mul(1_000_000_000))
-        .ok_or_else(bad)?;
+    let back = amount.checked_mul(unit_seconds).and_then(|s| s.checked_mul(1_000_000_000)).ok_or_else(bad)?;
     Ok(Timestamp(now.nanos().saturating_sub(back)))
 }
 
-const SPAN_PARAMS: &[&str] = &[
-    "source", "kind", "repo", "project", "state", "key", "since", "until", "limit", "cursor",
-    "token",
-];
+const SPAN_PARAMS: &[&str] =
+    &["source", "kind", "repo", "project", "state", "key", "since", "until", "limit", "cursor", "token"];
 
 async fn list_spans(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if let Some(unknown) = params.keys().find(|k| !SPAN_PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::BadRequest(format!(
-            "unknown parameter `{unknown}`"
-        )));
+        return Err(ApiError::BadRequest(format!("unknown parameter `{unknown}`")));
     }
     let now = now();
     let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
@@ -265,17 +223,13 @@ async fn list_spans(
         && s != "open"
         && s != "closed"
     {
-        return Err(ApiError::BadRequest(format!(
-            "`state` must be open or closed; got {s:?}"
-        )));
+        return Err(ApiError::BadRequest(format!("`state` must be open or closed; got {s:?}")));
     }
     let cursor = text("cursor");
     if let Some(c) = &cursor
         && crate::store::decode_cursor(c).is_none()
     {
-        return Err(ApiError::BadRequest(
-            "`cursor` is not a cursor this API returned".into(),
-        ));
+        return Err(ApiError::BadRequest("`cursor` is not a cursor this API returned".into()));
     }
     let filter = SpanFilter {
         source: text("source"),
@@ -284,14 +238,8 @@ async fn list_spans(
         project: text("project"),
         state: state_filter,
         key: text("key"),
-        since: params
-            .get("since")
-            .map(|v| parse_time("since", v, now))
-            .transpose()?,
-        until: params
-            .get("until")
-            .map(|v| parse_time("until", v, now))
-            .transpose()?,
+        since: params.get("since").map(|v| parse_time("since", v, now)).transpose()?,
+        until: params.get("until").map(|v| parse_time("until", v, now)).transpose()?,
         limit,
         cursor,
     };
@@ -305,9 +253,7 @@ async fn trace_by_id(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let trace_id = trace_id.to_ascii_lowercase();
     if trace_id.len() != 32 || !trace_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::BadRequest(
-            "trace id must be 32 hex digits".into(),
-        ));
+        return Err(ApiError::BadRequest("trace id must be 32 hex digits".into()));
     }
     let spans = state.store.trace(&trace_id).await?;
     if spans.is_empty() {
@@ -320,9 +266,10 @@ async fn trace_by_ref(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let reference = params.get("ref").filter(|r| !r.is_empty()).ok_or_else(|| {
-        ApiError::BadRequest("`ref` is required, e.g. ?ref=vstrace-github-hello-world-27".into())
-    })?;
+    let reference = params
+        .get("ref")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("`ref` is required, e.g. ?ref=vstrace-github-hello-world-27".into()))?;
     let trace_id = state
         .store
         .trace_of_ref(reference)

@@ -43,18 +43,10 @@ pub struct Ingest {
 impl Ingest {
     /// Starts the writer task. `export` says whether finished spans are queued
     /// for export; `exported` is nudged after a commit that queued some.
-    pub fn start(
-        store: Store,
-        options: SourceOptions,
-        export: bool,
-        exported: Arc<Notify>,
-    ) -> Ingest {
+    pub fn start(store: Store, options: SourceOptions, export: bool, exported: Arc<Notify>) -> Ingest {
         let (jobs, receiver) = mpsc::channel(QUEUE);
         tokio::spawn(write_loop(store, receiver, export, exported));
-        Ingest {
-            jobs,
-            options: Arc::new(options),
-        }
+        Ingest { jobs, options: Arc::new(options) }
     }
 
     /// Checks, parses and durably applies one delivery. `secrets` empty means
@@ -87,18 +79,8 @@ impl Ingest {
 }
 
 /// Parses a delivery into what the store applies (no IO).
-pub fn prepare(
-    source: &dyn Source,
-    delivery: Delivery,
-    options: &SourceOptions,
-) -> Result<Applicable, ParseError> {
-    let id = format!(
-        "{}:{}",
-        source.name(),
-        source
-            .delivery_id(&delivery)
-            .unwrap_or_else(|| delivery.content_id())
-    );
+pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions) -> Result<Applicable, ParseError> {
+    let id = format!("{}:{}", source.name(), source.delivery_id(&delivery).unwrap_or_else(|| delivery.content_id()));
     let parsed = source.parse(&delivery, &id, options)?;
     Ok(Applicable {
         id,
@@ -111,16 +93,10 @@ pub fn prepare(
     })
 }
 
-async fn write_loop(
-    store: Store,
-    mut receiver: mpsc::Receiver<Job>,
-    export: bool,
-    exported: Arc<Notify>,
-) {
+async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Job>, export: bool, exported: Arc<Notify>) {
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let (items, replies): (Vec<Applicable>, Vec<_>) =
-            group.drain(..).map(|job| (job.item, job.reply)).unzip();
+        let (items, replies): (Vec<Applicable>, Vec<_>) = group.drain(..).map(|job| (job.item, job.reply)).unzip();
         match store.apply_batch(&items, export).await {
             Ok((acks, queued)) => {
                 if queued > 0 {

@@ -75,47 +75,26 @@ pub async fn run(command: ReplayCommand) -> anyhow::Result<()> {
 }
 
 /// Replays every file under `paths` into the configured store.
-pub async fn replay_paths(
-    common: &CommonArgs,
-    paths: &[PathBuf],
-    progress: bool,
-) -> anyhow::Result<ReplayCounts> {
+pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool) -> anyhow::Result<ReplayCounts> {
     let file_config = FileConfig::load(common.config.as_deref())?;
     let files = collect_files(paths)?;
-    let total_bytes: u64 = files
-        .iter()
-        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let url = database_url(common, &file_config);
-    let store = Store::open(&url).await.with_context(|| {
-        format!(
-            "cannot open the database {}",
-            crate::server::redact_url(&url)
-        )
-    })?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?;
     store.migrate().await?;
     let mut options = SourceOptions::default();
     if let Some(labels) = file_config.incident_labels {
         options.incident_labels = labels;
     }
     // Finished spans are queued in the outbox; the next `serve` exports them.
-    let ingest = Ingest::start(
-        store.clone(),
-        options.clone(),
-        true,
-        Arc::new(Notify::new()),
-    );
+    let ingest = Ingest::start(store.clone(), options.clone(), true, Arc::new(Notify::new()));
 
-    let bar = if progress {
-        ProgressBar::new(total_bytes)
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = if progress { ProgressBar::new(total_bytes) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {per_sec} {msg}",
-        )
-        .expect("progress template is valid"),
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {per_sec} {msg}")
+            .expect("progress template is valid"),
     );
     let mut counts = ReplayCounts::default();
     let mut pending: VecDeque<tokio::task::JoinHandle<Result<Ack, String>>> = VecDeque::new();
@@ -133,16 +112,12 @@ pub async fn replay_paths(
             match parse_line(&line, &options) {
                 Ok(item) => {
                     let ingest = ingest.clone();
-                    pending.push_back(tokio::spawn(async move {
-                        ingest.apply(item).await.map_err(|e| e.to_string())
-                    }));
+                    pending.push_back(tokio::spawn(async move { ingest.apply(item).await.map_err(|e| e.to_string()) }));
                 }
                 Err(reason) => {
                     counts.rejected += 1;
                     if reported < REPORTED_REJECTIONS {
-                        bar.suspend(|| {
-                            eprintln!("{}:{}: rejected: {reason}", file.display(), index + 1)
-                        });
+                        bar.suspend(|| eprintln!("{}:{}: rejected: {reason}", file.display(), index + 1));
                         reported += 1;
                     }
                 }
@@ -150,10 +125,7 @@ pub async fn replay_paths(
             while pending.len() >= IN_FLIGHT {
                 settle(pending.pop_front().expect("not empty"), &mut counts).await?;
             }
-            bar.set_message(format!(
-                "{} accepted, {} duplicate",
-                counts.accepted, counts.duplicate
-            ));
+            bar.set_message(format!("{} accepted, {} duplicate", counts.accepted, counts.duplicate));
         }
     }
     while let Some(handle) = pending.pop_front() {
@@ -164,24 +136,16 @@ pub async fn replay_paths(
     Ok(counts)
 }
 
-async fn settle(
-    handle: tokio::task::JoinHandle<Result<Ack, String>>,
-    counts: &mut ReplayCounts,
-) -> anyhow::Result<()> {
-    let ack = handle
-        .await
-        .context("a replay task failed")?
-        .map_err(anyhow::Error::msg)?;
+async fn settle(handle: tokio::task::JoinHandle<Result<Ack, String>>, counts: &mut ReplayCounts) -> anyhow::Result<()> {
+    let ack = handle.await.context("a replay task failed")?.map_err(anyhow::Error::msg)?;
     counts.count(&ack);
     Ok(())
 }
 
 /// Reads one recorded delivery and parses it as the server would.
 pub fn parse_line(line: &str, options: &SourceOptions) -> Result<crate::store::Applicable, String> {
-    let recorded: RecordedDelivery =
-        serde_json::from_str(line).map_err(|e| format!("not a recorded delivery: {e}"))?;
-    let source = sources::by_name(&recorded.source)
-        .ok_or_else(|| format!("unknown source `{}`", recorded.source))?;
+    let recorded: RecordedDelivery = serde_json::from_str(line).map_err(|e| format!("not a recorded delivery: {e}"))?;
+    let source = sources::by_name(&recorded.source).ok_or_else(|| format!("unknown source `{}`", recorded.source))?;
     let body = match (recorded.body, recorded.body_base64) {
         (Some(raw), _) => raw.get().as_bytes().to_vec(),
         (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
@@ -189,9 +153,8 @@ pub fn parse_line(line: &str, options: &SourceOptions) -> Result<crate::store::A
             .map_err(|e| format!("body_base64 is not base64: {e}"))?,
         (None, None) => return Err("neither `body` nor `body_base64` is present".into()),
     };
-    let received_at = recorded
-        .received_at
-        .unwrap_or_else(|| Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)));
+    let received_at =
+        recorded.received_at.unwrap_or_else(|| Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)));
     let delivery = Delivery::new(source.name(), recorded.headers, body, received_at);
     prepare(source, delivery, options).map_err(|e| e.to_string())
 }
@@ -200,8 +163,7 @@ pub fn parse_line(line: &str, options: &SourceOptions) -> Result<crate::store::A
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             walk(path, &mut files)?;
         } else {
@@ -220,10 +182,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for path in entries {
         if path.is_dir() {
             walk(&path, files)?;
-        } else if path
-            .extension()
-            .is_some_and(|e| e == "jsonl" || e == "ndjson")
-        {
+        } else if path.extension().is_some_and(|e| e == "jsonl" || e == "ndjson") {
             files.push(path);
         }
     }

@@ -27,38 +27,21 @@ pub async fn run(
     let store = Store::open(&config.database)
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
+    store.migrate().await.context("cannot migrate the database")?;
 
     let exporter = build_exporter(&config)?;
     let nudge = Arc::new(Notify::new());
     let (stop_export, export_stopped) = watch::channel(false);
     let export_task = exporter.map(|exporter| {
-        tokio::spawn(export::run(
-            store.clone(),
-            exporter,
-            nudge.clone(),
-            export_stopped,
-            EXPORT_FLUSH_BOUND,
-        ))
+        tokio::spawn(export::run(store.clone(), exporter, nudge.clone(), export_stopped, EXPORT_FLUSH_BOUND))
     });
-    let ingest = Ingest::start(
-        store.clone(),
-        config.source_options.clone(),
-        export_task.is_some(),
-        nudge,
-    );
+    let ingest = Ingest::start(store.clone(), config.source_options.clone(), export_task.is_some(), nudge);
 
     let state = AppState::new(store.clone(), ingest, &config);
     let app = router(state, config.max_body_bytes);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&config.database), tracer = ?config.tracer, "ValueStream is listening.");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server failed")?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("the HTTP server failed")?;
 
     let _ = stop_export.send(true);
     if let Some(task) = export_task {
@@ -70,40 +53,32 @@ pub async fn run(
 }
 
 fn build_exporter(config: &ServeConfig) -> anyhow::Result<Option<Exporter>> {
-    let protocol =
-        Protocol::parse(&std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default())
-            .map_err(anyhow::Error::msg)?;
-    let local = |grpc: bool| {
-        Some(
-            if grpc {
-                "http://localhost:4317"
-            } else {
-                "http://localhost:4318"
-            }
-            .to_string(),
-        )
-    };
+    let protocol = config.otlp_protocol;
+    let local = if protocol == Protocol::Grpc { "http://localhost:4317" } else { "http://localhost:4318/v1/traces" };
     let mut headers = HashMap::new();
-    let default_endpoint = match config.tracer {
+    let preset_endpoint = match config.tracer {
         TracerBackend::None => return Ok(None),
         TracerBackend::Logging => return Ok(Some(Exporter::Logging)),
-        TracerBackend::Otlp | TracerBackend::Jaeger | TracerBackend::Datadog => {
-            local(protocol == Protocol::Grpc)
-        }
+        // Jaeger and the Datadog agent both take OTLP on the standard local ports.
+        TracerBackend::Otlp | TracerBackend::Jaeger | TracerBackend::Datadog => local.to_string(),
         TracerBackend::Lightstep => {
-            let token = config.tracer_access_token.clone().context(
-                "the lightstep tracer needs --tracer-access-token / VS_TRACER_ACCESS_TOKEN",
-            )?;
+            let token = config
+                .tracer_access_token
+                .clone()
+                .context("the lightstep tracer needs --tracer-access-token / VS_TRACER_ACCESS_TOKEN")?;
             headers.insert("lightstep-access-token".to_string(), token);
-            Some("https://ingest.lightstep.com:443".to_string())
+            if protocol == Protocol::Grpc {
+                "https://ingest.lightstep.com:443"
+            } else {
+                "https://ingest.lightstep.com/traces/otlp/v0.9"
+            }
+            .to_string()
         }
     };
-    let settings = OtlpSettings {
-        protocol,
-        default_endpoint,
-        headers,
-    };
+    let endpoint = config.otlp_endpoint.clone().unwrap_or(preset_endpoint);
+    let settings = OtlpSettings { protocol, endpoint, headers };
     let exporter = OtlpExporter::new(&settings).map_err(anyhow::Error::msg)?;
+    tracing::info!(endpoint = %settings.endpoint, ?protocol, "Exporting finished spans over OTLP.");
     Ok(Some(Exporter::Otlp(Box::new(exporter))))
 }
 

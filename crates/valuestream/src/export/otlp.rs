@@ -4,9 +4,7 @@
 //! Endpoint and headers come from the standard `OTEL_EXPORTER_OTLP_*` variables.
 
 use super::ExportSpan;
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
@@ -27,9 +25,7 @@ impl Protocol {
         match value.trim() {
             "" | "http/protobuf" => Ok(Protocol::HttpProtobuf),
             "grpc" => Ok(Protocol::Grpc),
-            other => Err(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use http/protobuf or grpc"
-            )),
+            other => Err(format!("OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use http/protobuf or grpc")),
         }
     }
 }
@@ -38,8 +34,8 @@ impl Protocol {
 #[derive(Clone, Debug)]
 pub struct OtlpSettings {
     pub protocol: Protocol,
-    /// The endpoint to use when no `OTEL_EXPORTER_OTLP_*ENDPOINT` is set (presets).
-    pub default_endpoint: Option<String>,
+    /// The full endpoint: `…/v1/traces` over HTTP, the collector's address over gRPC.
+    pub endpoint: String,
     /// Extra headers, e.g. LightStep's access token.
     pub headers: HashMap<String, String>,
 }
@@ -50,19 +46,14 @@ pub struct OtlpExporter {
 
 impl OtlpExporter {
     pub fn new(settings: &OtlpSettings) -> Result<OtlpExporter, String> {
-        let endpoint_set = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-            || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
         let timeout = Duration::from_secs(10);
         let inner = match settings.protocol {
             Protocol::HttpProtobuf => {
                 let mut builder = opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_timeout(timeout);
-                if let (false, Some(endpoint)) = (endpoint_set, &settings.default_endpoint) {
-                    builder = builder
-                        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')));
-                }
+                    .with_timeout(timeout)
+                    .with_endpoint(settings.endpoint.clone());
                 if !settings.headers.is_empty() {
                     builder = builder.with_headers(settings.headers.clone());
                 }
@@ -71,18 +62,14 @@ impl OtlpExporter {
             Protocol::Grpc => {
                 let mut builder = opentelemetry_otlp::SpanExporter::builder()
                     .with_tonic()
-                    .with_timeout(timeout);
-                if let (false, Some(endpoint)) = (endpoint_set, &settings.default_endpoint) {
-                    builder = builder.with_endpoint(endpoint.clone());
-                }
+                    .with_timeout(timeout)
+                    .with_endpoint(settings.endpoint.clone());
                 if !settings.headers.is_empty() {
                     let mut metadata = tonic::metadata::MetadataMap::new();
                     for (name, value) in &settings.headers {
                         let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes())
                             .map_err(|e| format!("header name {name:?}: {e}"))?;
-                        let value = value
-                            .parse()
-                            .map_err(|e| format!("header value for {name:?}: {e}"))?;
+                        let value = value.parse().map_err(|e| format!("header value for {name:?}: {e}"))?;
                         metadata.insert(name, value);
                     }
                     builder = builder.with_metadata(metadata);
@@ -98,17 +85,11 @@ impl OtlpExporter {
     pub async fn export(&mut self, spans: &[ExportSpan]) -> Result<(), String> {
         let mut by_source: BTreeMap<&str, Vec<SpanData>> = BTreeMap::new();
         for span in spans {
-            by_source
-                .entry(span.source.as_str())
-                .or_default()
-                .push(span_data(span));
+            by_source.entry(span.source.as_str()).or_default().push(span_data(span));
         }
         for (source, batch) in by_source {
             self.inner.set_resource(&resource(source));
-            self.inner
-                .export(batch)
-                .await
-                .map_err(|e| format!("OTLP export failed: {e}"))?;
+            self.inner.export(batch).await.map_err(|e| format!("OTLP export failed: {e}"))?;
         }
         Ok(())
     }
@@ -153,9 +134,7 @@ pub fn span_data(span: &ExportSpan) -> SpanData {
     let links = span
         .links
         .iter()
-        .map(|link| {
-            opentelemetry::trace::Link::with_context(context(&link.trace_id, &link.span_id))
-        })
+        .map(|link| opentelemetry::trace::Link::with_context(context(&link.trace_id, &link.span_id)))
         .collect();
     let status = match span.outcome.as_deref() {
         Some("failure") => Status::error("failure"),
@@ -171,11 +150,7 @@ pub fn span_data(span: &ExportSpan) -> SpanData {
             .and_then(|id| SpanId::from_hex(id).ok())
             .unwrap_or(SpanId::INVALID),
         parent_span_is_remote: false,
-        span_kind: if span.kind == "build" {
-            SpanKind::Server
-        } else {
-            SpanKind::Internal
-        },
+        span_kind: if span.kind == "build" { SpanKind::Server } else { SpanKind::Internal },
         name: span.name.clone().into(),
         start_time: system_time(span.start),
         end_time: system_time(span.end),
@@ -199,14 +174,7 @@ fn attribute_value(value: &serde_json::Value) -> Option<Value> {
             None => Value::from(n.as_f64()?),
         },
         serde_json::Value::Array(items) => Value::Array(opentelemetry::Array::String(
-            items
-                .iter()
-                .map(|item| {
-                    item.as_str()
-                        .map_or_else(|| item.to_string(), str::to_string)
-                        .into()
-                })
-                .collect(),
+            items.iter().map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_string).into()).collect(),
         )),
         serde_json::Value::Null => return None,
         serde_json::Value::Object(_) => Value::from(value.to_string()),

@@ -62,11 +62,7 @@ impl Store {
     /// Applies `items` in order in one transaction (group commit) and returns
     /// one answer per item plus how many spans were queued for export. Either
     /// everything is committed or nothing is.
-    pub async fn apply_batch(
-        &self,
-        items: &[Applicable],
-        export: bool,
-    ) -> Result<(Vec<Ack>, usize), StoreError> {
+    pub async fn apply_batch(&self, items: &[Applicable], export: bool) -> Result<(Vec<Ack>, usize), StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
@@ -80,24 +76,14 @@ impl Store {
     }
 }
 
-async fn apply_one(
-    conn: &mut AnyConnection,
-    item: &Applicable,
-    export: bool,
-) -> Result<(Ack, usize), StoreError> {
+async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) -> Result<(Ack, usize), StoreError> {
     let (status, reason) = match &item.parsed {
         Parsed::Pong => (AckStatus::Pong, None),
         Parsed::Ignored { reason } => (AckStatus::Ignored, Some(reason.clone())),
         Parsed::Spans(_) => (AckStatus::Accepted, None),
     };
-    let headers = serde_json::to_string(
-        &item
-            .headers
-            .iter()
-            .cloned()
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    )
-    .expect("headers serialize");
+    let headers = serde_json::to_string(&item.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
+        .expect("headers serialize");
     let inserted = sqlx::query(
         "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
@@ -113,27 +99,14 @@ async fn apply_one(
     .await?
     .rows_affected();
     if inserted == 0 {
-        let ack = Ack {
-            status: AckStatus::Duplicate,
-            delivery_id: item.id.clone(),
-            spans: 0,
-            reason: None,
-        };
+        let ack = Ack { status: AckStatus::Duplicate, delivery_id: item.id.clone(), spans: 0, reason: None };
         return Ok((ack, 0));
     }
     let (spans, queued) = match &item.parsed {
         Parsed::Spans(events) => apply_events(conn, &item.id, events, export).await?,
         _ => (0, 0),
     };
-    Ok((
-        Ack {
-            status,
-            delivery_id: item.id.clone(),
-            spans,
-            reason,
-        },
-        queued,
-    ))
+    Ok((Ack { status, delivery_id: item.id.clone(), spans, reason }, queued))
 }
 
 struct Previous {
@@ -188,16 +161,15 @@ async fn apply_events(
     let mut queued = 0;
     if export {
         for (key, previous) in touched.iter().zip(previous) {
-            let span = load_span(conn, key)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
+            let span =
+                load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
             if span.state != "closed" {
                 continue;
             }
             let end_ns = span.end.map(|e| e.nanos());
-            let unchanged = previous.as_ref().is_some_and(|p| {
-                p.state == "closed" && p.end_ns == end_ns && p.outcome == span.outcome
-            });
+            let unchanged = previous
+                .as_ref()
+                .is_some_and(|p| p.state == "closed" && p.end_ns == end_ns && p.outcome == span.outcome);
             if !unchanged {
                 enqueue_export(conn, &span).await?;
                 queued += 1;
@@ -207,20 +179,13 @@ async fn apply_events(
     Ok((touched.len(), queued))
 }
 
-async fn load_previous(
-    conn: &mut AnyConnection,
-    key: &str,
-) -> Result<Option<Previous>, StoreError> {
+async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
     let row = sqlx::query("SELECT state, end_ns, outcome FROM spans WHERE key = $1")
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?;
     Ok(match row {
-        Some(row) => Some(Previous {
-            state: row.try_get(0)?,
-            end_ns: row.try_get(1)?,
-            outcome: row.try_get(2)?,
-        }),
+        Some(row) => Some(Previous { state: row.try_get(0)?, end_ns: row.try_get(1)?, outcome: row.try_get(2)? }),
         None => None,
     })
 }
@@ -228,10 +193,7 @@ async fn load_previous(
 /// Folds all events of `key` into its row and refreshes what it answers to.
 /// Returns the spans waiting for a parent this span may be.
 async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, StoreError> {
-    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1")
-        .bind(key)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
         let text: String = row.try_get(0)?;
@@ -240,8 +202,7 @@ async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Stor
                 .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
         );
     }
-    let span =
-        fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
+    let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
     let name = format!("{} {}", span.kind, span.name);
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
@@ -272,13 +233,8 @@ async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Stor
     .await?;
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
 
-    let own: Vec<String> = std::iter::once(key.to_ascii_lowercase())
-        .chain(span.trace_refs.iter().cloned())
-        .collect();
-    sqlx::query("DELETE FROM span_refs WHERE span_key = $1")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
+    let own: Vec<String> = std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
+    sqlx::query("DELETE FROM span_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     for reference in &own {
         sqlx::query("INSERT INTO span_refs (ref, span_key) VALUES ($1, $2) ON CONFLICT (ref, span_key) DO NOTHING")
             .bind(reference)
@@ -286,10 +242,7 @@ async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Stor
             .execute(&mut *conn)
             .await?;
     }
-    sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     for (position, reference) in span.parent_refs.iter().enumerate() {
         sqlx::query(
             "INSERT INTO span_parent_refs (ref, span_key, position) VALUES ($1, $2, $3)
@@ -318,20 +271,17 @@ async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Stor
 /// Sets `key`'s parent to the first of its references that names a known span
 /// (linking.md: first match wins), skipping any that would close a cycle.
 async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
-    let rows =
-        sqlx::query("SELECT ref FROM span_parent_refs WHERE span_key = $1 ORDER BY position")
-            .bind(key)
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows = sqlx::query("SELECT ref FROM span_parent_refs WHERE span_key = $1 ORDER BY position")
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await?;
     let owner = owner_of(key);
     let mut parent: Option<String> = None;
     'refs: for row in rows {
         let reference: String = row.try_get(0)?;
         let mut candidates: Vec<String> = Vec::new();
-        for row in sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1")
-            .bind(&reference)
-            .fetch_all(&mut *conn)
-            .await?
+        for row in
+            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(&reference).fetch_all(&mut *conn).await?
         {
             candidates.push(row.try_get(0)?);
         }
@@ -344,20 +294,12 @@ async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<(), Store
             }
         }
     }
-    sqlx::query("UPDATE spans SET parent_key = $1 WHERE key = $2")
-        .bind(parent)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("UPDATE spans SET parent_key = $1 WHERE key = $2").bind(parent).bind(key).execute(&mut *conn).await?;
     Ok(())
 }
 
 /// Whether `key` appears on the parent chain of `start` (or is `start`).
-async fn is_ancestor_or_self(
-    conn: &mut AnyConnection,
-    key: &str,
-    start: &str,
-) -> Result<bool, StoreError> {
+async fn is_ancestor_or_self(conn: &mut AnyConnection, key: &str, start: &str) -> Result<bool, StoreError> {
     let mut current = Some(start.to_string());
     for _ in 0..MAX_DEPTH {
         let Some(at) = current else { return Ok(false) };
@@ -370,10 +312,7 @@ async fn is_ancestor_or_self(
 }
 
 async fn parent_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT parent_key FROM spans WHERE key = $1")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query("SELECT parent_key FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
     Ok(match row {
         Some(row) => row.try_get(0)?,
         None => None,
@@ -382,11 +321,7 @@ async fn parent_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>
 
 /// The owner part of a key such as `github:octo-org/hello-world:issue:27`.
 fn owner_of(key: &str) -> String {
-    key.split(':')
-        .nth(1)
-        .and_then(|repo| repo.split('/').next())
-        .unwrap_or("")
-        .to_ascii_lowercase()
+    key.split(':').nth(1).and_then(|repo| repo.split('/').next()).unwrap_or("").to_ascii_lowercase()
 }
 
 /// Recomputes the trace id and parent span id of `key` and of every span below it.
@@ -413,10 +348,8 @@ async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> 
             .bind(&current)
             .execute(&mut *conn)
             .await?;
-        for row in sqlx::query("SELECT key FROM spans WHERE parent_key = $1")
-            .bind(&current)
-            .fetch_all(&mut *conn)
-            .await?
+        for row in
+            sqlx::query("SELECT key FROM spans WHERE parent_key = $1").bind(&current).fetch_all(&mut *conn).await?
         {
             queue.push(row.try_get(0)?);
         }
@@ -429,20 +362,15 @@ async fn enqueue_export(conn: &mut AnyConnection, span: &ApiSpan) -> Result<(), 
     let mut links = Vec::new();
     for link in &span.links {
         if let Some(linked) = load_span(conn, link).await? {
-            links.push(ExportLink {
-                trace_id: linked.trace_id,
-                span_id: linked.span_id,
-            });
+            links.push(ExportLink { trace_id: linked.trace_id, span_id: linked.span_id });
         }
     }
     let export = ExportSpan::from_api(span, links);
-    sqlx::query(
-        "INSERT INTO outbox (span_key, payload, enqueued_at, attempts) VALUES ($1, $2, $3, 0)",
-    )
-    .bind(&span.key)
-    .bind(serde_json::to_string(&export).expect("export spans serialize"))
-    .bind(span.end.map_or(0, |e| e.nanos()))
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("INSERT INTO outbox (span_key, payload, enqueued_at, attempts) VALUES ($1, $2, $3, 0)")
+        .bind(&span.key)
+        .bind(serde_json::to_string(&export).expect("export spans serialize"))
+        .bind(span.end.map_or(0, |e| e.nanos()))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

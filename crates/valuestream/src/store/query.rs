@@ -33,8 +33,7 @@ pub struct ApiSpan {
     pub attributes: Attributes,
 }
 
-const SPAN_COLUMNS: &str =
-    "key, source, kind, name, repo, project, trace_id, span_id, parent_key, parent_span_id,
+const SPAN_COLUMNS: &str = "key, source, kind, name, repo, project, trace_id, span_id, parent_key, parent_span_id,
     links, trace_refs, start_ns, end_ns, state, outcome, attributes";
 
 fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
@@ -54,27 +53,19 @@ fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
         parent_key: row.try_get("parent_key")?,
         parent_span_id: row.try_get("parent_span_id")?,
         links: serde_json::from_str(&json("links")?).map_err(|e| corrupt("links", e))?,
-        trace_refs: serde_json::from_str(&json("trace_refs")?)
-            .map_err(|e| corrupt("trace_refs", e))?,
+        trace_refs: serde_json::from_str(&json("trace_refs")?).map_err(|e| corrupt("trace_refs", e))?,
         start,
         end,
         duration_seconds: end.map(|end| start.seconds_until(end)),
         state: row.try_get("state")?,
         outcome: row.try_get("outcome")?,
-        attributes: serde_json::from_str(&json("attributes")?)
-            .map_err(|e| corrupt("attributes", e))?,
+        attributes: serde_json::from_str(&json("attributes")?).map_err(|e| corrupt("attributes", e))?,
     })
 }
 
-pub(super) async fn load_span(
-    conn: &mut AnyConnection,
-    key: &str,
-) -> Result<Option<ApiSpan>, StoreError> {
+pub(super) async fn load_span(conn: &mut AnyConnection, key: &str) -> Result<Option<ApiSpan>, StoreError> {
     let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE key = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *conn).await?;
     row.as_ref().map(span_from_row).transpose()
 }
 
@@ -100,9 +91,7 @@ pub fn encode_cursor(start: Timestamp, key: &str) -> String {
 
 /// Reads a cursor back; `None` when it is not one of ours.
 pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (start, key) = text.split_once(':')?;
     Some((start.parse().ok()?, key.to_string()))
@@ -110,10 +99,7 @@ pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
 
 impl Store {
     /// One page of spans, ordered by start then key, and the cursor of the next page.
-    pub async fn spans(
-        &self,
-        filter: &SpanFilter,
-    ) -> Result<(Vec<ApiSpan>, Option<String>), StoreError> {
+    pub async fn spans(&self, filter: &SpanFilter) -> Result<(Vec<ApiSpan>, Option<String>), StoreError> {
         let mut sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE 1 = 1");
         let mut texts: Vec<String> = Vec::new();
         let mut n = 0;
@@ -148,16 +134,11 @@ impl Store {
         let cursor = filter.cursor.as_deref().and_then(decode_cursor);
         if let Some((start, _)) = &cursor {
             let (a, b, c) = (next(), next(), next());
-            sql.push_str(&format!(
-                " AND (start_ns > ${a} OR (start_ns = ${b} AND key > ${c}))"
-            ));
+            sql.push_str(&format!(" AND (start_ns > ${a} OR (start_ns = ${b} AND key > ${c}))"));
             numbers.push((a, *start));
             numbers.push((b, *start));
         }
-        sql.push_str(&format!(
-            " ORDER BY start_ns, key LIMIT {}",
-            filter.limit + 1
-        ));
+        sql.push_str(&format!(" ORDER BY start_ns, key LIMIT {}", filter.limit + 1));
 
         // Bind in placeholder order: texts first (1..), then numbers, then the cursor key.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -171,15 +152,10 @@ impl Store {
             query = query.bind(key.clone());
         }
         let rows = query.fetch_all(&self.pool).await?;
-        let mut spans = rows
-            .iter()
-            .map(span_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut spans = rows.iter().map(span_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if spans.len() > filter.limit {
             spans.truncate(filter.limit);
-            spans
-                .last()
-                .map(|last| encode_cursor(last.start, &last.key))
+            spans.last().map(|last| encode_cursor(last.start, &last.key))
         } else {
             None
         };
@@ -194,12 +170,8 @@ impl Store {
 
     /// Every span of a trace, ordered by start.
     pub async fn trace(&self, trace_id: &str) -> Result<Vec<ApiSpan>, StoreError> {
-        let sql =
-            format!("SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, key");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(trace_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, key");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(trace_id).fetch_all(&self.pool).await?;
         rows.iter().map(span_from_row).collect()
     }
 
@@ -228,8 +200,8 @@ impl Store {
         for row in rows {
             let id: i64 = row.try_get(0)?;
             let payload: String = row.try_get(1)?;
-            let span = serde_json::from_str(&payload)
-                .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
+            let span =
+                serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
             batch.push((id, span));
         }
         Ok(batch)
@@ -239,10 +211,7 @@ impl Store {
     pub async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("DELETE FROM outbox WHERE id = $1")
-                .bind(*id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("DELETE FROM outbox WHERE id = $1").bind(*id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -252,10 +221,7 @@ impl Store {
     pub async fn outbox_failed(&self, ids: &[i64]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1")
-                .bind(*id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1").bind(*id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -263,17 +229,13 @@ impl Store {
 
     /// How many spans wait for export.
     pub async fn outbox_len(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT COUNT(*) FROM outbox").fetch_one(&self.pool).await?;
         Ok(row.try_get(0)?)
     }
 
     /// How many deliveries the store holds, by status (for replay's summary and tests).
     pub async fn delivery_count(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM deliveries")
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT COUNT(*) FROM deliveries").fetch_one(&self.pool).await?;
         Ok(row.try_get(0)?)
     }
 }
