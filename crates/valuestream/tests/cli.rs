@@ -1,0 +1,244 @@
+//! The `valuestream` binary as a user runs it: help, the safe default,
+//! replay (twice), and the logging tracer with a graceful stop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_valuestream");
+
+/// A command with none of the user's VS_*/OTEL_* settings leaking in.
+fn valuestream() -> Command {
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("VS_") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("vs-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn database(&self) -> String {
+        format!("sqlite://{}", self.0.join("vs.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!("{}/../valuestream-core/tests/data/github/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    value.to_string()
+}
+
+#[test]
+fn help_documents_every_flag_and_its_environment_variable() {
+    let output = valuestream().args(["serve", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for expected in [
+        "--addr",
+        "VS_ADDR",
+        "--database",
+        "VS_DATABASE_URL",
+        "--tracer",
+        "VS_TRACER_BACKEND",
+        "--tracer-access-token",
+        "VS_TRACER_ACCESS_TOKEN",
+        "--log-format",
+        "VS_LOG_FORMAT",
+        "--api-token",
+        "VS_API_TOKEN",
+        "--allow-unsigned",
+        "VS_ALLOW_UNSIGNED",
+        "--max-body-bytes",
+        "VS_MAX_BODY_BYTES",
+        "--config",
+        "VS_CONFIG",
+        "VS_GITHUB_SECRET",
+        "VS_LOG_LEVEL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ] {
+        assert!(help.contains(expected), "serve --help lacks {expected}:\n{help}");
+    }
+    for command in ["replay", "migrate"] {
+        let output = valuestream().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success() && help.contains("VS_DATABASE_URL"), "{command} --help:\n{help}");
+    }
+}
+
+#[test]
+fn bad_usage_exits_2_and_failures_exit_1_with_one_line() {
+    let output = valuestream().args(["serve", "--no-such-flag"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = valuestream().args(["serve", "--addr", "not-an-address"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--addr") && stderr.trim().lines().count() == 1, "{stderr}");
+    let output = valuestream().args(["serve", "--tracer", "zipkin"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("unknown tracer"));
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_secret() {
+    let dir = TempDir::new("safe");
+    let output = valuestream().args(["serve", "--addr", "0.0.0.0:0", "--database", &dir.database()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("VS_GITHUB_SECRET"), "the refusal names the variable: {stderr}");
+    assert!(stderr.contains("--allow-unsigned"), "{stderr}");
+}
+
+/// Starts `serve` on a free port; returns the child and its base URL.
+fn start_server(dir: &TempDir, extra_env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut command = valuestream();
+    command
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("VS_DATABASE_URL", dir.database())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    let child = command.spawn().unwrap();
+    let base = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&base).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, base)
+}
+
+/// A minimal HTTP/1.1 POST without a client library (the test stays synchronous).
+fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(base).unwrap();
+    let mut request =
+        format!("POST {path} HTTP/1.1\r\nHost: {base}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    response
+}
+
+#[test]
+fn logging_tracer_prints_each_finished_span_as_a_json_line_and_sigterm_stops_cleanly() {
+    let dir = TempDir::new("logging");
+    let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "logging"), ("VS_LOG_LEVEL", "WARN")]);
+    let body = fixture("pull_request.closed.unmerged.installation");
+    let response = post(
+        &base,
+        "/webhooks/github",
+        &[("X-GitHub-Event", "pull_request"), ("X-GitHub-Delivery", "cli-1"), ("Content-Type", "application/json")],
+        &body,
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""status":"accepted""#), "{response}");
+
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let span: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(span["key"], "github:Codertocat/Hello-World:pull_request:2");
+    assert_eq!(span["name"], "pull_request Hello-World#2");
+    assert_eq!(span["start"], "2019-05-15T15:20:33Z");
+    assert_eq!(span["end"], "2019-05-15T15:21:18Z");
+    assert_eq!(span["span_id"], valuestream_core::ids::span_id("github:Codertocat/Hello-World:pull_request:2"));
+
+    // SIGTERM: stop accepting, finish, exit 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+fn write_recording(path: &Path) -> usize {
+    let lines = [
+        serde_json::json!({"source": "github", "headers": {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "r-1"},
+                           "body": serde_json::from_str::<serde_json::Value>(&fixture("issues.opened.plain")).unwrap()}),
+        serde_json::json!({"source": "github", "headers": {"x-github-event": "pull_request", "x-github-delivery": "r-2"},
+                           "body": serde_json::from_str::<serde_json::Value>(&fixture("pull_request.opened.installation")).unwrap()}),
+        serde_json::json!({"source": "github", "headers": {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "r-3"},
+                           "body_base64": base64_encode(fixture("ping.repository-hook").as_bytes())}),
+        serde_json::json!({"source": "github", "headers": {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "r-4"},
+                           "body": {"action": "opened"}}),
+        serde_json::json!({"source": "nowhere", "headers": {}, "body": {}}),
+    ];
+    let mut file = std::fs::File::create(path).unwrap();
+    for line in &lines {
+        writeln!(file, "{line}").unwrap();
+    }
+    lines.len()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn replay_counts_each_outcome_and_replaying_twice_changes_nothing() {
+    let dir = TempDir::new("replay");
+    let folder = dir.0.join("recorded");
+    std::fs::create_dir_all(&folder).unwrap();
+    write_recording(&folder.join("github.jsonl"));
+
+    let first =
+        valuestream().args(["replay", folder.to_str().unwrap(), "--database", &dir.database()]).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    assert_eq!(stdout.trim(), "replayed 5 deliveries: 2 accepted, 0 duplicate, 1 ignored, 2 rejected");
+    let stderr = String::from_utf8(first.stderr).unwrap();
+    assert!(stderr.contains("github.jsonl:4: rejected: invalid payload at `.`: missing field `issue`"), "{stderr}");
+    assert!(stderr.contains("github.jsonl:5: rejected: unknown source `nowhere`"), "{stderr}");
+
+    let second = valuestream()
+        .args(["replay", folder.to_str().unwrap()])
+        .env("VS_DATABASE_URL", dir.database())
+        .output()
+        .unwrap();
+    assert!(second.status.success());
+    assert_eq!(
+        String::from_utf8(second.stdout).unwrap().trim(),
+        "replayed 5 deliveries: 0 accepted, 3 duplicate, 0 ignored, 2 rejected"
+    );
+
+    let missing =
+        valuestream().args(["replay", "/no/such/file.jsonl", "--database", &dir.database()]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8(missing.stderr).unwrap().contains("/no/such/file.jsonl"));
+}
