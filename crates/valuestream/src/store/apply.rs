@@ -3,7 +3,7 @@
 //! export — all inside the caller's transaction, so nothing is half-applied.
 
 use super::query::{ApiSpan, load_span};
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::export::{ExportLink, ExportSpan};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeSet, HashSet};
@@ -11,6 +11,9 @@ use valuestream_core::ids;
 use valuestream_core::sources::Parsed;
 use valuestream_core::span::{SpanEvent, SpanState, fold};
 use valuestream_core::time::Timestamp;
+
+/// The PostgreSQL advisory lock that serializes writers across replicas ("VSWRITER").
+const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
 
 /// How far up a parent chain we walk before calling it a cycle.
 const MAX_DEPTH: usize = 64;
@@ -64,6 +67,12 @@ impl Store {
     /// everything is committed or nothing is.
     pub async fn apply_batch(&self, items: &[Applicable], export: bool) -> Result<(Vec<Ack>, usize), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Replicas sharing one PostgreSQL apply one group at a time, as the
+            // single writer does within a process: a span's refold then always
+            // sees every committed event, and parent resolution sees settled rows.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+        }
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {

@@ -1,0 +1,89 @@
+//! The store on a real PostgreSQL: the same scenario gives the same spans as on
+//! SQLite, and two replicas sharing one database, fed the same span's
+//! deliveries concurrently, end where one process ends.
+//!
+//! These need a PostgreSQL server, so they are ignored by a plain `cargo test`;
+//! `.ci/run` starts PostgreSQL and runs them (`cargo test -- --ignored`).
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+use valuestream::config::TracerBackend;
+
+/// All spans of an app, as the API lists them.
+async fn all_spans(app: &App) -> Value {
+    let (status, page) = app.get("/api/v1/spans?limit=1000").await;
+    assert_eq!(status, 200);
+    page["spans"].clone()
+}
+
+/// The scenario plus extra deliveries on the same spans: reopen and re-close
+/// the issue, a second review, a label.
+fn busy_scenario() -> Vec<(&'static str, Value)> {
+    let mut deliveries = scenario();
+    deliveries.push(("issues", issue("reopened", "open", "2026-11-22T08:00:00Z", None)));
+    deliveries.push(("issues", issue("closed", "closed", "2026-11-23T08:00:00Z", Some("2026-11-23T08:00:00Z"))));
+    deliveries.push(("pull_request_review", review("commented", "2026-11-20T11:00:00Z")));
+    deliveries.push(("issues", issue("labeled", "closed", "2026-11-23T09:00:00Z", Some("2026-11-23T08:00:00Z"))));
+    deliveries
+}
+
+async fn reference_spans() -> Value {
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    for (i, (event, body)) in busy_scenario().iter().enumerate() {
+        assert_eq!(app.github(event, &format!("d-{i}"), body).await.0, 200);
+    }
+    let spans = all_spans(&app).await;
+    app.stop().await;
+    spans
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run by .ci/run"]
+async fn postgres_gives_the_same_spans_as_sqlite() {
+    let expected = reference_spans().await;
+    let db = PostgresDb::create().await;
+    let app = spawn_app_on(db.url.clone(), None, |url| config(url, TracerBackend::None, None, &[SECRET])).await;
+    for (i, (event, body)) in busy_scenario().iter().enumerate() {
+        let (status, answer) = app.github(event, &format!("d-{i}"), body).await;
+        assert_eq!((status, answer["status"].as_str().unwrap()), (200, "accepted"), "{answer}");
+    }
+    assert_eq!(app.github("issues", "d-0", &busy_scenario()[0].1).await.1["status"], "duplicate");
+    assert_eq!(all_spans(&app).await, expected);
+    app.stop().await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run by .ci/run"]
+async fn two_replicas_on_one_postgres_agree_with_one_process() {
+    let expected = reference_spans().await;
+    for round in 0..3 {
+        let db = PostgresDb::create().await;
+        let a = spawn_app_on(db.url.clone(), None, |url| config(url, TracerBackend::None, None, &[SECRET])).await;
+        let b = spawn_app_on(db.url.clone(), None, |url| config(url, TracerBackend::None, None, &[SECRET])).await;
+        // Every delivery goes to one replica, concurrently with all the others;
+        // every third is also sent to the other replica (a redelivery).
+        let deliveries = busy_scenario();
+        let ids: Vec<String> = (0..deliveries.len()).map(|i| format!("d-{i}")).collect();
+        let mut sends = Vec::new();
+        for (i, (event, body)) in deliveries.iter().enumerate() {
+            let (first, second) = if (i + round) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            sends.push(first.github(event, &ids[i], body));
+            if i % 3 == 0 {
+                sends.push(second.github(event, &ids[i], body));
+            }
+        }
+        let answers = futures::future::join_all(sends).await;
+        let accepted = answers.iter().filter(|(s, a)| *s == 200 && a["status"] == "accepted").count();
+        let duplicates = answers.iter().filter(|(s, a)| *s == 200 && a["status"] == "duplicate").count();
+        assert_eq!(accepted, deliveries.len(), "each delivery is accepted once: {answers:?}");
+        assert_eq!(accepted + duplicates, answers.len(), "{answers:?}");
+        assert_eq!(all_spans(&a).await, expected, "round {round}");
+        assert_eq!(all_spans(&b).await, expected, "round {round}");
+        a.stop().await;
+        b.stop().await;
+        db.drop_database().await;
+    }
+}

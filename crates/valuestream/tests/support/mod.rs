@@ -1,0 +1,293 @@
+//! Shared by the integration tests: real-shaped GitHub payloads (vendored
+//! @octokit examples with the scenario's fields set), an in-process OTLP/HTTP
+//! receiver, and the real server started on port 0.
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use prost::Message;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use valuestream::config::{LogFormat, ServeConfig, TracerBackend};
+use valuestream::export::Protocol;
+use valuestream_core::sources::SourceOptions;
+use valuestream_core::time::Timestamp;
+use valuestream_core::verify::hmac_sha256_hex;
+
+pub const SECRET: &str = "s3cret";
+pub const ISSUE_KEY: &str = "github:octo-org/hello-world:issue:27";
+pub const PR_KEY: &str = "github:octo-org/hello-world:pull_request:42";
+
+// ---------------------------------------------------------------- payloads
+
+pub fn fixture(name: &str) -> Value {
+    let path = format!("{}/../valuestream-core/tests/data/github/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+/// Moves a real payload to repository octo-org/hello-world (the rest stays as recorded).
+pub fn in_hello_world(mut body: Value) -> Value {
+    body["repository"]["name"] = json!("hello-world");
+    body["repository"]["full_name"] = json!("octo-org/hello-world");
+    body["repository"]["owner"]["login"] = json!("octo-org");
+    body["repository"]["html_url"] = json!("https://github.com/octo-org/hello-world");
+    body
+}
+
+/// A real `issues` payload for issue #27, in the given state at the given times.
+pub fn issue(action: &str, state: &str, updated: &str, closed: Option<&str>) -> Value {
+    let mut body = in_hello_world(fixture("issues.opened.plain"));
+    body["action"] = json!(action);
+    let issue = &mut body["issue"];
+    issue["number"] = json!(27);
+    issue["state"] = json!(state);
+    issue["created_at"] = json!("2026-11-20T09:00:00Z");
+    issue["updated_at"] = json!(updated);
+    issue["closed_at"] = json!(closed);
+    issue["labels"] = json!([]);
+    body
+}
+
+/// A real `pull_request` payload for PR #42 on a branch that names issue #27.
+pub fn pull_request(action: &str, state: &str, updated: &str, merged_at: Option<&str>) -> Value {
+    let mut body = in_hello_world(fixture("pull_request.opened.installation"));
+    body["action"] = json!(action);
+    let pr = &mut body["pull_request"];
+    pr["number"] = json!(42);
+    pr["state"] = json!(state);
+    pr["created_at"] = json!("2026-11-20T10:00:00Z");
+    pr["updated_at"] = json!(updated);
+    pr["closed_at"] = json!(merged_at);
+    pr["merged_at"] = json!(merged_at);
+    pr["merged"] = json!(merged_at.is_some());
+    pr["merge_commit_sha"] = json!(merged_at.map(|_| "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"));
+    pr["head"]["ref"] = json!("feature/vstrace-github-hello-world-27/x");
+    body
+}
+
+pub fn review(state: &str, submitted: &str) -> Value {
+    let mut body = in_hello_world(fixture("pull_request_review.submitted.installation"));
+    body["review"]["state"] = json!(state);
+    body["review"]["submitted_at"] = json!(submitted);
+    body["pull_request"]["number"] = json!(42);
+    body["pull_request"]["created_at"] = json!("2026-11-20T10:00:00Z");
+    body["pull_request"]["head"]["ref"] = json!("feature/vstrace-github-hello-world-27/x");
+    body
+}
+
+/// The scenario of the foundation issue, in the order it happens.
+pub fn scenario() -> Vec<(&'static str, Value)> {
+    vec![
+        ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
+        ("pull_request", pull_request("opened", "open", "2026-11-20T10:00:00Z", None)),
+        ("pull_request_review", review("approved", "2026-11-20T12:00:00Z")),
+        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
+        ("issues", issue("closed", "closed", "2026-11-21T17:00:00Z", Some("2026-11-21T17:00:00Z"))),
+    ]
+}
+
+// ---------------------------------------------------------------- harness
+
+/// Spans received by the in-process OTLP/HTTP receiver.
+#[derive(Clone, Default)]
+pub struct Received {
+    pub spans: Arc<Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+    pub arrived: Arc<Notify>,
+}
+
+impl Received {
+    pub async fn wait_for(&self, count: usize) -> Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = self.arrived.notified();
+            {
+                let spans = self.spans.lock().unwrap();
+                if spans.len() >= count {
+                    return spans.clone();
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("expected {count} exported spans, got {}", self.spans.lock().unwrap().len());
+            }
+        }
+    }
+}
+
+pub async fn start_otlp_receiver(listener: TcpListener) -> Received {
+    let received = Received::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("a valid OTLP request");
+                for resource_spans in request.resource_spans {
+                    let service = resource_spans
+                        .resource
+                        .iter()
+                        .flat_map(|r| r.attributes.iter())
+                        .find(|kv| kv.key == "service.name")
+                        .and_then(|kv| kv.value.as_ref())
+                        .map(|v| format!("{:?}", v.value))
+                        .unwrap_or_default();
+                    for scope in resource_spans.scope_spans {
+                        for span in scope.spans {
+                            sink.spans.lock().unwrap().push((service.clone(), span));
+                        }
+                    }
+                }
+                sink.arrived.notify_waiters();
+                ([("content-type", "application/x-protobuf")], ExportTraceServiceResponse::default().encode_to_vec())
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    received
+}
+
+pub struct App {
+    pub base: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub database: String,
+    _dir: Option<TempDir>,
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("vs-e2e-{}-{}", std::process::id(), rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) * 1_000_000 + (chrono::Utc::now().timestamp_subsec_micros() as u64)
+}
+
+pub fn config(database: &str, tracer: TracerBackend, otlp_endpoint: Option<String>, secrets: &[&str]) -> ServeConfig {
+    let mut all = BTreeMap::new();
+    all.insert("github", secrets.iter().map(|s| s.to_string()).collect());
+    ServeConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database: database.to_string(),
+        tracer,
+        tracer_access_token: None,
+        log_format: LogFormat::Text,
+        log_level: "warn".into(),
+        api_token: None,
+        allow_unsigned: false,
+        max_body_bytes: 1_000_000,
+        secrets: all,
+        source_options: SourceOptions::default(),
+        otlp_protocol: Protocol::HttpProtobuf,
+        otlp_endpoint,
+    }
+}
+
+/// Starts the server on a fresh SQLite database in a temporary folder.
+pub async fn spawn_app(configure: impl FnOnce(&str) -> ServeConfig) -> App {
+    let dir = TempDir::new();
+    let database = format!("sqlite://{}", dir.0.join("vs.db").display());
+    spawn_app_on(database, Some(dir), configure).await
+}
+
+/// Starts the server on `database`.
+pub async fn spawn_app_on(database: String, dir: Option<TempDir>, configure: impl FnOnce(&str) -> ServeConfig) -> App {
+    let config = configure(&database);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(valuestream::server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    App { base, client: reqwest::Client::new(), stop: Some(stop), task, database, _dir: dir }
+}
+
+impl App {
+    pub async fn post(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Posts a GitHub delivery signed with `SECRET`.
+    pub async fn github(&self, event: &str, delivery: &str, body: &Value) -> (u16, Value) {
+        let body = serde_json::to_vec(body).unwrap();
+        let signature = format!("sha256={}", hmac_sha256_hex(SECRET.as_bytes(), &body));
+        let headers = [
+            ("content-type", "application/json".to_string()),
+            ("x-github-event", event.to_string()),
+            ("x-github-delivery", delivery.to_string()),
+            ("x-hub-signature-256", signature),
+        ];
+        self.post("/webhooks/github", &headers, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub fn nanos(text: &str) -> u64 {
+    Timestamp::parse_rfc3339(text).unwrap().nanos() as u64
+}
+
+/// A fresh, uniquely named PostgreSQL database, dropped afterwards. The server
+/// is `VS_TEST_POSTGRES_URL` (default: the local one, trust auth).
+pub struct PostgresDb {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PostgresDb {
+    pub async fn create() -> PostgresDb {
+        let admin_url = std::env::var("VS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let name = format!("vs_test_{}_{}", std::process::id(), rand_suffix());
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {admin_url} ({e}); start it (shared/components.md) or set VS_TEST_POSTGRES_URL")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        let (base, _) = admin_url.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        PostgresDb { admin_url, name, url }
+    }
+
+    pub async fn drop_database(self) {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin_url).await.unwrap();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+    }
+}
