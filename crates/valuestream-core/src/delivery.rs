@@ -22,24 +22,13 @@ impl Delivery {
         body: Vec<u8>,
         received_at: Timestamp,
     ) -> Delivery {
-        let headers = headers
-            .into_iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value))
-            .collect();
-        Delivery {
-            source: source.into(),
-            headers,
-            body,
-            received_at,
-        }
+        let headers = headers.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
+        Delivery { source: source.into(), headers, body, received_at }
     }
 
     /// The value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
     /// The id for a delivery whose sender gave none: SHA-256 of source + body.
@@ -53,16 +42,12 @@ impl Delivery {
     /// The JSON document of the body: the body itself, or the `payload=` field of
     /// a form-encoded body (GitHub's `application/x-www-form-urlencoded` option).
     pub fn json_body(&self) -> Result<std::borrow::Cow<'_, [u8]>, String> {
-        let form = self.header("content-type").is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+        let form = self
+            .header("content-type")
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
         // A JSON body sent with a form content type (curl's default) is still JSON.
-        let looks_like_json = self
-            .body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{' || *b == b'[');
+        let looks_like_json =
+            self.body.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| *b == b'{' || *b == b'[');
         if !form || looks_like_json {
             return Ok(std::borrow::Cow::Borrowed(&self.body));
         }

@@ -25,10 +25,7 @@ mod tests {
         assert_eq!(span_id(key).len(), 16);
         assert_eq!(trace_id(key).len(), 32);
         assert_eq!(span_id(key), span_id(key));
-        assert_ne!(
-            span_id(key),
-            span_id("github:octo-org/hello-world:issue:28")
-        );
+        assert_ne!(span_id(key), span_id("github:octo-org/hello-world:issue:28"));
         // Known values, computed outside Rust with `printf 'span:KEY' | sha256sum`.
         assert_eq!(span_id(key), "0bb673855bed6022");
         assert_eq!(trace_id(key), "df02fb137098248449fdadbf967df76e");

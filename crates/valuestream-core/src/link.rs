@@ -26,13 +26,8 @@ pub fn find_trace_refs(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut rest = lower.as_str();
     while let Some(at) = rest.find("vstrace-") {
-        let preceded_by_ref_char = lower[..lower.len() - rest.len() + at]
-            .chars()
-            .next_back()
-            .is_some_and(is_ref_char);
-        let token_len = rest[at..]
-            .find(|c: char| !is_ref_char(c))
-            .unwrap_or(rest.len() - at);
+        let preceded_by_ref_char = lower[..lower.len() - rest.len() + at].chars().next_back().is_some_and(is_ref_char);
+        let token_len = rest[at..].find(|c: char| !is_ref_char(c)).unwrap_or(rest.len() - at);
         let token = rest[at..at + token_len].trim_end_matches(['.', '_', '-']);
         if !preceded_by_ref_char {
             for reading in readings(token) {
@@ -88,21 +83,17 @@ static CLOSING: LazyLock<Regex> = LazyLock::new(|| {
 pub fn find_closing_mentions(text: &str) -> Vec<IssueMention> {
     let mut found = Vec::new();
     for caps in CLOSING.captures_iter(text) {
-        let (repo_path, number) =
-            if let (Some(repo), Some(num)) = (caps.name("url_repo"), caps.name("url_num")) {
-                (Some(repo.as_str()), num.as_str())
-            } else if let (Some(repo), Some(num)) = (caps.name("repo"), caps.name("repo_num")) {
-                (Some(repo.as_str()), num.as_str())
-            } else if let Some(num) = caps.name("num") {
-                (None, num.as_str())
-            } else {
-                continue;
-            };
-        let Ok(number) = number.parse() else { continue };
-        let mention = IssueMention {
-            repo_path: repo_path.map(str::to_string),
-            number,
+        let (repo_path, number) = if let (Some(repo), Some(num)) = (caps.name("url_repo"), caps.name("url_num")) {
+            (Some(repo.as_str()), num.as_str())
+        } else if let (Some(repo), Some(num)) = (caps.name("repo"), caps.name("repo_num")) {
+            (Some(repo.as_str()), num.as_str())
+        } else if let Some(num) = caps.name("num") {
+            (None, num.as_str())
+        } else {
+            continue;
         };
+        let Ok(number) = number.parse() else { continue };
+        let mention = IssueMention { repo_path: repo_path.map(str::to_string), number };
         if !found.contains(&mention) {
             found.push(mention);
         }
@@ -136,33 +127,18 @@ mod tests {
             find_trace_refs("feature/vstrace-github-hello-world-27/login"),
             vec!["vstrace-github-hello-world-27"]
         );
-        assert_eq!(
-            find_trace_refs("vstrace-github-issue-hello-world-27"),
-            vec!["vstrace-github-issue-hello-world-27"]
-        );
-        assert_eq!(
-            find_trace_refs("VSTRACE-GitHub-My_Repo.js-3"),
-            vec!["vstrace-github-my_repo.js-3"]
-        );
-        assert_eq!(
-            find_trace_refs("see vstrace-github-hello-world-27."),
-            vec!["vstrace-github-hello-world-27"]
-        );
+        assert_eq!(find_trace_refs("vstrace-github-issue-hello-world-27"), vec!["vstrace-github-issue-hello-world-27"]);
+        assert_eq!(find_trace_refs("VSTRACE-GitHub-My_Repo.js-3"), vec!["vstrace-github-my_repo.js-3"]);
+        assert_eq!(find_trace_refs("see vstrace-github-hello-world-27."), vec!["vstrace-github-hello-world-27"]);
     }
 
     #[test]
     fn text_after_the_number_gives_several_readings() {
         assert_eq!(
             find_trace_refs("vstrace-github-hello-world-27-fix-2"),
-            vec![
-                "vstrace-github-hello-world-27-fix-2",
-                "vstrace-github-hello-world-27"
-            ]
+            vec!["vstrace-github-hello-world-27-fix-2", "vstrace-github-hello-world-27"]
         );
-        assert_eq!(
-            find_trace_refs("vstrace-github-hello-world-27-fix-login"),
-            vec!["vstrace-github-hello-world-27"]
-        );
+        assert_eq!(find_trace_refs("vstrace-github-hello-world-27-fix-login"), vec!["vstrace-github-hello-world-27"]);
     }
 
     #[test]
@@ -175,10 +151,7 @@ mod tests {
 
     #[test]
     fn finds_closing_keywords() {
-        let m = |repo: Option<&str>, number| IssueMention {
-            repo_path: repo.map(String::from),
-            number,
-        };
+        let m = |repo: Option<&str>, number| IssueMention { repo_path: repo.map(String::from), number };
         assert_eq!(find_closing_mentions("Fixes #27"), vec![m(None, 27)]);
         assert_eq!(
             find_closing_mentions("this closes octo-org/hello-world#27."),

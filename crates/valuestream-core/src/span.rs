@@ -21,11 +21,7 @@ pub enum Change {
     /// Attributes only; `start` is the entity's creation time when the payload has it.
     Update { start: Option<Timestamp> },
     /// The span is finished at `end` with `outcome`.
-    End {
-        start: Option<Timestamp>,
-        end: Timestamp,
-        outcome: String,
-    },
+    End { start: Option<Timestamp>, end: Timestamp, outcome: String },
 }
 
 impl Change {
@@ -152,9 +148,7 @@ pub fn fold(events: &[SpanEvent]) -> Option<Span> {
                 outcome = None;
             }
             Change::Update { .. } => {}
-            Change::End {
-                end: e, outcome: o, ..
-            } => {
+            Change::End { end: e, outcome: o, .. } => {
                 state = SpanState::Closed;
                 end = Some(*e);
                 outcome = Some(o.clone());
@@ -226,22 +220,9 @@ mod tests {
 
     #[test]
     fn close_before_open_gives_the_same_closed_span() {
-        let opened = event(
-            10,
-            Change::Start {
-                start: Timestamp(10),
-            },
-            "a",
-        );
-        let closed = event(
-            50,
-            Change::End {
-                start: Some(Timestamp(10)),
-                end: Timestamp(50),
-                outcome: "completed".into(),
-            },
-            "b",
-        );
+        let opened = event(10, Change::Start { start: Timestamp(10) }, "a");
+        let closed =
+            event(50, Change::End { start: Some(Timestamp(10)), end: Timestamp(50), outcome: "completed".into() }, "b");
         let in_order = fold(&[opened.clone(), closed.clone()]).unwrap();
         let reversed = fold(&[closed, opened]).unwrap();
         assert_eq!(in_order, reversed);
@@ -252,29 +233,10 @@ mod tests {
 
     #[test]
     fn a_reopen_after_a_close_leaves_the_span_open() {
-        let opened = event(
-            10,
-            Change::Start {
-                start: Timestamp(10),
-            },
-            "a",
-        );
-        let closed = event(
-            50,
-            Change::End {
-                start: Some(Timestamp(10)),
-                end: Timestamp(50),
-                outcome: "completed".into(),
-            },
-            "b",
-        );
-        let reopened = event(
-            70,
-            Change::Start {
-                start: Timestamp(10),
-            },
-            "c",
-        );
+        let opened = event(10, Change::Start { start: Timestamp(10) }, "a");
+        let closed =
+            event(50, Change::End { start: Some(Timestamp(10)), end: Timestamp(50), outcome: "completed".into() }, "b");
+        let reopened = event(70, Change::Start { start: Timestamp(10) }, "c");
         let span = fold(&[reopened, closed, opened]).unwrap();
         assert_eq!(span.state, SpanState::Open);
         assert_eq!(span.end, None);
@@ -284,15 +246,10 @@ mod tests {
     #[test]
     fn first_times_keep_the_earliest() {
         let mut a = event(30, Change::Update { start: None }, "a");
-        a.first_times
-            .insert("valuestream.first_review_at".into(), Timestamp(30));
+        a.first_times.insert("valuestream.first_review_at".into(), Timestamp(30));
         let mut b = event(20, Change::Update { start: None }, "b");
-        b.first_times
-            .insert("valuestream.first_review_at".into(), Timestamp(20));
+        b.first_times.insert("valuestream.first_review_at".into(), Timestamp(20));
         let span = fold(&[a, b]).unwrap();
-        assert_eq!(
-            span.attributes["valuestream.first_review_at"],
-            Timestamp(20).to_rfc3339()
-        );
+        assert_eq!(span.attributes["valuestream.first_review_at"], Timestamp(20).to_rfc3339());
     }
 }

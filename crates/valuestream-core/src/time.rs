@@ -72,9 +72,7 @@ mod tests {
         let t = Timestamp::parse_rfc3339("2019-05-15T15:20:33-05:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2019-05-15T20:20:33Z");
         assert_eq!(
-            Timestamp::parse_rfc3339("2026-11-20T10:00:00.5Z")
-                .unwrap()
-                .to_rfc3339(),
+            Timestamp::parse_rfc3339("2026-11-20T10:00:00.5Z").unwrap().to_rfc3339(),
             "2026-11-20T10:00:00.500Z"
         );
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);

@@ -34,17 +34,13 @@ pub fn verify_hmac_sha256(
     header: Option<&str>,
 ) -> Result<(), AuthError> {
     let header = header.ok_or(AuthError::Missing(header_name))?;
-    let hex_digest = header
-        .trim()
-        .strip_prefix("sha256=")
-        .ok_or(AuthError::Malformed(header_name))?;
+    let hex_digest = header.trim().strip_prefix("sha256=").ok_or(AuthError::Malformed(header_name))?;
     let given = match hex::decode(hex_digest) {
         Ok(bytes) if bytes.len() == 32 => bytes,
         _ => return Err(AuthError::Malformed(header_name)),
     };
     for secret in secrets {
-        let mut mac =
-            HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+        let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
         mac.update(body);
         if mac.verify_slice(&given).is_ok() {
             return Ok(());
@@ -54,31 +50,18 @@ pub fn verify_hmac_sha256(
 }
 
 /// Checks a shared token (GitLab's `X-Gitlab-Token`, Jenkins' bearer token).
-pub fn verify_token(
-    secrets: &[String],
-    header_name: &'static str,
-    token: Option<&str>,
-) -> Result<(), AuthError> {
+pub fn verify_token(secrets: &[String], header_name: &'static str, token: Option<&str>) -> Result<(), AuthError> {
     let token = token.ok_or(AuthError::Missing(header_name))?;
     let mut matched = subtle::Choice::from(0);
     for secret in secrets {
         matched |= secret.as_bytes().ct_eq(token.as_bytes());
     }
-    if bool::from(matched) {
-        Ok(())
-    } else {
-        Err(AuthError::Mismatch(header_name))
-    }
+    if bool::from(matched) { Ok(()) } else { Err(AuthError::Mismatch(header_name)) }
 }
 
 /// Splits a configured secret list (`a,b`) into its non-empty parts.
 pub fn split_secrets(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
 #[cfg(test)]
@@ -106,31 +89,16 @@ mod tests {
         let old = format!("sha256={}", hmac_sha256_hex(b"old", body));
         assert_eq!(verify_hmac_sha256(&secrets, body, H, Some(&old)), Ok(()));
         let wrong = format!("sha256={}", hmac_sha256_hex(b"other", body));
-        assert_eq!(
-            verify_hmac_sha256(&secrets, body, H, Some(&wrong)),
-            Err(AuthError::Mismatch(H))
-        );
-        assert_eq!(
-            verify_hmac_sha256(&secrets, body, H, None),
-            Err(AuthError::Missing(H))
-        );
-        assert_eq!(
-            verify_hmac_sha256(&secrets, body, H, Some(&good[..40])),
-            Err(AuthError::Malformed(H))
-        );
-        assert_eq!(
-            verify_hmac_sha256(&secrets, body, H, Some("sha1=abc")),
-            Err(AuthError::Malformed(H))
-        );
+        assert_eq!(verify_hmac_sha256(&secrets, body, H, Some(&wrong)), Err(AuthError::Mismatch(H)));
+        assert_eq!(verify_hmac_sha256(&secrets, body, H, None), Err(AuthError::Missing(H)));
+        assert_eq!(verify_hmac_sha256(&secrets, body, H, Some(&good[..40])), Err(AuthError::Malformed(H)));
+        assert_eq!(verify_hmac_sha256(&secrets, body, H, Some("sha1=abc")), Err(AuthError::Malformed(H)));
     }
 
     #[test]
     fn tokens_compare_whole_values() {
         let secrets = split_secrets("s3cret");
-        assert_eq!(
-            verify_token(&secrets, "X-Gitlab-Token", Some("s3cret")),
-            Ok(())
-        );
+        assert_eq!(verify_token(&secrets, "X-Gitlab-Token", Some("s3cret")), Ok(()));
         assert!(verify_token(&secrets, "X-Gitlab-Token", Some("s3cre")).is_err());
         assert!(verify_token(&secrets, "X-Gitlab-Token", None).is_err());
     }

@@ -29,20 +29,11 @@ impl Source for GitHub {
     }
 
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError> {
-        verify_hmac_sha256(
-            secrets,
-            &delivery.body,
-            SIGNATURE_HEADER,
-            delivery.header(SIGNATURE_HEADER),
-        )
+        verify_hmac_sha256(secrets, &delivery.body, SIGNATURE_HEADER, delivery.header(SIGNATURE_HEADER))
     }
 
     fn delivery_id(&self, delivery: &Delivery) -> Option<String> {
-        delivery
-            .header("X-GitHub-Delivery")
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .map(String::from)
+        delivery.header("X-GitHub-Delivery").map(str::trim).filter(|id| !id.is_empty()).map(String::from)
     }
 
     fn event_type(&self, delivery: &Delivery) -> String {
@@ -53,25 +44,13 @@ impl Source for GitHub {
         }
     }
 
-    fn parse(
-        &self,
-        delivery: &Delivery,
-        delivery_id: &str,
-        options: &SourceOptions,
-    ) -> Result<Parsed, ParseError> {
-        let event = delivery
-            .header("X-GitHub-Event")
-            .ok_or(ParseError::MissingHeader("X-GitHub-Event"))?;
+    fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
+        let event = delivery.header("X-GitHub-Event").ok_or(ParseError::MissingHeader("X-GitHub-Event"))?;
         if !SUPPORTED.contains(&event) {
-            return Ok(Parsed::Ignored {
-                reason: format!("GitHub event `{event}` is not tracked"),
-            });
+            return Ok(Parsed::Ignored { reason: format!("GitHub event `{event}` is not tracked") });
         }
         let body = delivery.json_body().map_err(ParseError::Body)?;
-        let context = Context {
-            delivery_id,
-            options,
-        };
+        let context = Context { delivery_id, options };
         match event {
             "ping" => {
                 let _: Value = parse_json(&body)?;
@@ -188,54 +167,30 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn issue(&self, event: IssueEvent) -> Result<Parsed, ParseError> {
-        let IssueEvent {
-            action,
-            issue,
-            repository,
-        } = event;
+        let IssueEvent { action, issue, repository } = event;
         let labels: Vec<String> = issue.labels.into_iter().map(|l| l.name).collect();
-        let is_incident = labels.iter().any(|label| {
-            self.options
-                .incident_labels
-                .iter()
-                .any(|incident| incident.eq_ignore_ascii_case(label))
-        });
+        let is_incident = labels
+            .iter()
+            .any(|label| self.options.incident_labels.iter().any(|incident| incident.eq_ignore_ascii_case(label)));
         let number = issue.number.to_string();
         let change = if issue.state == "closed" {
             let outcome = match issue.state_reason.as_deref() {
                 Some("not_planned") => "not_planned",
                 _ => "completed",
             };
-            let end = issue
-                .closed_at
-                .or(issue.updated_at)
-                .unwrap_or(issue.created_at);
-            Change::End {
-                start: Some(issue.created_at),
-                end,
-                outcome: outcome.to_string(),
-            }
+            let end = issue.closed_at.or(issue.updated_at).unwrap_or(issue.created_at);
+            Change::End { start: Some(issue.created_at), end, outcome: outcome.to_string() }
         } else {
-            Change::Start {
-                start: issue.created_at,
-            }
+            Change::Start { start: issue.created_at }
         };
         let at = snapshot_time(&change, issue.updated_at);
 
         let mut attributes = repo_attributes(&repository);
         attributes.insert("valuestream.issue.number".into(), json!(issue.number));
         insert_opt(&mut attributes, "valuestream.title", issue.title);
-        insert_opt(
-            &mut attributes,
-            "valuestream.author",
-            issue.user.map(|u| u.login),
-        );
+        insert_opt(&mut attributes, "valuestream.author", issue.user.map(|u| u.login));
         insert_opt(&mut attributes, "valuestream.url", issue.html_url);
-        insert_opt(
-            &mut attributes,
-            "valuestream.state_reason",
-            issue.state_reason,
-        );
+        insert_opt(&mut attributes, "valuestream.state_reason", issue.state_reason);
         attributes.insert("valuestream.labels".into(), json!(labels));
         attributes.insert("valuestream.github.action".into(), json!(action));
 
@@ -260,48 +215,31 @@ impl Context<'_> {
     }
 
     fn pull_request(&self, event: PullRequestEvent) -> Result<Parsed, ParseError> {
-        let PullRequestEvent {
-            action,
-            pull_request,
-            repository,
-        } = event;
+        let PullRequestEvent { action, pull_request, repository } = event;
         let mut span = self.pull_request_span(pull_request, &repository, true);
-        span.attributes
-            .insert("valuestream.github.action".into(), json!(action));
+        span.attributes.insert("valuestream.github.action".into(), json!(action));
         span.attributes.extend(repo_attributes(&repository));
         Ok(Parsed::Spans(vec![span]))
     }
 
     fn review(&self, event: ReviewEvent) -> Result<Parsed, ParseError> {
-        let ReviewEvent {
-            action,
-            review,
-            pull_request,
-            repository,
-        } = event;
+        let ReviewEvent { action, review, pull_request, repository } = event;
         if action != "submitted" {
-            return Ok(Parsed::Ignored {
-                reason: format!("pull_request_review action `{action}` is not tracked"),
-            });
+            return Ok(Parsed::Ignored { reason: format!("pull_request_review action `{action}` is not tracked") });
         }
         let created_at = pull_request.created_at;
         let mut span = self.pull_request_span(pull_request, &repository, false);
         let submitted = review.submitted_at.unwrap_or(created_at);
         // A review says nothing new about open/closed: it only adds review times.
-        span.change = Change::Update {
-            start: Some(created_at),
-        };
+        span.change = Change::Update { start: Some(created_at) };
         span.at = submitted;
         span.attributes.clear();
-        span.first_times
-            .insert("valuestream.first_review_at".into(), submitted);
+        span.first_times.insert("valuestream.first_review_at".into(), submitted);
         if review.state.eq_ignore_ascii_case("approved") {
-            span.first_times
-                .insert("valuestream.first_approval_at".into(), submitted);
+            span.first_times.insert("valuestream.first_approval_at".into(), submitted);
         }
         if let Some(user) = review.user {
-            span.attributes
-                .insert("valuestream.last_reviewer".into(), json!(user.login));
+            span.attributes.insert("valuestream.last_reviewer".into(), json!(user.login));
         }
         Ok(Parsed::Spans(vec![span]))
     }
@@ -314,20 +252,11 @@ impl Context<'_> {
         let change = if pr.state == "closed" {
             let (end, outcome) = match (merged, pr.merged_at) {
                 (true, Some(merged_at)) => (merged_at, "merged"),
-                _ => (
-                    pr.closed_at.or(pr.updated_at).unwrap_or(pr.created_at),
-                    "closed",
-                ),
+                _ => (pr.closed_at.or(pr.updated_at).unwrap_or(pr.created_at), "closed"),
             };
-            Change::End {
-                start: Some(pr.created_at),
-                end,
-                outcome: outcome.to_string(),
-            }
+            Change::End { start: Some(pr.created_at), end, outcome: outcome.to_string() }
         } else {
-            Change::Start {
-                start: pr.created_at,
-            }
+            Change::Start { start: pr.created_at }
         };
         let at = snapshot_time(&change, pr.updated_at);
         let state = if merged { "merged" } else { pr.state.as_str() };
@@ -340,52 +269,26 @@ impl Context<'_> {
         attributes.insert("vcs.ref.base.name".into(), json!(pr.base.name));
         attributes.insert("vcs.ref.base.revision".into(), json!(pr.base.sha));
         insert_opt(&mut attributes, "vcs.change.title", pr.title.clone());
-        insert_opt(
-            &mut attributes,
-            "valuestream.author",
-            pr.user.map(|u| u.login),
-        );
+        insert_opt(&mut attributes, "valuestream.author", pr.user.map(|u| u.login));
         insert_opt(&mut attributes, "valuestream.url", pr.html_url);
-        insert_opt(
-            &mut attributes,
-            "valuestream.merge_commit_sha",
-            pr.merge_commit_sha.filter(|_| merged),
-        );
-        insert_opt(
-            &mut attributes,
-            "valuestream.merged_at",
-            pr.merged_at.map(|t| t.to_rfc3339()),
-        );
-        attributes.insert(
-            "valuestream.labels".into(),
-            json!(pr.labels.into_iter().map(|l| l.name).collect::<Vec<_>>()),
-        );
+        insert_opt(&mut attributes, "valuestream.merge_commit_sha", pr.merge_commit_sha.filter(|_| merged));
+        insert_opt(&mut attributes, "valuestream.merged_at", pr.merged_at.map(|t| t.to_rfc3339()));
+        attributes
+            .insert("valuestream.labels".into(), json!(pr.labels.into_iter().map(|l| l.name).collect::<Vec<_>>()));
         if full {
             insert_opt(&mut attributes, "valuestream.draft", pr.draft);
             insert_opt(&mut attributes, "valuestream.additions", pr.additions);
             insert_opt(&mut attributes, "valuestream.deletions", pr.deletions);
-            insert_opt(
-                &mut attributes,
-                "valuestream.changed_files",
-                pr.changed_files,
-            );
+            insert_opt(&mut attributes, "valuestream.changed_files", pr.changed_files);
         }
 
         // linking.md: head branch first, then references and closing keywords in the text.
         let mut parent_refs: Vec<ParentRef> = find_trace_refs(&pr.head.name);
-        let text = format!(
-            "{}\n{}",
-            pr.title.as_deref().unwrap_or(""),
-            pr.body.as_deref().unwrap_or("")
-        );
+        let text = format!("{}\n{}", pr.title.as_deref().unwrap_or(""), pr.body.as_deref().unwrap_or(""));
         parent_refs.extend(find_trace_refs(&text));
         for mention in find_closing_mentions(&text) {
-            let repo = mention
-                .repo_path
-                .as_deref()
-                .unwrap_or(&repository.full_name);
-            parent_refs
-                .push(format!("github:{repo}:issue:{}", mention.number).to_ascii_lowercase());
+            let repo = mention.repo_path.as_deref().unwrap_or(&repository.full_name);
+            parent_refs.push(format!("github:{repo}:issue:{}", mention.number).to_ascii_lowercase());
         }
         dedup_in_order(&mut parent_refs);
 
@@ -402,12 +305,7 @@ impl Context<'_> {
             attributes,
             first_times: BTreeMap::new(),
             parent_refs,
-            trace_refs: vec![generic_ref(
-                "github",
-                "pull_request",
-                &repository.name,
-                &number,
-            )],
+            trace_refs: vec![generic_ref("github", "pull_request", &repository.name, &number)],
         }
     }
 }

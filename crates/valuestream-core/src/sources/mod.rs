@@ -28,9 +28,7 @@ pub struct SourceOptions {
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        SourceOptions {
-            incident_labels: vec!["incident".to_string()],
-        }
+        SourceOptions { incident_labels: vec!["incident".to_string()] }
     }
 }
 
@@ -69,11 +67,7 @@ impl ParseError {
         } else {
             // serde_json appends " at line L column C"; the path says more.
             let message = inner.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
             ParseError::Field { path, message }
         }
     }
@@ -82,11 +76,8 @@ impl ParseError {
 /// Parses a JSON document into `T`, reporting the path of the first problem.
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ParseError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(ParseError::from_path_error)?;
-    deserializer
-        .end()
-        .map_err(|e| ParseError::Json(e.to_string()))?;
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(ParseError::from_path_error)?;
+    deserializer.end().map_err(|e| ParseError::Json(e.to_string()))?;
     Ok(value)
 }
 
@@ -103,10 +94,5 @@ pub trait Source: Sync {
     /// The sender's event type (bounded: used as a metric label and in logs).
     fn event_type(&self, delivery: &Delivery) -> String;
     /// What the delivery means. `delivery_id` is the id the store knows it by.
-    fn parse(
-        &self,
-        delivery: &Delivery,
-        delivery_id: &str,
-        options: &SourceOptions,
-    ) -> Result<Parsed, ParseError>;
+    fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError>;
 }
