@@ -73,8 +73,51 @@ impl ParseError {
     }
 }
 
-/// Parses a JSON document into `T`, reporting the path of the first problem.
+/// Deepest nesting accepted anywhere in a payload (serde_json's own limit for
+/// the values it reads; checked here for the values it skips as well).
+pub const MAX_DEPTH: usize = 128;
+
+/// Checks what serde does not check in the parts of a document a typed parse
+/// skips: the body is a JSON object, valid UTF-8 throughout, nested at most
+/// [`MAX_DEPTH`] deep. One linear pass, no allocation.
+pub fn check_document(bytes: &[u8]) -> Result<(), ParseError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ParseError::Body("body is not valid UTF-8".into()));
+    }
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => return Err(ParseError::Json("EOF while parsing a value at line 1 column 0".into())),
+        Some(_) => return Err(ParseError::Body("body must be a JSON object".into())),
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in bytes {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ParseError::Body(format!("body is nested deeper than {MAX_DEPTH} levels")));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses a JSON object into `T`, reporting the path of the first problem.
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ParseError> {
+    check_document(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(ParseError::from_path_error)?;
     deserializer.end().map_err(|e| ParseError::Json(e.to_string()))?;

@@ -118,14 +118,21 @@ async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) ->
     Ok((Ack { status, delivery_id: item.id.clone(), spans, reason }, queued))
 }
 
+/// What a span's row said before this delivery.
 struct Previous {
     state: String,
     end_ns: Option<i64>,
     outcome: Option<String>,
+    trace_refs: String,
+    parent_refs: String,
 }
 
 /// Records `events` and brings every affected span up to date. Returns the
 /// number of spans touched and the number queued for export.
+///
+/// Most deliveries update a span whose references did not change; they cost
+/// a handful of statements. Parents are re-resolved only for new spans, spans
+/// whose references changed, and spans that were waiting for a new one.
 async fn apply_events(
     conn: &mut AnyConnection,
     delivery_id: &str,
@@ -153,18 +160,21 @@ async fn apply_events(
             touched.push(event.key.clone());
         }
     }
-    let mut to_resolve: BTreeSet<String> = touched.iter().cloned().collect();
+    let mut to_resolve: BTreeSet<String> = BTreeSet::new();
     let mut previous = Vec::with_capacity(touched.len());
     for key in &touched {
-        previous.push(load_previous(conn, key).await?);
-        let waiting = refold(conn, key).await?;
-        to_resolve.extend(waiting);
+        let before = load_previous(conn, key).await?;
+        let refolded = refold(conn, key, before.as_ref()).await?;
+        if before.is_none() || refolded.parent_refs_changed {
+            to_resolve.insert(key.clone());
+        }
+        to_resolve.extend(refolded.waiting);
+        previous.push(before);
     }
     for key in &to_resolve {
-        resolve_parent(conn, key).await?;
-    }
-    for key in &to_resolve {
-        retrace(conn, key).await?;
+        if resolve_parent(conn, key).await? {
+            retrace(conn, key).await?;
+        }
     }
 
     let mut queued = 0;
@@ -189,19 +199,43 @@ async fn apply_events(
 }
 
 async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
-    let row = sqlx::query("SELECT state, end_ns, outcome FROM spans WHERE key = $1")
+    let row = sqlx::query("SELECT state, end_ns, outcome, trace_refs, parent_refs FROM spans WHERE key = $1")
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?;
     Ok(match row {
-        Some(row) => Some(Previous { state: row.try_get(0)?, end_ns: row.try_get(1)?, outcome: row.try_get(2)? }),
+        Some(row) => Some(Previous {
+            state: row.try_get(0)?,
+            end_ns: row.try_get(1)?,
+            outcome: row.try_get(2)?,
+            trace_refs: row.try_get(3)?,
+            parent_refs: row.try_get(4)?,
+        }),
         None => None,
     })
 }
 
-/// Folds all events of `key` into its row and refreshes what it answers to.
-/// Returns the spans waiting for a parent this span may be.
-async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, StoreError> {
+/// What refolding a span changed beyond its own row.
+struct Refolded {
+    parent_refs_changed: bool,
+    /// Spans that look for a parent among this span's (new) references.
+    waiting: Vec<String>,
+}
+
+/// `$1, $2, …` style placeholders for a multi-row VALUES list of `rows` × `columns`.
+fn values_list(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Folds all events of `key` into its row and refreshes what it answers to
+/// and where it looks for its parent, when those changed.
+async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) -> Result<Refolded, StoreError> {
     let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
@@ -213,6 +247,8 @@ async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Stor
     }
     let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
     let name = format!("{} {}", span.kind, span.name);
+    let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
+    let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs)
@@ -236,64 +272,84 @@ async fn refold(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Stor
     .bind(ids::trace_id(key))
     .bind(ids::span_id(key))
     .bind(serde_json::to_string(&span.attributes).expect("attributes serialize"))
-    .bind(serde_json::to_string(&span.trace_refs).expect("refs serialize"))
-    .bind(serde_json::to_string(&span.parent_refs).expect("refs serialize"))
+    .bind(&trace_refs)
+    .bind(&parent_refs)
     .execute(&mut *conn)
     .await?;
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
 
-    let own: Vec<String> = std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
-    sqlx::query("DELETE FROM span_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
-    for reference in &own {
-        sqlx::query("INSERT INTO span_refs (ref, span_key) VALUES ($1, $2) ON CONFLICT (ref, span_key) DO NOTHING")
-            .bind(reference)
-            .bind(key)
-            .execute(&mut *conn)
-            .await?;
-    }
-    sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
-    for (position, reference) in span.parent_refs.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO span_parent_refs (ref, span_key, position) VALUES ($1, $2, $3)
-             ON CONFLICT (ref, span_key) DO NOTHING",
-        )
-        .bind(reference)
-        .bind(key)
-        .bind(position as i64)
-        .execute(&mut *conn)
-        .await?;
-    }
-
     let mut waiting = Vec::new();
-    for reference in &own {
-        let rows = sqlx::query("SELECT span_key FROM span_parent_refs WHERE ref = $1")
-            .bind(reference)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in rows {
+    if before.is_none_or(|b| b.trace_refs != trace_refs) {
+        let own: Vec<String> =
+            std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
+        if before.is_some() {
+            sqlx::query("DELETE FROM span_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+        }
+        let sql = format!(
+            "INSERT INTO span_refs (ref, span_key) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
+            values_list(own.len(), 2)
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for reference in &own {
+            insert = insert.bind(reference.clone()).bind(key.to_string());
+        }
+        insert.execute(&mut *conn).await?;
+
+        let placeholders: Vec<String> = (1..=own.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT DISTINCT span_key FROM span_parent_refs WHERE ref IN ({})", placeholders.join(", "));
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for reference in &own {
+            select = select.bind(reference.clone());
+        }
+        for row in select.fetch_all(&mut *conn).await? {
             waiting.push(row.try_get::<String, _>(0)?);
         }
     }
-    Ok(waiting)
+
+    let parent_refs_changed = before.is_none_or(|b| b.parent_refs != parent_refs);
+    if parent_refs_changed {
+        if before.is_some() {
+            sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+        }
+        if !span.parent_refs.is_empty() {
+            let sql = format!(
+                "INSERT INTO span_parent_refs (ref, span_key, position) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
+                values_list(span.parent_refs.len(), 3)
+            );
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (position, reference) in span.parent_refs.iter().enumerate() {
+                insert = insert.bind(reference.clone()).bind(key.to_string()).bind(position as i64);
+            }
+            insert.execute(&mut *conn).await?;
+        }
+    }
+    Ok(Refolded { parent_refs_changed, waiting })
 }
 
 /// Sets `key`'s parent to the first of its references that names a known span
 /// (linking.md: first match wins), skipping any that would close a cycle.
-async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
-    let rows = sqlx::query("SELECT ref FROM span_parent_refs WHERE span_key = $1 ORDER BY position")
-        .bind(key)
-        .fetch_all(&mut *conn)
-        .await?;
+/// Returns whether the parent changed.
+async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<bool, StoreError> {
+    let current = parent_of(conn, key).await?;
+    let rows = sqlx::query(
+        "SELECT p.ref, r.span_key FROM span_parent_refs p JOIN span_refs r ON r.ref = p.ref
+         WHERE p.span_key = $1 ORDER BY p.position, r.span_key",
+    )
+    .bind(key)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Candidates grouped by reference, best reference first.
+    let mut by_ref: Vec<(String, Vec<String>)> = Vec::new();
+    for row in rows {
+        let (reference, candidate): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        match by_ref.last_mut() {
+            Some((last, candidates)) if *last == reference => candidates.push(candidate),
+            _ => by_ref.push((reference, vec![candidate])),
+        }
+    }
     let owner = owner_of(key);
     let mut parent: Option<String> = None;
-    'refs: for row in rows {
-        let reference: String = row.try_get(0)?;
-        let mut candidates: Vec<String> = Vec::new();
-        for row in
-            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(&reference).fetch_all(&mut *conn).await?
-        {
-            candidates.push(row.try_get(0)?);
-        }
+    'refs: for (_, mut candidates) in by_ref {
         // A reference without an owner resolves to the child's own owner first.
         candidates.sort_by_key(|candidate| (owner_of(candidate) != owner, candidate.clone()));
         for candidate in candidates {
@@ -303,8 +359,11 @@ async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<(), Store
             }
         }
     }
+    if parent == current {
+        return Ok(false);
+    }
     sqlx::query("UPDATE spans SET parent_key = $1 WHERE key = $2").bind(parent).bind(key).execute(&mut *conn).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Whether `key` appears on the parent chain of `start` (or is `start`).

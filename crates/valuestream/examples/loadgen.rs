@@ -1,0 +1,186 @@
+//! Load generator for the quality bars (docs/benchmarks.md).
+//!
+//! `cargo run --release --example loadgen -- http --url http://127.0.0.1:5000 --secret S --rate 0 --seconds 20`
+//!   sends signed, real-shaped GitHub deliveries (vendored @octokit payloads
+//!   with varied repository, number and title; each its own delivery id and
+//!   signature) and reports throughput and latency percentiles. `--rate 0`
+//!   means as fast as `--connections` allow; otherwise a fixed rate per second.
+//! `cargo run --release --example loadgen -- file --out deliveries.jsonl --count 100000`
+//!   writes a JSON Lines recording for `valuestream replay`.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use valuestream_core::verify::hmac_sha256_hex;
+
+/// Distinct issues/pull requests the load spreads over (events per span = deliveries / SPANS).
+const SPANS: u64 = 20_000;
+
+struct Templates {
+    issue: Value,
+    pull_request: Value,
+}
+
+fn templates() -> Templates {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../valuestream-core/tests/data/github");
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(format!("{dir}/{name}.json")).expect("vendored payload")).unwrap()
+    };
+    Templates { issue: read("issues.opened.plain"), pull_request: read("pull_request.opened.installation") }
+}
+
+/// The n-th delivery: alternately an issue and a pull request event, spread
+/// over `SPANS` spans in 200 repositories, times moving forward with n.
+fn delivery(templates: &Templates, n: u64) -> (&'static str, Vec<u8>) {
+    let span = n % SPANS;
+    let repo = format!("repo-{}", span % 200);
+    let number = span / 200 + 1;
+    let minute = 60 * (n / SPANS) as i64;
+    let time = |offset: i64| {
+        chrono::DateTime::from_timestamp(1_790_000_000 + span as i64 * 60 + minute + offset, 0).unwrap().to_rfc3339()
+    };
+    let (event, mut body, object) = if n.is_multiple_of(2) {
+        ("issues", templates.issue.clone(), "issue")
+    } else {
+        ("pull_request", templates.pull_request.clone(), "pull_request")
+    };
+    body["repository"]["name"] = json!(repo);
+    body["repository"]["full_name"] = json!(format!("load-org/{repo}"));
+    let closing = (n / SPANS) % 2 == 1;
+    body["action"] = json!(if closing { "closed" } else { "opened" });
+    let o = &mut body[object];
+    o["number"] = json!(number);
+    o["title"] = json!(format!("Change number {n} to the service"));
+    o["created_at"] = json!(time(0));
+    o["updated_at"] = json!(time(30));
+    o["state"] = json!(if closing { "closed" } else { "open" });
+    o["closed_at"] = if closing { json!(time(30)) } else { Value::Null };
+    if object == "pull_request" {
+        o["head"]["ref"] = json!(format!("feature/vstrace-github-{repo}-{number}/work"));
+    }
+    (event, serde_json::to_vec(&body).unwrap())
+}
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("http") => http(&args).await,
+        Some("file") => file(&args),
+        _ => {
+            eprintln!(
+                "usage: loadgen http --url URL --secret S [--rate N] [--seconds N] [--connections N]\n       loadgen file --out PATH [--count N]"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn file(args: &[String]) {
+    let out = arg(args, "--out", "deliveries.jsonl");
+    let count: u64 = arg(args, "--count", "100000").parse().unwrap();
+    let templates = templates();
+    let mut writer = std::io::BufWriter::new(std::fs::File::create(&out).unwrap());
+    let mut bytes = 0;
+    for n in 0..count {
+        let (event, body) = delivery(&templates, n);
+        bytes += body.len();
+        let line = json!({
+            "source": "github",
+            "headers": {"X-GitHub-Event": event, "X-GitHub-Delivery": format!("load-{n}")},
+            "body": serde_json::from_slice::<Value>(&body).unwrap(),
+        });
+        std::io::Write::write_all(&mut writer, format!("{line}\n").as_bytes()).unwrap();
+    }
+    eprintln!(
+        "wrote {count} deliveries ({} bytes of bodies, mean {} bytes) to {out}",
+        bytes,
+        bytes as u64 / count.max(1)
+    );
+}
+
+async fn http(args: &[String]) {
+    let url = format!("{}/webhooks/github", arg(args, "--url", "http://127.0.0.1:5000"));
+    let secret = arg(args, "--secret", "");
+    let rate: u64 = arg(args, "--rate", "0").parse().unwrap();
+    let seconds: u64 = arg(args, "--seconds", "20").parse().unwrap();
+    let connections: usize = arg(args, "--connections", "64").parse().unwrap();
+    let start_at: u64 = arg(args, "--start", &format!("{}", std::process::id() as u64 * 1_000_000)).parse().unwrap();
+
+    let templates = Arc::new(templates());
+    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let next = Arc::new(AtomicU64::new(start_at));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for worker in 0..connections {
+        let (client, url, secret, templates, next, errors) =
+            (client.clone(), url.clone(), secret.clone(), templates.clone(), next.clone(), errors.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut sent = 0u64;
+            loop {
+                if rate > 0 {
+                    // Fixed rate: this worker's share, scheduled from the start time.
+                    let due = started
+                        + Duration::from_secs_f64((sent * connections as u64 + worker as u64) as f64 / rate as f64);
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                } else if Instant::now() >= deadline {
+                    break;
+                }
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let (event, body) = delivery(&templates, n);
+                let signature = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &body));
+                let begin = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-github-event", event)
+                    .header("x-github-delivery", format!("load-{n}"))
+                    .header("x-hub-signature-256", signature)
+                    .body(body)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(begin.elapsed());
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                sent += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{} ok, {} errors in {elapsed:.1} s: {:.0} deliveries/s; latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        errors.load(Ordering::Relaxed),
+        latencies.len() as f64 / elapsed,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+}
