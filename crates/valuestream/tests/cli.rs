@@ -242,3 +242,33 @@ fn replay_counts_each_outcome_and_replaying_twice_changes_nothing() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8(missing.stderr).unwrap().contains("/no/such/file.jsonl"));
 }
+
+#[test]
+fn environment_variables_configure_serve() {
+    let dir = TempDir::new("env");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = valuestream()
+        .arg("serve")
+        .env("VS_ADDR", format!("127.0.0.1:{port}"))
+        .env("VS_DATABASE_URL", dir.database())
+        .env("VS_LOG_FORMAT", "json")
+        .env("VS_LOG_LEVEL", "Info")
+        .env("VS_TRACER_BACKEND", "none")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let log: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    assert_eq!(log["fields"]["message"], "ValueStream is listening.");
+    assert_eq!(log["fields"]["addr"], format!("127.0.0.1:{port}"));
+    assert_eq!(log["fields"]["tracer"], "None");
+    assert!(dir.0.join("vs.db").exists(), "VS_DATABASE_URL chose the database file");
+    let response = post(&format!("127.0.0.1:{port}"), "/healthz", &[], "");
+    assert!(response.starts_with("HTTP/1.1 405"), "GET-only route answers POST with 405: {response}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -253,3 +253,29 @@ async fn spans_page_with_a_cursor() {
     assert_eq!(since["spans"].as_array().unwrap().len(), 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn otlp_over_grpc_carries_the_same_ids_and_times() {
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let received = start_grpc_receiver(([127, 0, 0, 1], port).into()).await;
+    let app = spawn_app(|db| {
+        let mut c = config(db, TracerBackend::Otlp, Some(format!("http://127.0.0.1:{port}")), &[SECRET]);
+        c.otlp_protocol = valuestream::export::Protocol::Grpc;
+        c
+    })
+    .await;
+    for (i, (event, body)) in scenario().iter().enumerate() {
+        assert_eq!(app.github(event, &format!("g-{i}"), body).await.0, 200);
+    }
+    let exported = received.wait_for(2).await;
+    let pr = exported
+        .iter()
+        .map(|(_, span)| span)
+        .find(|span| span.span_id == hex::decode(ids::span_id(PR_KEY)).unwrap())
+        .expect("the pull request was exported");
+    assert_eq!(hex::encode(&pr.trace_id), ids::trace_id(ISSUE_KEY));
+    assert_eq!(hex::encode(&pr.parent_span_id), ids::span_id(ISSUE_KEY));
+    assert_eq!(pr.start_time_unix_nano, nanos("2026-11-20T10:00:00Z"));
+    assert_eq!(pr.end_time_unix_nano, nanos("2026-11-21T16:30:00Z"));
+    app.stop().await;
+}

@@ -118,6 +118,29 @@ impl Received {
     }
 }
 
+impl Received {
+    /// Records the spans of one OTLP request, with their resource's `service.name`.
+    fn record(&self, request: ExportTraceServiceRequest) {
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref())
+                .map(|v| format!("{:?}", v.value))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    self.spans.lock().unwrap().push((service.clone(), span));
+                }
+            }
+        }
+        self.arrived.notify_waiters();
+    }
+}
+
+/// An OTLP/HTTP receiver (`POST /v1/traces`, protobuf) on `listener`.
 pub async fn start_otlp_receiver(listener: TcpListener) -> Received {
     let received = Received::default();
     let sink = received.clone();
@@ -126,28 +149,40 @@ pub async fn start_otlp_receiver(listener: TcpListener) -> Received {
         post(move |body: Bytes| {
             let sink = sink.clone();
             async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("a valid OTLP request");
-                for resource_spans in request.resource_spans {
-                    let service = resource_spans
-                        .resource
-                        .iter()
-                        .flat_map(|r| r.attributes.iter())
-                        .find(|kv| kv.key == "service.name")
-                        .and_then(|kv| kv.value.as_ref())
-                        .map(|v| format!("{:?}", v.value))
-                        .unwrap_or_default();
-                    for scope in resource_spans.scope_spans {
-                        for span in scope.spans {
-                            sink.spans.lock().unwrap().push((service.clone(), span));
-                        }
-                    }
-                }
-                sink.arrived.notify_waiters();
+                sink.record(ExportTraceServiceRequest::decode(body).expect("a valid OTLP request"));
                 ([("content-type", "application/x-protobuf")], ExportTraceServiceResponse::default().encode_to_vec())
             }
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    received
+}
+
+struct GrpcSink(Received);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.record(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC receiver on `addr`; returns once it accepts connections.
+pub async fn start_grpc_receiver(addr: std::net::SocketAddr) -> Received {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+    let received = Received::default();
+    let service = TraceServiceServer::new(GrpcSink(received.clone()));
+    tokio::spawn(async move { tonic::transport::Server::builder().add_service(service).serve(addr).await.unwrap() });
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     received
 }
 
