@@ -13,6 +13,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// When the delivery reached us: only a fallback for payloads without times.
     pub received_at: Timestamp,
+    /// The request's query string, if any (Jenkins may send `?token=`). Never stored.
+    pub query: Option<String>,
 }
 
 impl Delivery {
@@ -23,7 +25,19 @@ impl Delivery {
         received_at: Timestamp,
     ) -> Delivery {
         let headers = headers.into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect();
-        Delivery { source: source.into(), headers, body, received_at }
+        Delivery { source: source.into(), headers, body, received_at, query: None }
+    }
+
+    /// The same delivery with the request's query string.
+    pub fn with_query(mut self, query: Option<String>) -> Delivery {
+        self.query = query;
+        self
+    }
+
+    /// A query-string parameter, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.query.as_deref()?;
+        form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
     }
 
     /// The value of a header, by case-insensitive name.

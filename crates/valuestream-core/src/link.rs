@@ -117,6 +117,41 @@ pub fn generic_ref(source: &str, kind: &str, name: &str, id: &str) -> String {
     format!("vstrace-{source}-{kind}-{name}-{id}").to_ascii_lowercase()
 }
 
+static ISSUE_KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^A-Za-z0-9])([A-Z][A-Z0-9_]+-[0-9]+)").expect("issue key pattern is valid"));
+
+/// Jira-style issue keys (`PAY-12`) in a branch or title, lowercase, in order.
+/// A Jira issue answers to its bare key, so such a key names it only when the
+/// project is one seen from Jira (linking.md); otherwise it resolves to nothing.
+pub fn find_issue_keys(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for caps in ISSUE_KEY.captures_iter(text) {
+        let key = caps[1].to_ascii_lowercase();
+        if !key.starts_with("vstrace") && !found.contains(&key) {
+            found.push(key);
+        }
+    }
+    found
+}
+
+/// The alias a span answers to for a branch it is built from (a pull
+/// request's head branch; builds of that branch look for it). Aliases contain
+/// `:` and are never shown as trace references.
+pub fn branch_alias(source: &str, repo: &str, branch: &str) -> String {
+    format!("{source}:{repo}:branch:{branch}").to_ascii_lowercase()
+}
+
+/// The alias a span carrying commit `sha` answers to (a pull request's head
+/// or merge commit; deploys of that sha look for it).
+pub fn sha_alias(source: &str, repo: &str, sha: &str) -> String {
+    format!("{source}:{repo}:sha:{sha}").to_ascii_lowercase()
+}
+
+/// The alias a deploy of `sha` answers to (so commits recorded later find it).
+pub fn deployed_alias(source: &str, repo: &str, sha: &str) -> String {
+    format!("{source}:{repo}:deployed:{sha}").to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +182,14 @@ mod tests {
         assert!(find_trace_refs("vstrace-github-27").is_empty());
         assert!(find_trace_refs("xvstrace-github-a-27").is_empty());
         assert!(find_trace_refs("vstrace-").is_empty());
+    }
+
+    #[test]
+    fn finds_jira_keys_in_branches_and_titles() {
+        assert_eq!(find_issue_keys("PAY-12-fix-login"), vec!["pay-12"]);
+        assert_eq!(find_issue_keys("feature/PAY-12 and OPS2-7: login"), vec!["pay-12", "ops2-7"]);
+        assert!(find_issue_keys("fix-12 lower-case is not a key").is_empty());
+        assert!(find_issue_keys("XPAY-12").contains(&"xpay-12".to_string()));
     }
 
     #[test]

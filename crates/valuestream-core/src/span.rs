@@ -71,6 +71,10 @@ pub struct SpanEvent {
     /// The trace references this span answers to (lowercase).
     #[serde(default)]
     pub trace_refs: Vec<String>,
+    /// References whose spans this span links to, every match (a deploy's
+    /// pull requests), lowercase.
+    #[serde(default)]
+    pub link_refs: Vec<String>,
 }
 
 impl SpanEvent {
@@ -113,6 +117,7 @@ pub struct Span {
     pub attributes: Attributes,
     pub parent_refs: Vec<ParentRef>,
     pub trace_refs: Vec<String>,
+    pub link_refs: Vec<String>,
 }
 
 /// Folds all known events of one span into the span. Returns `None` for no events.
@@ -122,7 +127,8 @@ pub struct Span {
 /// - the latest start or end decides open/closed, the end time and the outcome;
 /// - the start is the earliest creation time any event reports;
 /// - attributes are overlaid in time order; `first_times` keep their minimum;
-/// - the parent references are those of the latest event that names any.
+/// - the parent references are those of the latest event that names any;
+/// - trace and link references are the union over all events.
 pub fn fold(events: &[SpanEvent]) -> Option<Span> {
     let mut ordered: Vec<&SpanEvent> = events.iter().collect();
     ordered.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
@@ -136,6 +142,7 @@ pub fn fold(events: &[SpanEvent]) -> Option<Span> {
     let mut first_times: BTreeMap<String, Timestamp> = BTreeMap::new();
     let mut parent_refs = Vec::new();
     let mut trace_refs: Vec<String> = Vec::new();
+    let mut link_refs: Vec<String> = Vec::new();
 
     for event in &ordered {
         if let Some(s) = event.change.start() {
@@ -169,8 +176,14 @@ pub fn fold(events: &[SpanEvent]) -> Option<Span> {
                 trace_refs.push(reference.clone());
             }
         }
+        for reference in &event.link_refs {
+            if !link_refs.contains(reference) {
+                link_refs.push(reference.clone());
+            }
+        }
     }
     trace_refs.sort();
+    link_refs.sort();
     for (name, time) in first_times {
         attributes.insert(name, serde_json::Value::String(time.to_rfc3339()));
     }
@@ -193,6 +206,7 @@ pub fn fold(events: &[SpanEvent]) -> Option<Span> {
         attributes,
         parent_refs,
         trace_refs,
+        link_refs,
     })
 }
 
@@ -215,6 +229,7 @@ mod tests {
             first_times: BTreeMap::new(),
             parent_refs: vec![],
             trace_refs: vec![],
+            link_refs: vec![],
         }
     }
 

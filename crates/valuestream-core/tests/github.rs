@@ -51,7 +51,7 @@ fn issue_opened_starts_an_issue_span_at_created_at() {
 
 #[test]
 fn issue_labeled_incident_becomes_an_incident() {
-    let options = SourceOptions { incident_labels: vec!["BUG".into()] };
+    let options = SourceOptions { incident_labels: vec!["BUG".into()], ..SourceOptions::default() };
     let parsed = GitHub.parse(&delivery("issues", fixture("issues.labeled.plain")), "d", &options).unwrap();
     let Parsed::Spans(events) = parsed else { panic!("expected spans") };
     assert_eq!(events[0].kind, "incident", "the fixture carries the label `bug`");

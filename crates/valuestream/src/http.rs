@@ -119,8 +119,9 @@ async fn webhook(
         return Err(too_large());
     }
     let headers = stored_headers(request.headers());
+    let query = request.uri().query().map(str::to_string);
     let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| too_large())?;
-    let delivery = Delivery::new(source.name(), headers, body.to_vec(), now());
+    let delivery = Delivery::new(source.name(), headers, body.to_vec(), now()).with_query(query);
     let event = source.event_type(&delivery);
     let secrets = state.secrets.get(source.name()).cloned().unwrap_or_default();
     match state.ingest.submit(source, delivery, &secrets).await {

@@ -7,7 +7,10 @@
 
 use super::{ParseError, Parsed, Source, SourceOptions, parse_json};
 use crate::delivery::Delivery;
-use crate::link::{ParentRef, find_closing_mentions, find_trace_refs, generic_ref, issue_refs};
+use crate::link::{
+    ParentRef, branch_alias, deployed_alias, find_closing_mentions, find_issue_keys, find_trace_refs, generic_ref,
+    issue_refs, sha_alias,
+};
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_hmac_sha256};
@@ -211,6 +214,7 @@ impl Context<'_> {
             first_times: BTreeMap::new(),
             parent_refs: Vec::new(),
             trace_refs,
+            link_refs: Vec::new(),
         }]))
     }
 
@@ -260,6 +264,16 @@ impl Context<'_> {
         };
         let at = snapshot_time(&change, pr.updated_at);
         let state = if merged { "merged" } else { pr.state.as_str() };
+        // Builds find a pull request by its head branch, deploys by its commits.
+        let repo = &repository.full_name;
+        let mut trace_refs = vec![
+            generic_ref("github", "pull_request", &repository.name, &number),
+            branch_ref(repo, &pr.head.name),
+            sha_ref(repo, &pr.head.sha),
+        ];
+        if let (true, Some(sha)) = (merged, &pr.merge_commit_sha) {
+            trace_refs.push(sha_ref(repo, sha));
+        }
 
         let mut attributes = Attributes::new();
         attributes.insert("vcs.change.id".into(), json!(number));
@@ -290,6 +304,9 @@ impl Context<'_> {
             let repo = mention.repo_path.as_deref().unwrap_or(&repository.full_name);
             parent_refs.push(format!("github:{repo}:issue:{}", mention.number).to_ascii_lowercase());
         }
+        // Last: a Jira key in the branch or title (`PAY-12-fix-login`).
+        parent_refs.extend(find_issue_keys(&pr.head.name));
+        parent_refs.extend(find_issue_keys(pr.title.as_deref().unwrap_or("")));
         dedup_in_order(&mut parent_refs);
 
         SpanEvent {
@@ -305,11 +322,19 @@ impl Context<'_> {
             attributes,
             first_times: BTreeMap::new(),
             parent_refs,
-            trace_refs: vec![generic_ref("github", "pull_request", &repository.name, &number)],
+            trace_refs,
+            link_refs: Vec::new(),
         }
     }
 }
 
+fn branch_ref(repo: &str, branch: &str) -> String {
+    branch_alias("github", repo, branch)
+}
+
+fn sha_ref(repo: &str, sha: &str) -> String {
+    sha_alias("github", repo, sha)
+}
 /// The time a snapshot describes: the object's `updated_at`, never earlier
 /// than the change it reports.
 fn snapshot_time(change: &Change, updated_at: Option<Timestamp>) -> Timestamp {

@@ -8,6 +8,7 @@ pub mod github;
 
 use crate::delivery::Delivery;
 use crate::span::SpanEvent;
+use crate::time::Timestamp;
 use crate::verify::AuthError;
 
 /// Every source ValueStream understands; its name gives the route
@@ -24,12 +25,46 @@ pub fn by_name(name: &str) -> Option<&'static dyn Source> {
 pub struct SourceOptions {
     /// Labels that make an issue an `incident` span (compared case-insensitively).
     pub incident_labels: Vec<String>,
+    /// A regular expression: CI jobs whose full name matches are deploys
+    /// (besides the `deploy:`/`deploy-` prefixes and the `type=deploy` parameter).
+    pub deploy_job_pattern: Option<String>,
+    /// The default branch when a payload does not say (pushes elsewhere are not changes).
+    pub default_branch: String,
 }
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        SourceOptions { incident_labels: vec!["incident".to_string()] }
+        SourceOptions {
+            incident_labels: vec!["incident".to_string()],
+            deploy_job_pattern: None,
+            default_branch: "main".to_string(),
+        }
     }
+}
+
+/// Commits that reached a repository's default branch in one push, in the
+/// order they were pushed (metrics.md, "Changes and change sets").
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Push {
+    /// The repository, as spans name it (`octo-org/hello-world`).
+    pub repo: String,
+    pub branch: String,
+    /// The branch head before and after the push; chains pushes in order.
+    pub before: String,
+    pub after: String,
+    pub pushed_at: Timestamp,
+    pub commits: Vec<Commit>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Commit {
+    pub sha: String,
+    pub timestamp: Timestamp,
+    /// The first line of the commit message.
+    pub message: String,
+    /// The pull request the commit came from, when the message says
+    /// (`Merge pull request #12 from …`, `Title (#12)`).
+    pub pull_request: Option<u64>,
 }
 
 /// What a delivery means.
@@ -41,6 +76,8 @@ pub enum Parsed {
     Ignored { reason: String },
     /// Changes to zero or more spans.
     Spans(Vec<SpanEvent>),
+    /// Commits that reached the default branch.
+    Push(Push),
 }
 
 /// Why a delivery could not be understood. The message names the problem and

@@ -89,7 +89,7 @@ async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) ->
     let (status, reason) = match &item.parsed {
         Parsed::Pong => (AckStatus::Pong, None),
         Parsed::Ignored { reason } => (AckStatus::Ignored, Some(reason.clone())),
-        Parsed::Spans(_) => (AckStatus::Accepted, None),
+        Parsed::Spans(_) | Parsed::Push(_) => (AckStatus::Accepted, None),
     };
     let headers = serde_json::to_string(&item.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
         .expect("headers serialize");
@@ -113,7 +113,14 @@ async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) ->
     }
     let (spans, queued) = match &item.parsed {
         Parsed::Spans(events) => apply_events(conn, &item.id, events, export).await?,
-        _ => (0, 0),
+        Parsed::Push(push) => {
+            let deploys = record_push(conn, &item.source, &item.id, push).await?;
+            for deploy in &deploys {
+                relink(conn, deploy).await?;
+            }
+            (0, 0)
+        }
+        Parsed::Pong | Parsed::Ignored { .. } => (0, 0),
     };
     Ok((Ack { status, delivery_id: item.id.clone(), spans, reason }, queued))
 }
@@ -125,6 +132,7 @@ struct Previous {
     outcome: Option<String>,
     trace_refs: String,
     parent_refs: String,
+    link_refs: String,
 }
 
 /// Records `events` and brings every affected span up to date. Returns the
@@ -161,6 +169,7 @@ async fn apply_events(
         }
     }
     let mut to_resolve: BTreeSet<String> = BTreeSet::new();
+    let mut to_relink: BTreeSet<String> = BTreeSet::new();
     let mut previous = Vec::with_capacity(touched.len());
     for key in &touched {
         let before = load_previous(conn, key).await?;
@@ -168,13 +177,20 @@ async fn apply_events(
         if before.is_none() || refolded.parent_refs_changed {
             to_resolve.insert(key.clone());
         }
+        if refolded.is_deploy || refolded.link_refs_changed {
+            to_relink.insert(key.clone());
+        }
         to_resolve.extend(refolded.waiting);
+        to_relink.extend(refolded.waiting_links);
         previous.push(before);
     }
     for key in &to_resolve {
         if resolve_parent(conn, key).await? {
             retrace(conn, key).await?;
         }
+    }
+    for key in &to_relink {
+        relink(conn, key).await?;
     }
 
     let mut queued = 0;
@@ -199,10 +215,11 @@ async fn apply_events(
 }
 
 async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
-    let row = sqlx::query("SELECT state, end_ns, outcome, trace_refs, parent_refs FROM spans WHERE key = $1")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs FROM spans WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(match row {
         Some(row) => Some(Previous {
             state: row.try_get(0)?,
@@ -210,6 +227,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
             outcome: row.try_get(2)?,
             trace_refs: row.try_get(3)?,
             parent_refs: row.try_get(4)?,
+            link_refs: row.try_get(5)?,
         }),
         None => None,
     })
@@ -218,8 +236,13 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
 /// What refolding a span changed beyond its own row.
 struct Refolded {
     parent_refs_changed: bool,
+    link_refs_changed: bool,
+    /// Deploys' links also depend on recorded commits (their change set).
+    is_deploy: bool,
     /// Spans that look for a parent among this span's (new) references.
     waiting: Vec<String>,
+    /// Spans that link to this span's (new) references.
+    waiting_links: Vec<String>,
 }
 
 /// `$1, $2, …` style placeholders for a multi-row VALUES list of `rows` × `columns`.
@@ -249,15 +272,17 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
     let name = format!("{} {}", span.kind, span.name);
     let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
     let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
+    let link_refs = serde_json::to_string(&span.link_refs).expect("refs serialize");
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
-                            trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15)
+                            trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
+                            link_refs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
-            trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs",
+            trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs",
     )
     .bind(key)
     .bind(&span.source)
@@ -274,11 +299,13 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
     .bind(serde_json::to_string(&span.attributes).expect("attributes serialize"))
     .bind(&trace_refs)
     .bind(&parent_refs)
+    .bind(&link_refs)
     .execute(&mut *conn)
     .await?;
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
 
     let mut waiting = Vec::new();
+    let mut waiting_links = Vec::new();
     if before.is_none_or(|b| b.trace_refs != trace_refs) {
         let own: Vec<String> =
             std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
@@ -304,6 +331,22 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
         for row in select.fetch_all(&mut *conn).await? {
             waiting.push(row.try_get::<String, _>(0)?);
         }
+        let sql = format!("SELECT DISTINCT span_key FROM span_link_refs WHERE ref IN ({})", placeholders.join(", "));
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for reference in &own {
+            select = select.bind(reference.clone());
+        }
+        for row in select.fetch_all(&mut *conn).await? {
+            waiting_links.push(row.try_get::<String, _>(0)?);
+        }
+    }
+
+    let link_refs_changed = before.is_none_or(|b| b.link_refs != link_refs);
+    if link_refs_changed {
+        if before.is_some() {
+            sqlx::query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+        }
+        insert_link_refs(conn, key, &span.link_refs).await?;
     }
 
     let parent_refs_changed = before.is_none_or(|b| b.parent_refs != parent_refs);
@@ -323,7 +366,106 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
             insert.execute(&mut *conn).await?;
         }
     }
-    Ok(Refolded { parent_refs_changed, waiting })
+    Ok(Refolded { parent_refs_changed, link_refs_changed, is_deploy: span.kind == "deploy", waiting, waiting_links })
+}
+
+async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) -> Result<(), StoreError> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO span_link_refs (ref, span_key) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
+        values_list(refs.len(), 2)
+    );
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for reference in refs {
+        insert = insert.bind(reference.clone()).bind(key.to_string());
+    }
+    insert.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Recomputes `key`'s links: every span that answers to one of its link
+/// references, plus — for a successful deploy — the pull requests of its
+/// change set (metrics.md). A deploy links to every pull request it ships,
+/// its parent included.
+async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
+    let mut refs: BTreeSet<String> = BTreeSet::new();
+    for row in sqlx::query("SELECT ref FROM span_link_refs WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?
+    {
+        refs.insert(row.try_get(0)?);
+    }
+    if let Some(span) = load_span(conn, key).await?
+        && span.kind == "deploy"
+    {
+        refs.extend(crate::store::changes::change_set_refs(conn, &span).await?);
+    }
+    let mut links: BTreeSet<String> = BTreeSet::new();
+    for reference in refs {
+        for row in
+            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(&reference).fetch_all(&mut *conn).await?
+        {
+            let linked: String = row.try_get(0)?;
+            if linked != key {
+                links.insert(linked);
+            }
+        }
+    }
+    let links: Vec<String> = links.into_iter().collect();
+    sqlx::query("UPDATE spans SET links = $1 WHERE key = $2")
+        .bind(serde_json::to_string(&links).expect("links serialize"))
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Records a push's commits (idempotent) and returns the deploys whose
+/// change set it may change: those of the same repository that deployed one
+/// of its commits.
+async fn record_push(
+    conn: &mut AnyConnection,
+    source: &str,
+    delivery_id: &str,
+    push: &valuestream_core::sources::Push,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query(
+        "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, repo, after_sha) DO NOTHING",
+    )
+    .bind(source)
+    .bind(&push.repo)
+    .bind(&push.after)
+    .bind(&push.before)
+    .bind(&push.branch)
+    .bind(push.pushed_at.nanos())
+    .bind(delivery_id)
+    .execute(&mut *conn)
+    .await?;
+    let mut deploys = BTreeSet::new();
+    for (position, commit) in push.commits.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO commits (source, repo, sha, push_after, position, committed_at, message, pull_request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, sha) DO NOTHING",
+        )
+        .bind(source)
+        .bind(&push.repo)
+        .bind(&commit.sha)
+        .bind(&push.after)
+        .bind(position as i64)
+        .bind(commit.timestamp.nanos())
+        .bind(&commit.message)
+        .bind(commit.pull_request.map(|n| n.to_string()))
+        .execute(&mut *conn)
+        .await?;
+        let deployed = crate::store::changes::deployed_alias(source, &push.repo, &commit.sha);
+        for row in
+            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(deployed).fetch_all(&mut *conn).await?
+        {
+            deploys.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(deploys.into_iter().collect())
 }
 
 /// Sets `key`'s parent to the first of its references that names a known span

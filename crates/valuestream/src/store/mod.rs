@@ -5,6 +5,7 @@
 //! nanoseconds, JSON is text, placeholders are `$n` — so both databases run it.
 
 mod apply;
+pub mod changes;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable};

@@ -53,7 +53,13 @@ fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
         parent_key: row.try_get("parent_key")?,
         parent_span_id: row.try_get("parent_span_id")?,
         links: serde_json::from_str(&json("links")?).map_err(|e| corrupt("links", e))?,
-        trace_refs: serde_json::from_str(&json("trace_refs")?).map_err(|e| corrupt("trace_refs", e))?,
+        // References with `:` are internal aliases (commit shas, branches), not
+        // the public trace references people write.
+        trace_refs: serde_json::from_str::<Vec<String>>(&json("trace_refs")?)
+            .map_err(|e| corrupt("trace_refs", e))?
+            .into_iter()
+            .filter(|r| !r.contains(':'))
+            .collect(),
         start,
         end,
         duration_seconds: end.map(|end| start.seconds_until(end)),
