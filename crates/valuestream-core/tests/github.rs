@@ -122,7 +122,17 @@ fn every_issue_and_pull_request_fixture_parses() {
             continue;
         };
         let event = stem.split('.').next().unwrap();
-        if ["issues", "pull_request", "pull_request_review"].contains(&event) {
+        if [
+            "issues",
+            "pull_request",
+            "pull_request_review",
+            "workflow_run",
+            "workflow_job",
+            "deployment",
+            "deployment_status",
+        ]
+        .contains(&event)
+        {
             let parsed = parse(event, stem);
             assert!(matches!(parsed, Ok(Parsed::Spans(ref e)) if e.len() == 1), "{stem}: {parsed:?}");
             count += 1;
@@ -179,4 +189,92 @@ fn bad_input_is_a_named_error() {
         Err(ParseError::MissingHeader("X-GitHub-Event"))
     ));
     assert!(matches!(bad("star", "{}"), Ok(Parsed::Ignored { .. })));
+}
+
+#[test]
+fn workflow_runs_and_jobs_give_reviewed_snapshots() {
+    for (event, name) in [
+        ("workflow_run", "workflow_run.requested.queued.org"),
+        ("workflow_run", "workflow_run.completed.success.with-pr.org"),
+        ("workflow_job", "workflow_job.queued.installation"),
+        ("workflow_job", "workflow_job.completed.failure.org"),
+        ("deployment", "deployment.created.plain"),
+        ("deployment_status", "deployment_status.created.success"),
+        ("deployment_status", "deployment_status.created.in_progress.actions.org.installation"),
+    ] {
+        insta::assert_json_snapshot!(name, events(event, name));
+    }
+}
+
+#[test]
+fn a_completed_run_is_a_finished_build_child_of_its_pull_request() {
+    let events = events("workflow_run", "workflow_run.completed.success.with-pr.org");
+    let run = &events[0];
+    assert_eq!(run.key, "github:octo-org/octo-repo:build:289782451:1");
+    assert_eq!(run.kind, "build");
+    assert_eq!(
+        run.change,
+        Change::End {
+            start: Timestamp::parse_rfc3339("2020-10-05T16:33:49Z"),
+            end: Timestamp::parse_rfc3339("2020-10-05T16:33:49Z").unwrap(),
+            outcome: "success".into()
+        }
+    );
+    assert_eq!(run.attributes["cicd.pipeline.result"], "success");
+    assert_eq!(run.parent_refs[0], "github:octo-org/octo-repo:pull_request:2");
+    assert_eq!(run.parent_refs[1], "github:octo-org/octo-repo:branch:master");
+}
+
+#[test]
+fn a_job_is_a_child_of_its_run_attempt_with_its_queue_time() {
+    let events = events("workflow_job", "workflow_job.completed.failure.org");
+    let job = &events[0];
+    assert_eq!(job.key, "github:Codertocat/Hello-World:job:289782451:1");
+    assert_eq!(job.parent_refs, vec!["github:codertocat/hello-world:build:2202229078:1"]);
+    let Change::End { outcome, .. } = &job.change else { panic!("completed job ends") };
+    assert_eq!(outcome, "failure");
+    assert_eq!(job.attributes["valuestream.queued_seconds"], 60.0);
+}
+
+#[test]
+fn deployment_statuses_end_the_deploy_whatever_their_order() {
+    let created = events("deployment", "deployment.created.plain").remove(0);
+    let success = events("deployment_status", "deployment_status.created.success").remove(0);
+    assert_eq!(created.key, success.key);
+    assert_eq!(created.key, "github:Codertocat/Hello-World:deploy:145988746");
+    let in_order = valuestream_core::span::fold(&[created.clone(), success.clone()]).unwrap();
+    let reversed = valuestream_core::span::fold(&[success, created]).unwrap();
+    assert_eq!(in_order, reversed);
+    assert_eq!(in_order.outcome.as_deref(), Some("success"));
+    assert_eq!(in_order.start, Timestamp::parse_rfc3339("2019-05-15T15:20:53Z").unwrap());
+    assert_eq!(in_order.end, Timestamp::parse_rfc3339("2019-05-15T15:20:55Z"));
+    assert_eq!(in_order.attributes["deployment.environment.name"], "production");
+    assert_eq!(in_order.link_refs, vec!["github:codertocat/hello-world:sha:f95f852bd8fca8fcc58a9a2d6c842781e32a215e"]);
+}
+
+#[test]
+fn pushes_to_the_default_branch_record_commits_and_others_are_ignored() {
+    let Parsed::Push(push) = parse("push", "push.ref-created.installation-1").unwrap() else {
+        panic!("expected a push")
+    };
+    assert_eq!(push.repo, "Codertocat/Hello-World");
+    assert_eq!(push.branch, "master");
+    assert_eq!(push.after, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+    assert_eq!(push.commits.len(), 1);
+    assert_eq!(push.commits[0].timestamp, Timestamp::parse_rfc3339("2019-05-15T15:19:25Z").unwrap());
+    assert!(matches!(parse("push", "push.ref-deleted"), Ok(Parsed::Ignored { .. })));
+
+    let mut body: serde_json::Value = serde_json::from_slice(&fixture("push.ref-created.installation-1")).unwrap();
+    body["commits"][0]["message"] = "Add the login page (#42)\n\nDetails".into();
+    let merge = serde_json::json!({"id": "abc", "message": "Merge pull request #7 from octo/branch", "timestamp": "2019-05-15T15:20:00Z"});
+    body["commits"].as_array_mut().unwrap().push(merge);
+    let parsed = GitHub.parse(&delivery("push", serde_json::to_vec(&body).unwrap()), "d", &SourceOptions::default());
+    let Ok(Parsed::Push(push)) = parsed else { panic!("{parsed:?}") };
+    assert_eq!(push.commits[0].message, "Add the login page (#42)");
+    assert_eq!(push.commits[0].pull_request, Some(42));
+    assert_eq!(push.commits[1].pull_request, Some(7));
+
+    body["ref"] = "refs/heads/feature".into();
+    let parsed = GitHub.parse(&delivery("push", serde_json::to_vec(&body).unwrap()), "d", &SourceOptions::default());
+    assert!(matches!(parsed, Ok(Parsed::Ignored { ref reason }) if reason.contains("feature")), "{parsed:?}");
 }

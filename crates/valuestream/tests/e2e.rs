@@ -279,3 +279,91 @@ async fn otlp_over_grpc_carries_the_same_ids_and_times() {
     assert_eq!(pr.end_time_unix_nano, nanos("2026-11-21T16:30:00Z"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn builds_and_deploys_join_the_issue_trace() {
+    let otlp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/v1/traces", otlp.local_addr().unwrap());
+    let received = start_otlp_receiver(otlp).await;
+    let app = spawn_app(|db| config(db, TracerBackend::Otlp, Some(endpoint), &[SECRET])).await;
+
+    let deliveries: Vec<(&str, Value)> = vec![
+        ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
+        ("pull_request", pull_request("opened", "open", "2026-11-20T10:00:00Z", None)),
+        // Run 501 fails (found by branch), run 502 passes (names the pull request).
+        ("workflow_run", workflow_run(501, "in_progress", None, "2026-11-20T10:05:00Z", "2026-11-20T10:05:00Z", false)),
+        (
+            "workflow_job",
+            workflow_job(601, 501, "failure", "2026-11-20T10:05:00Z", "2026-11-20T10:06:00Z", "2026-11-20T10:09:00Z"),
+        ),
+        (
+            "workflow_run",
+            workflow_run(501, "completed", Some("failure"), "2026-11-20T10:05:00Z", "2026-11-20T10:10:00Z", false),
+        ),
+        (
+            "workflow_run",
+            workflow_run(502, "completed", Some("success"), "2026-11-20T11:00:00Z", "2026-11-20T11:08:00Z", true),
+        ),
+        (
+            "workflow_job",
+            workflow_job(602, 502, "success", "2026-11-20T11:00:00Z", "2026-11-20T11:00:30Z", "2026-11-20T11:07:00Z"),
+        ),
+        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
+        ("push", push_merge("2026-11-21T16:30:00Z")),
+        ("deployment", deployment(MERGE_SHA, "2026-11-21T17:00:00Z")),
+        ("deployment_status", deployment_status(MERGE_SHA, "2026-11-21T17:00:00Z", "success", "2026-11-21T17:12:00Z")),
+        ("issues", issue("closed", "closed", "2026-11-21T18:00:00Z", Some("2026-11-21T18:00:00Z"))),
+    ];
+    for (i, (event, body)) in deliveries.iter().enumerate() {
+        let (status, answer) = app.github(event, &format!("bd-{i}"), body).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{event}: {answer}");
+    }
+
+    let (status, trace) = app.get("/api/v1/traces?ref=vstrace-github-hello-world-27").await;
+    assert_eq!(status, 200, "{trace}");
+    let spans = trace["spans"].as_array().unwrap();
+    let span = |key: &str| spans.iter().find(|s| s["key"] == key).unwrap_or_else(|| panic!("{key} not in {trace}"));
+    let trace_id = ids::trace_id(ISSUE_KEY);
+    let run_501 = "github:octo-org/hello-world:build:501:1";
+    let run_502 = "github:octo-org/hello-world:build:502:1";
+    let deploy = "github:octo-org/hello-world:deploy:991";
+    assert_eq!(spans.len(), 7, "issue, PR, two runs, two jobs, deploy: {trace}");
+    for s in spans {
+        assert_eq!(s["trace_id"], trace_id, "{}", s["key"]);
+    }
+    assert_eq!(span(PR_KEY)["parent_key"], ISSUE_KEY);
+    assert_eq!(span(run_501)["parent_key"], PR_KEY, "found by its branch");
+    assert_eq!(span(run_501)["outcome"], "failure");
+    assert_eq!(span(run_501)["start"], "2026-11-20T10:05:00Z");
+    assert_eq!(span(run_501)["end"], "2026-11-20T10:10:00Z");
+    assert_eq!(span(run_502)["parent_key"], PR_KEY, "named by pull_requests");
+    assert_eq!(span(run_502)["outcome"], "success");
+    assert_eq!(span(run_502)["name"], "build CI");
+    assert_eq!(span("github:octo-org/hello-world:job:601:1")["parent_key"], run_501);
+    assert_eq!(span("github:octo-org/hello-world:job:602:1")["parent_key"], run_502);
+    assert_eq!(span("github:octo-org/hello-world:job:601:1")["attributes"]["valuestream.queued_seconds"], 60.0);
+    assert_eq!(span(deploy)["parent_key"], PR_KEY, "the pull request whose merge commit was deployed");
+    assert_eq!(span(deploy)["links"], json!([PR_KEY]));
+    assert_eq!(span(deploy)["name"], "deploy production");
+    assert_eq!(span(deploy)["start"], "2026-11-21T17:00:00Z");
+    assert_eq!(span(deploy)["end"], "2026-11-21T17:12:00Z");
+    assert_eq!(span(deploy)["outcome"], "success");
+    assert_eq!(span(deploy)["attributes"]["deployment.environment.name"], "production");
+
+    // Exported: 7 finished spans; the deploy carries its link and parent.
+    let exported = received.wait_for(7).await;
+    let (_, exported_deploy) = exported
+        .iter()
+        .find(|(_, s)| s.span_id == hex::decode(ids::span_id(deploy)).unwrap())
+        .expect("the deploy was exported");
+    assert_eq!(hex::encode(&exported_deploy.parent_span_id), ids::span_id(PR_KEY));
+    assert_eq!(exported_deploy.links.len(), 1);
+    assert_eq!(hex::encode(&exported_deploy.links[0].span_id), ids::span_id(PR_KEY));
+    assert_eq!(hex::encode(&exported_deploy.links[0].trace_id), trace_id);
+    let (_, exported_run) = exported
+        .iter()
+        .find(|(_, s)| s.span_id == hex::decode(ids::span_id(run_502)).unwrap())
+        .expect("run 502 was exported");
+    assert_eq!(exported_run.kind, 2, "builds are SERVER spans");
+    app.stop().await;
+}

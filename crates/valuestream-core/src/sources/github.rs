@@ -1,11 +1,12 @@
-//! GitHub (sources.md, "GitHub"): issues, pull requests and reviews.
+//! GitHub (sources.md, "GitHub"): issues, pull requests, reviews, Actions
+//! workflow runs and jobs, deployments and their statuses, and pushes.
 //!
 //! Every issue and pull request payload carries the whole object, so each
 //! event is a snapshot of its span at the object's `updated_at`: an open object
 //! starts (or reopens) the span, a closed one ends it. Folding snapshots by time
 //! makes the result independent of arrival order.
 
-use super::{ParseError, Parsed, Source, SourceOptions, parse_json};
+use super::{Commit, ParseError, Parsed, Push, Source, SourceOptions, parse_json};
 use crate::delivery::Delivery;
 use crate::link::{
     ParentRef, branch_alias, deployed_alias, find_closing_mentions, find_issue_keys, find_trace_refs, generic_ref,
@@ -53,7 +54,7 @@ impl Source for GitHub {
             return Ok(Parsed::Ignored { reason: format!("GitHub event `{event}` is not tracked") });
         }
         let body = delivery.json_body().map_err(ParseError::Body)?;
-        let context = Context { delivery_id, options };
+        let context = Context { delivery_id, options, received_at: delivery.received_at };
         match event {
             "ping" => {
                 let _: Value = parse_json(&body)?;
@@ -62,19 +63,153 @@ impl Source for GitHub {
             "issues" => context.issue(parse_json(&body)?),
             "pull_request" => context.pull_request(parse_json(&body)?),
             "pull_request_review" => context.review(parse_json(&body)?),
+            "workflow_run" => context.workflow_run(parse_json(&body)?),
+            "workflow_job" => context.workflow_job(parse_json(&body)?),
+            "deployment" => context.deployment(parse_json::<DeploymentEvent>(&body)?, None),
+            "deployment_status" => {
+                let event: DeploymentStatusEvent = parse_json(&body)?;
+                let deployment = DeploymentEvent { deployment: event.deployment, repository: event.repository };
+                context.deployment(deployment, Some(event.deployment_status))
+            }
+            "push" => context.push(parse_json(&body)?),
             _ => unreachable!("SUPPORTED lists only the events matched above"),
         }
     }
 }
 
 /// The events this module understands; any other is answered `ignored`.
-const SUPPORTED: &[&str] = &["ping", "issues", "pull_request", "pull_request_review"];
+const SUPPORTED: &[&str] = &[
+    "ping",
+    "issues",
+    "pull_request",
+    "pull_request_review",
+    "workflow_run",
+    "workflow_job",
+    "deployment",
+    "deployment_status",
+    "push",
+];
 
 #[derive(Deserialize)]
 struct Repository {
     full_name: String,
     name: String,
     html_url: Option<String>,
+    default_branch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WorkflowRunEvent {
+    workflow_run: WorkflowRun,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct WorkflowRun {
+    id: u64,
+    name: Option<String>,
+    run_attempt: Option<u64>,
+    run_number: Option<u64>,
+    head_branch: Option<String>,
+    head_sha: String,
+    event: Option<String>,
+    status: Option<String>,
+    conclusion: Option<String>,
+    created_at: Timestamp,
+    updated_at: Option<Timestamp>,
+    run_started_at: Option<Timestamp>,
+    html_url: Option<String>,
+    #[serde(default)]
+    pull_requests: Vec<RunPullRequest>,
+}
+
+#[derive(Deserialize)]
+struct RunPullRequest {
+    number: u64,
+}
+
+#[derive(Deserialize)]
+struct WorkflowJobEvent {
+    workflow_job: WorkflowJob,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct WorkflowJob {
+    id: u64,
+    run_id: u64,
+    run_attempt: Option<u64>,
+    name: String,
+    workflow_name: Option<String>,
+    head_branch: Option<String>,
+    head_sha: Option<String>,
+    status: Option<String>,
+    conclusion: Option<String>,
+    created_at: Option<Timestamp>,
+    started_at: Option<Timestamp>,
+    completed_at: Option<Timestamp>,
+    runner_name: Option<String>,
+    html_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DeploymentEvent {
+    deployment: Deployment,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct DeploymentStatusEvent {
+    deployment_status: DeploymentStatus,
+    deployment: Deployment,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct Deployment {
+    id: u64,
+    sha: String,
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    task: Option<String>,
+    environment: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    payload: Value,
+    created_at: Timestamp,
+    updated_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct DeploymentStatus {
+    state: String,
+    created_at: Timestamp,
+    updated_at: Option<Timestamp>,
+    description: Option<String>,
+    environment: Option<String>,
+    log_url: Option<String>,
+    target_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PushEvent {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: String,
+    after: String,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    commits: Vec<PushCommit>,
+    head_commit: Option<PushCommit>,
+    repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct PushCommit {
+    id: String,
+    message: String,
+    timestamp: Timestamp,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +301,7 @@ struct Review {
 struct Context<'a> {
     delivery_id: &'a str,
     options: &'a SourceOptions,
+    received_at: Timestamp,
 }
 
 impl Context<'_> {
@@ -335,6 +471,277 @@ fn branch_ref(repo: &str, branch: &str) -> String {
 fn sha_ref(repo: &str, sha: &str) -> String {
     sha_alias("github", repo, sha)
 }
+impl Context<'_> {
+    fn workflow_run(&self, event: WorkflowRunEvent) -> Result<Parsed, ParseError> {
+        let WorkflowRunEvent { workflow_run: run, repository } = event;
+        let repo = repository.full_name.clone();
+        let attempt = run.run_attempt.unwrap_or(1);
+        let start = run.run_started_at.unwrap_or(run.created_at);
+        let finished = run.status.as_deref() == Some("completed") && run.conclusion.is_some();
+        let change = match (&run.conclusion, finished) {
+            (Some(conclusion), true) => Change::End {
+                start: Some(start),
+                end: run.updated_at.unwrap_or(start),
+                outcome: outcome_of_conclusion(conclusion).to_string(),
+            },
+            _ => Change::Start { start },
+        };
+        let at = snapshot_time(&change, run.updated_at);
+        let name = run.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| format!("workflow {}", run.id));
+        let branch = run.head_branch.clone().unwrap_or_default();
+
+        let mut attributes = repo_attributes(&repository);
+        attributes.insert("cicd.pipeline.name".into(), json!(name));
+        attributes.insert("cicd.pipeline.run.id".into(), json!(run.id.to_string()));
+        attributes.insert("vcs.ref.head.name".into(), json!(branch));
+        attributes.insert("vcs.ref.head.revision".into(), json!(run.head_sha));
+        attributes.insert("valuestream.run_attempt".into(), json!(attempt));
+        insert_opt(&mut attributes, "valuestream.run_number", run.run_number);
+        insert_opt(&mut attributes, "valuestream.trigger", run.event);
+        insert_opt(&mut attributes, "valuestream.url", run.html_url);
+        if let Some(conclusion) = run.conclusion.as_deref().filter(|_| finished) {
+            attributes.insert("cicd.pipeline.result".into(), json!(pipeline_result(conclusion)));
+        }
+
+        // linking.md: the pull request it runs for, then its branch's pull request, then references.
+        let mut parent_refs: Vec<ParentRef> = run
+            .pull_requests
+            .iter()
+            .map(|pr| format!("github:{repo}:pull_request:{}", pr.number).to_ascii_lowercase())
+            .collect();
+        if !branch.is_empty() {
+            parent_refs.push(branch_ref(&repo, &branch));
+        }
+        parent_refs.extend(find_trace_refs(&branch));
+        dedup_in_order(&mut parent_refs);
+
+        let run_id = run.id.to_string();
+        Ok(Parsed::Spans(vec![SpanEvent {
+            key: format!("github:{repo}:build:{run_id}:{attempt}"),
+            source: "github".into(),
+            kind: "build".into(),
+            name,
+            repo: Some(repo.clone()),
+            project: Some(repository.name.clone()),
+            at,
+            delivery_id: self.delivery_id.to_string(),
+            change,
+            attributes,
+            first_times: BTreeMap::new(),
+            parent_refs,
+            trace_refs: vec![generic_ref("github", "build", &repository.name, &run_id)],
+            link_refs: Vec::new(),
+        }]))
+    }
+
+    fn workflow_job(&self, event: WorkflowJobEvent) -> Result<Parsed, ParseError> {
+        let WorkflowJobEvent { workflow_job: job, repository } = event;
+        let repo = repository.full_name.clone();
+        let attempt = job.run_attempt.unwrap_or(1);
+        let created = job.created_at.or(job.started_at).unwrap_or(self.received_at);
+        let finished = job.status.as_deref() == Some("completed") && job.conclusion.is_some();
+        let change = match (&job.conclusion, finished) {
+            (Some(conclusion), true) => Change::End {
+                start: Some(created),
+                end: job.completed_at.or(job.started_at).unwrap_or(created),
+                outcome: outcome_of_conclusion(conclusion).to_string(),
+            },
+            _ => Change::Start { start: created },
+        };
+        let at = match &change {
+            Change::End { end, .. } => *end,
+            _ => job.started_at.unwrap_or(created),
+        };
+
+        let mut attributes = repo_attributes(&repository);
+        attributes.insert("cicd.pipeline.task.name".into(), json!(job.name));
+        attributes.insert("cicd.pipeline.task.run.id".into(), json!(job.id.to_string()));
+        attributes.insert("cicd.pipeline.run.id".into(), json!(job.run_id.to_string()));
+        insert_opt(&mut attributes, "cicd.pipeline.name", job.workflow_name);
+        insert_opt(&mut attributes, "vcs.ref.head.name", job.head_branch);
+        insert_opt(&mut attributes, "vcs.ref.head.revision", job.head_sha);
+        insert_opt(&mut attributes, "valuestream.runner", job.runner_name);
+        insert_opt(&mut attributes, "valuestream.url", job.html_url);
+        if let (Some(created), Some(started)) = (job.created_at, job.started_at) {
+            attributes.insert("valuestream.queued_seconds".into(), json!(created.seconds_until(started).max(0.0)));
+        }
+        if let Some(conclusion) = job.conclusion.as_deref().filter(|_| finished) {
+            attributes.insert("cicd.pipeline.task.run.result".into(), json!(pipeline_result(conclusion)));
+        }
+        let job_id = job.id.to_string();
+        Ok(Parsed::Spans(vec![SpanEvent {
+            key: format!("github:{repo}:job:{job_id}:{attempt}"),
+            source: "github".into(),
+            kind: "job".into(),
+            name: job.name.clone(),
+            repo: Some(repo.clone()),
+            project: Some(repository.name.clone()),
+            at,
+            delivery_id: self.delivery_id.to_string(),
+            change,
+            attributes,
+            first_times: BTreeMap::new(),
+            // A job is a child of its workflow run (the same attempt).
+            parent_refs: vec![format!("github:{repo}:build:{}:{attempt}", job.run_id).to_ascii_lowercase()],
+            trace_refs: vec![generic_ref("github", "job", &repository.name, &job_id)],
+            link_refs: Vec::new(),
+        }]))
+    }
+
+    /// A `deployment` (no status yet) or a `deployment_status`: both carry the
+    /// whole deployment, so each is a snapshot of the deploy span.
+    fn deployment(&self, event: DeploymentEvent, status: Option<DeploymentStatus>) -> Result<Parsed, ParseError> {
+        let DeploymentEvent { deployment, repository } = event;
+        let repo = repository.full_name.clone();
+        let environment = deployment
+            .environment
+            .clone()
+            .or_else(|| status.as_ref().and_then(|s| s.environment.clone()))
+            .unwrap_or_else(|| "production".to_string());
+        let start = deployment.created_at;
+        let (change, at) = match &status {
+            None => (Change::Start { start }, deployment.updated_at.unwrap_or(start).max(start)),
+            Some(status) => {
+                let at = status.updated_at.unwrap_or(status.created_at).max(status.created_at);
+                let change = match status.state.as_str() {
+                    "success" => Change::End { start: Some(start), end: status.created_at, outcome: "success".into() },
+                    "failure" | "error" => {
+                        Change::End { start: Some(start), end: status.created_at, outcome: "failure".into() }
+                    }
+                    // queued, in_progress, pending, inactive: attributes only.
+                    _ => Change::Update { start: Some(start) },
+                };
+                (change, at)
+            }
+        };
+
+        let mut attributes = repo_attributes(&repository);
+        attributes.insert("deployment.environment.name".into(), json!(environment));
+        attributes.insert("deployment.id".into(), json!(deployment.id.to_string()));
+        attributes.insert("vcs.ref.head.revision".into(), json!(deployment.sha));
+        insert_opt(&mut attributes, "vcs.ref.head.name", deployment.git_ref.clone());
+        insert_opt(&mut attributes, "valuestream.task", deployment.task);
+        insert_opt(&mut attributes, "valuestream.description", deployment.description.clone());
+        if let Some(status) = &status {
+            attributes.insert("valuestream.deployment.state".into(), json!(status.state));
+            insert_opt(&mut attributes, "valuestream.url", status.log_url.clone().or(status.target_url.clone()));
+        }
+
+        // linking.md: a reference in the payload, description or ref; then the
+        // pull request whose merge or head commit is the deployed sha.
+        let mut parent_refs: Vec<ParentRef> = Vec::new();
+        if !deployment.payload.is_null() {
+            parent_refs.extend(find_trace_refs(&deployment.payload.to_string()));
+        }
+        parent_refs.extend(find_trace_refs(deployment.description.as_deref().unwrap_or("")));
+        if let Some(status) = &status {
+            parent_refs.extend(find_trace_refs(status.description.as_deref().unwrap_or("")));
+        }
+        parent_refs.extend(find_trace_refs(deployment.git_ref.as_deref().unwrap_or("")));
+        parent_refs.push(sha_ref(&repo, &deployment.sha));
+        dedup_in_order(&mut parent_refs);
+
+        let id = deployment.id.to_string();
+        Ok(Parsed::Spans(vec![SpanEvent {
+            key: format!("github:{repo}:deploy:{id}"),
+            source: "github".into(),
+            kind: "deploy".into(),
+            name: environment,
+            repo: Some(repo.clone()),
+            project: Some(repository.name.clone()),
+            at,
+            delivery_id: self.delivery_id.to_string(),
+            change,
+            attributes,
+            first_times: BTreeMap::new(),
+            parent_refs,
+            trace_refs: vec![
+                generic_ref("github", "deploy", &repository.name, &id),
+                deployed_alias("github", &repo, &deployment.sha),
+            ],
+            link_refs: vec![sha_ref(&repo, &deployment.sha)],
+        }]))
+    }
+
+    /// A push: commits that reached the default branch are recorded (metrics.md).
+    fn push(&self, event: PushEvent) -> Result<Parsed, ParseError> {
+        let default_branch =
+            event.repository.default_branch.clone().unwrap_or_else(|| self.options.default_branch.clone());
+        let Some(branch) = event.git_ref.strip_prefix("refs/heads/") else {
+            return Ok(Parsed::Ignored { reason: format!("push to {} is not to a branch", event.git_ref) });
+        };
+        if branch != default_branch {
+            return Ok(Parsed::Ignored {
+                reason: format!("push to branch {branch} (only the default branch {default_branch} records changes)"),
+            });
+        }
+        if event.deleted {
+            return Ok(Parsed::Ignored { reason: format!("push deleted branch {branch}") });
+        }
+        let pushed_at = event
+            .head_commit
+            .as_ref()
+            .map(|c| c.timestamp)
+            .or_else(|| event.commits.last().map(|c| c.timestamp))
+            .unwrap_or(self.received_at);
+        let commits = event
+            .commits
+            .into_iter()
+            .map(|commit| {
+                let message = commit.message.lines().next().unwrap_or("").to_string();
+                Commit {
+                    pull_request: pull_request_of_message(&message),
+                    sha: commit.id,
+                    timestamp: commit.timestamp,
+                    message,
+                }
+            })
+            .collect();
+        Ok(Parsed::Push(Push {
+            repo: event.repository.full_name,
+            branch: branch.to_string(),
+            before: event.before,
+            after: event.after,
+            pushed_at,
+            commits,
+        }))
+    }
+}
+
+/// The outcome of a GitHub Actions conclusion (metrics count success vs failure).
+fn outcome_of_conclusion(conclusion: &str) -> &str {
+    match conclusion {
+        "success" => "success",
+        "failure" | "timed_out" | "startup_failure" => "failure",
+        "cancelled" => "cancelled",
+        "skipped" => "skipped",
+        other => other,
+    }
+}
+
+/// OpenTelemetry's `cicd.pipeline.result` for a conclusion.
+fn pipeline_result(conclusion: &str) -> &str {
+    match conclusion {
+        "success" | "neutral" => "success",
+        "failure" => "failure",
+        "timed_out" => "timeout",
+        "cancelled" => "cancellation",
+        "skipped" => "skip",
+        _ => "error",
+    }
+}
+
+/// The pull request a default-branch commit came from, when its first line
+/// says: `Merge pull request #12 from …` or a squash merge's `Title (#12)`.
+fn pull_request_of_message(first_line: &str) -> Option<u64> {
+    if let Some(rest) = first_line.strip_prefix("Merge pull request #") {
+        return rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok();
+    }
+    let inner = first_line.trim_end().strip_suffix(')')?;
+    let number = &inner[inner.rfind("(#")? + 2..];
+    number.parse().ok()
+}
+
 /// The time a snapshot describes: the object's `updated_at`, never earlier
 /// than the change it reports.
 fn snapshot_time(change: &Change, updated_at: Option<Timestamp>) -> Timestamp {

@@ -341,13 +341,8 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
         }
     }
 
+    // `relink` rebuilds span_link_refs from these and the change set.
     let link_refs_changed = before.is_none_or(|b| b.link_refs != link_refs);
-    if link_refs_changed {
-        if before.is_some() {
-            sqlx::query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
-        }
-        insert_link_refs(conn, key, &span.link_refs).await?;
-    }
 
     let parent_refs_changed = before.is_none_or(|b| b.parent_refs != parent_refs);
     if parent_refs_changed {
@@ -388,22 +383,39 @@ async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) 
 /// Recomputes `key`'s links: every span that answers to one of its link
 /// references, plus — for a successful deploy — the pull requests of its
 /// change set (metrics.md). A deploy links to every pull request it ships,
-/// its parent included.
+/// its parent included. All references are kept in `span_link_refs`, so a
+/// span arriving later finds the spans that link to it.
+///
+/// A deploy's change set ends where the previous deploy's began, so relinking
+/// a deploy also relinks the next successful deploy of its repository (whose
+/// own successor is not affected).
 async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
-    let mut refs: BTreeSet<String> = BTreeSet::new();
-    for row in sqlx::query("SELECT ref FROM span_link_refs WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?
-    {
-        refs.insert(row.try_get(0)?);
+    if let Some(next) = relink_one(conn, key).await? {
+        relink_one(conn, &next).await?;
     }
-    if let Some(span) = load_span(conn, key).await?
-        && span.kind == "deploy"
-    {
+    Ok(())
+}
+
+/// Relinks one span; returns the next deploy whose change set may have changed.
+async fn relink_one(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
+    let Some(span) = load_span(conn, key).await? else { return Ok(None) };
+    let row = sqlx::query("SELECT link_refs FROM spans WHERE key = $1").bind(key).fetch_one(&mut *conn).await?;
+    let own: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(0)?)
+        .map_err(|e| StoreError::Corrupt(format!("link_refs of {key}: {e}")))?;
+    let mut refs: BTreeSet<String> = own.into_iter().collect();
+    let mut next_deploy = None;
+    if span.kind == "deploy" {
         refs.extend(crate::store::changes::change_set_refs(conn, &span).await?);
+        next_deploy = crate::store::changes::next_deploy(conn, &span).await?;
     }
+    sqlx::query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+    let refs: Vec<String> = refs.into_iter().collect();
+    insert_link_refs(conn, key, &refs).await?;
+
     let mut links: BTreeSet<String> = BTreeSet::new();
-    for reference in refs {
+    for reference in &refs {
         for row in
-            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(&reference).fetch_all(&mut *conn).await?
+            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(reference).fetch_all(&mut *conn).await?
         {
             let linked: String = row.try_get(0)?;
             if linked != key {
@@ -417,7 +429,7 @@ async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
         .bind(key)
         .execute(&mut *conn)
         .await?;
-    Ok(())
+    Ok(next_deploy)
 }
 
 /// Records a push's commits (idempotent) and returns the deploys whose

@@ -89,6 +89,46 @@ fn attribute<'a>(span: &'a ApiSpan, name: &str) -> Option<&'a str> {
     span.attributes.get(name).and_then(|v| v.as_str())
 }
 
+/// The successful deploys of `deploy`'s repository and environment, as
+/// (end, key, deployed sha), in time order.
+async fn successful_deploys(
+    conn: &mut AnyConnection,
+    deploy: &ApiSpan,
+) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
+    let Some(repo) = &deploy.repo else { return Ok(Vec::new()) };
+    let environment = attribute(deploy, "deployment.environment.name").unwrap_or("");
+    let mut deploys = Vec::new();
+    for row in sqlx::query(
+        "SELECT end_ns, attributes, key FROM spans
+         WHERE kind = 'deploy' AND source = $1 AND repo = $2 AND outcome = 'success' AND end_ns IS NOT NULL",
+    )
+    .bind(&deploy.source)
+    .bind(repo)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let attributes: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
+        if attributes["deployment.environment.name"].as_str().unwrap_or("") == environment {
+            let sha = attributes["vcs.ref.head.revision"].as_str().map(str::to_string);
+            deploys.push((row.try_get(0)?, row.try_get(2)?, sha));
+        }
+    }
+    deploys.sort();
+    Ok(deploys)
+}
+
+/// The next successful deploy after `deploy` of the same repository and
+/// environment: its change set starts where `deploy`'s ends.
+pub async fn next_deploy(conn: &mut AnyConnection, deploy: &ApiSpan) -> Result<Option<String>, StoreError> {
+    let Some(end) = deploy.end else { return Ok(None) };
+    let position = (end.nanos(), deploy.key.clone());
+    Ok(successful_deploys(conn, deploy)
+        .await?
+        .into_iter()
+        .find(|(other_end, key, _)| (*other_end, key.clone()) > position)
+        .map(|(_, key, _)| key))
+}
+
 /// The changes a successful deploy ships: the recorded commits up to and
 /// including its sha that no earlier successful deploy of the same repository
 /// and environment shipped. Empty when the sha is unknown or not recorded.
@@ -100,34 +140,17 @@ pub async fn change_set(conn: &mut AnyConnection, deploy: &ApiSpan) -> Result<Ve
     if deploy.outcome.as_deref() != Some("success") {
         return Ok(Vec::new());
     }
-    let environment = attribute(deploy, "deployment.environment.name").unwrap_or("");
     let commits = ordered_commits(conn, &deploy.source, repo).await?;
     let Some(upto) = commits.iter().position(|c| c.sha.eq_ignore_ascii_case(sha)) else {
         return Ok(Vec::new());
     };
     // The latest earlier successful deploy of this repository and environment.
-    let mut previous_sha: Option<String> = None;
-    let mut previous_end = i64::MIN;
-    for row in sqlx::query(
-        "SELECT end_ns, attributes, key FROM spans
-         WHERE kind = 'deploy' AND source = $1 AND repo = $2 AND outcome = 'success' AND end_ns IS NOT NULL AND key <> $3",
-    )
-    .bind(&deploy.source)
-    .bind(repo)
-    .bind(&deploy.key)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        let other_end: i64 = row.try_get(0)?;
-        let attributes: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
-        let other_key: String = row.try_get(2)?;
-        let same_env = attributes["deployment.environment.name"].as_str().unwrap_or("") == environment;
-        let earlier = (other_end, other_key.as_str()) < (end.nanos(), deploy.key.as_str());
-        if same_env && earlier && other_end > previous_end {
-            previous_end = other_end;
-            previous_sha = attributes["vcs.ref.head.revision"].as_str().map(str::to_string);
-        }
-    }
+    let position = (end.nanos(), deploy.key.clone());
+    let previous_sha = successful_deploys(conn, deploy)
+        .await?
+        .into_iter()
+        .rfind(|(other_end, key, _)| (*other_end, key.clone()) < position)
+        .and_then(|(_, _, sha)| sha);
     let from =
         previous_sha.and_then(|p| commits.iter().position(|c| c.sha.eq_ignore_ascii_case(&p))).map_or(0, |i| i + 1);
     Ok(if from <= upto { commits[from..=upto].to_vec() } else { Vec::new() })

@@ -326,3 +326,93 @@ impl PostgresDb {
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
     }
 }
+
+// ---------------------------------------------------------------- builds and deploys
+
+pub const MERGE_SHA: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432";
+pub const HEAD_SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+pub const PR_BRANCH: &str = "feature/vstrace-github-hello-world-27/x";
+
+/// A real `workflow_run` payload for run `id` of the "CI" workflow on the PR's branch.
+/// `for_pr` fills `pull_requests` (else the run finds its pull request by branch).
+pub fn workflow_run(
+    id: u64,
+    status: &str,
+    conclusion: Option<&str>,
+    started: &str,
+    updated: &str,
+    for_pr: bool,
+) -> Value {
+    let mut body = in_hello_world(fixture("workflow_run.completed.success.with-pr.org"));
+    body["action"] = json!(if status == "completed" { "completed" } else { "in_progress" });
+    let run = &mut body["workflow_run"];
+    run["id"] = json!(id);
+    run["name"] = json!("CI");
+    run["run_attempt"] = json!(1);
+    run["head_branch"] = json!(PR_BRANCH);
+    run["head_sha"] = json!(HEAD_SHA);
+    run["status"] = json!(status);
+    run["conclusion"] = json!(conclusion);
+    run["created_at"] = json!(started);
+    run["run_started_at"] = json!(started);
+    run["updated_at"] = json!(updated);
+    if !for_pr {
+        run["pull_requests"] = json!([]);
+    } else {
+        run["pull_requests"][0]["number"] = json!(42);
+    }
+    body
+}
+
+/// A real `workflow_job` payload: job `id` of run `run_id`.
+pub fn workflow_job(id: u64, run_id: u64, conclusion: &str, created: &str, started: &str, completed: &str) -> Value {
+    let mut body = in_hello_world(fixture("workflow_job.completed.failure.org"));
+    let job = &mut body["workflow_job"];
+    job["id"] = json!(id);
+    job["run_id"] = json!(run_id);
+    job["run_attempt"] = json!(1);
+    job["name"] = json!("test");
+    job["status"] = json!("completed");
+    job["conclusion"] = json!(conclusion);
+    job["created_at"] = json!(created);
+    job["started_at"] = json!(started);
+    job["completed_at"] = json!(completed);
+    job["head_branch"] = json!(PR_BRANCH);
+    body
+}
+
+/// A real `push` payload: the merge commit of PR #42 reaching `main`.
+pub fn push_merge(at: &str) -> Value {
+    let mut body = in_hello_world(fixture("push.ref-created.installation-1"));
+    body["ref"] = json!("refs/heads/main");
+    body["repository"]["default_branch"] = json!("main");
+    body["before"] = json!("1111111111111111111111111111111111111111");
+    body["after"] = json!(MERGE_SHA);
+    body["created"] = json!(false);
+    body["commits"] =
+        json!([{"id": MERGE_SHA, "message": "Merge pull request #42 from octo-org/feature", "timestamp": at}]);
+    body["head_commit"] = body["commits"][0].clone();
+    body
+}
+
+/// A real `deployment` payload (id 991, production) of `sha`.
+pub fn deployment(sha: &str, created: &str) -> Value {
+    let mut body = in_hello_world(fixture("deployment.created.plain"));
+    body["deployment"]["id"] = json!(991);
+    body["deployment"]["sha"] = json!(sha);
+    body["deployment"]["ref"] = json!("main");
+    body["deployment"]["environment"] = json!("production");
+    body["deployment"]["created_at"] = json!(created);
+    body["deployment"]["updated_at"] = json!(created);
+    body
+}
+
+/// A real `deployment_status` payload for deployment 991.
+pub fn deployment_status(sha: &str, deployed: &str, state: &str, at: &str) -> Value {
+    let mut body = in_hello_world(fixture("deployment_status.created.success"));
+    body["deployment"] = deployment(sha, deployed)["deployment"].clone();
+    body["deployment_status"]["state"] = json!(state);
+    body["deployment_status"]["created_at"] = json!(at);
+    body["deployment_status"]["updated_at"] = json!(at);
+    body
+}
