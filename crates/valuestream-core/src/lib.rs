@@ -8,6 +8,7 @@
 //! - [`link`]: trace references and closing keywords found in branches and text.
 //! - [`span`]: folds a span's events, in any arrival order, into one [`span::Span`].
 //! - [`ids`]: deterministic trace and span ids from span keys.
+//! - [`stats`]: percentiles, distributions and DORA levels (metrics.md).
 //! - [`time`]: the [`time::Timestamp`] used everywhere (UTC nanoseconds).
 
 pub mod delivery;
@@ -15,5 +16,6 @@ pub mod ids;
 pub mod link;
 pub mod sources;
 pub mod span;
+pub mod stats;
 pub mod time;
 pub mod verify;

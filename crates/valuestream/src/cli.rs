@@ -1,5 +1,5 @@
 //! The command line (contract.md, "Command line"): `serve` (the default),
-//! `replay` and `migrate`. Exit status 0 on success, 2 on bad usage, 1 on
+//! `replay`, `migrate` and `event`. Exit status 0 on success, 2 on bad usage, 1 on
 //! failure with a one-line reason on stderr.
 
 use crate::config::{FileConfig, LogFormat, ServeConfig, database_url, log_level};
@@ -37,8 +37,39 @@ pub enum Command {
     Serve(ServeCommand),
     /// Feed recorded deliveries (JSON Lines files or folders of them) through the pipeline.
     Replay(ReplayCommand),
+    /// Print the summary statistics and the DORA keys from the database (no server needed).
+    Report(ReportCommand),
     /// Apply database migrations (serve also applies them at start).
     Migrate(CommonArgs),
+    /// Send a customhttp event (start or end) to a running ValueStream.
+    Event(crate::event::EventCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output: table (for people) or json (the /api/v1/summary and /api/v1/dora objects)
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
+    pub format: String,
+    /// Start of the window: RFC 3339 or a duration back from now (30d, 12h) [default: 30d]
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// End of the window: RFC 3339 or a duration back from now [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this repository (owner/name)
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
+    /// Only this project
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+    /// Only this deploy environment (DORA default: production, prod, live)
+    #[arg(long, value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Summary groups, comma-separated: source, kind, repo, project, environment, outcome [default: source,kind]
+    #[arg(long, value_name = "KEYS")]
+    pub group_by: Option<String>,
 }
 
 /// Options every command that reads the store takes.
@@ -106,11 +137,17 @@ pub fn main() -> ExitCode {
             None => serve(cli.serve).await,
             Some(Command::Serve(command)) => serve(command).await,
             Some(Command::Replay(command)) => crate::replay::run(command).await,
+            Some(Command::Report(command)) => crate::report::run(command).await,
             Some(Command::Migrate(common)) => migrate(common).await,
+            Some(Command::Event(command)) => crate::event::run(command).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<crate::report::UsageError>().is_some() => {
+            eprintln!("valuestream: {error}");
+            ExitCode::from(2)
+        }
         Err(error) => fail(error),
     }
 }

@@ -32,6 +32,10 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// Labels that make an issue an incident (default `["incident"]`).
     pub incident_labels: Option<Vec<String>>,
+    /// A regular expression: CI jobs whose full name matches are deploys.
+    pub deploy_job_pattern: Option<String>,
+    /// The default branch when a payload does not say (default `main`).
+    pub default_branch: Option<String>,
 }
 
 impl FileConfig {
@@ -42,6 +46,24 @@ impl FileConfig {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+    }
+
+    /// The per-source options, checked: a bad pattern fails at start.
+    pub fn source_options(&self) -> anyhow::Result<SourceOptions> {
+        let mut options = SourceOptions::default();
+        if let Some(labels) = &self.incident_labels {
+            options.incident_labels = labels.clone();
+        }
+        if let Some(pattern) = &self.deploy_job_pattern {
+            if let Err(error) = valuestream_core::sources::check_pattern(pattern) {
+                bail!("deploy_job_pattern {pattern:?} in the config file is not a valid regular expression: {error}");
+            }
+            options.deploy_job_pattern = Some(pattern.clone());
+        }
+        if let Some(branch) = &self.default_branch {
+            options.default_branch = branch.clone();
+        }
+        Ok(options)
     }
 }
 
@@ -123,10 +145,7 @@ impl ServeConfig {
         if max_body_bytes == 0 {
             bail!("--max-body-bytes / VS_MAX_BODY_BYTES must be more than 0");
         }
-        let mut source_options = SourceOptions::default();
-        if let Some(labels) = &file.incident_labels {
-            source_options.incident_labels = labels.clone();
-        }
+        let source_options = file.source_options()?;
         let database = database_url(common, &file);
         let otlp_protocol =
             Protocol::parse(&env("OTEL_EXPORTER_OTLP_PROTOCOL").unwrap_or_default()).map_err(anyhow::Error::msg)?;

@@ -3,7 +3,9 @@
 
 use crate::config::ServeConfig;
 use crate::ingest::{Ingest, IngestError};
+use crate::metrics::{self, DoraFilter, SpanScope, Window};
 use crate::store::{ApiSpan, SpanFilter, Store};
+use crate::telemetry::Telemetry;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -19,8 +21,6 @@ use valuestream_core::delivery::Delivery;
 use valuestream_core::sources;
 use valuestream_core::time::Timestamp;
 
-/// Headers never stored with a delivery: they may carry credentials.
-const UNSTORED_HEADERS: &[&str] = &["authorization", "cookie", "x-gitlab-token", "proxy-authorization"];
 /// Longest time one request may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -31,13 +31,15 @@ pub struct AppState {
     secrets: Arc<BTreeMap<&'static str, Vec<String>>>,
     api_token: Option<Arc<str>>,
     max_body_bytes: usize,
+    telemetry: Telemetry,
 }
 
 impl AppState {
-    pub fn new(store: Store, ingest: Ingest, config: &ServeConfig) -> AppState {
+    pub fn new(store: Store, ingest: Ingest, config: &ServeConfig, telemetry: Telemetry) -> AppState {
         AppState {
             store,
             ingest,
+            telemetry,
             secrets: Arc::new(config.secrets.clone()),
             api_token: config.api_token.as_deref().map(Arc::from),
             max_body_bytes: config.max_body_bytes,
@@ -50,12 +52,15 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/spans", get(list_spans))
         .route("/api/v1/traces", get(trace_by_ref))
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
+        .route("/api/v1/summary", get(summary))
+        .route("/api/v1/dora", get(dora))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_token));
     Router::new()
         .route("/webhooks/{source}", post(webhook))
         .route("/{source}", post(webhook))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         .merge(api)
         // We enforce --max-body-bytes ourselves (413 with a reason); axum's own
         // 2 MB default would otherwise cut GitHub's 25 MB deliveries short.
@@ -126,26 +131,37 @@ async fn webhook(
     let secrets = state.secrets.get(source.name()).cloned().unwrap_or_default();
     match state.ingest.submit(source, delivery, &secrets).await {
         Ok(ack) => {
+            state.telemetry.delivery(source.name(), &event, ack.status.as_str());
             tracing::info!(source = source.name(), event, delivery = %ack.delivery_id, status = ack.status.as_str(), spans = ack.spans, "Delivery stored.");
             Ok(Json(ack).into_response())
         }
         Err(error) => {
+            state.telemetry.delivery(source.name(), &event, "rejected");
             tracing::info!(source = source.name(), event, %error, "Delivery rejected.");
             Err(error.into())
         }
     }
 }
 
+/// The request's headers (credentials included: sources authenticate with
+/// them; `ingest::prepare` drops them before anything is stored).
 fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
-        .filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str()))
         .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
         .collect()
 }
 
 fn now() -> Timestamp {
     Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+}
+
+/// `GET /metrics`: Prometheus text, with gauges read from the store now.
+async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let open = state.store.open_span_counts().await?;
+    let queue = state.store.outbox_len().await?;
+    let body = state.telemetry.render(&open, queue);
+    Ok(([(axum::http::header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)], body).into_response())
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -173,27 +189,9 @@ async fn require_api_token(State(state): State<AppState>, request: Request, next
     }
 }
 
-/// Parses `since`/`until`: RFC 3339, or a duration back from `now` (`30d`, `12h`, `15m`).
+/// Parses `since`/`until` (see [`metrics::parse_time`]); 400 naming the parameter.
 pub fn parse_time(name: &str, value: &str, now: Timestamp) -> Result<Timestamp, ApiError> {
-    if let Some(t) = Timestamp::parse_rfc3339(value) {
-        return Ok(t);
-    }
-    let bad = || {
-        ApiError::BadRequest(format!(
-            "`{name}` must be an RFC 3339 time or a duration like 30d, 12h, 15m; got {value:?}"
-        ))
-    };
-    let (number, unit) = value.trim().split_at(value.trim().len().saturating_sub(1));
-    let amount: i64 = number.parse().map_err(|_| bad())?;
-    let unit_seconds = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return Err(bad()),
-    };
-    let back = amount.checked_mul(unit_seconds).and_then(|s| s.checked_mul(1_000_000_000)).ok_or_else(bad)?;
-    Ok(Timestamp(now.nanos().saturating_sub(back)))
+    metrics::parse_time(name, value, now).map_err(ApiError::BadRequest)
 }
 
 const SPAN_PARAMS: &[&str] =
@@ -278,6 +276,67 @@ async fn trace_by_ref(
         .ok_or_else(|| ApiError::NotFound(format!("no span answers to {reference:?}")))?;
     let spans = state.store.trace(&trace_id).await?;
     Ok(Json(trace_json(&trace_id, spans)))
+}
+
+/// Reads `since`/`until` (default: the last 30 days up to now); 400 naming a bad one.
+fn window_of(params: &HashMap<String, String>, now: Timestamp) -> Result<Window, ApiError> {
+    let mut window = Window::last_30_days(now);
+    if let Some(value) = params.get("since") {
+        window.since = parse_time("since", value, now)?;
+    }
+    if let Some(value) = params.get("until") {
+        window.until = parse_time("until", value, now)?;
+    }
+    if window.since >= window.until {
+        return Err(ApiError::BadRequest("`since` must be before `until`".into()));
+    }
+    Ok(window)
+}
+
+fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(unknown) => Err(ApiError::BadRequest(format!("unknown parameter `{unknown}`"))),
+        None => Ok(()),
+    }
+}
+
+const SUMMARY_PARAMS: &[&str] =
+    &["group_by", "source", "kind", "repo", "project", "environment", "since", "until", "token"];
+
+async fn summary(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    reject_unknown(&params, SUMMARY_PARAMS)?;
+    let window = window_of(&params, now())?;
+    let group_by = parse_group_by(params.get("group_by").map(String::as_str))?;
+    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    let scope = SpanScope {
+        source: text("source"),
+        kind: text("kind"),
+        repo: text("repo"),
+        project: text("project"),
+        environment: text("environment"),
+    };
+    Ok(Json(metrics::summary(&state.store, window, &group_by, &scope).await?))
+}
+
+/// `group_by` (see [`metrics::parse_group_by`]); 400 naming the bad key.
+pub fn parse_group_by(value: Option<&str>) -> Result<Vec<String>, ApiError> {
+    metrics::parse_group_by(value).map_err(ApiError::BadRequest)
+}
+
+const DORA_PARAMS: &[&str] = &["repo", "project", "environment", "since", "until", "token"];
+
+async fn dora(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    reject_unknown(&params, DORA_PARAMS)?;
+    let window = window_of(&params, now())?;
+    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    let filter = DoraFilter { repo: text("repo"), project: text("project"), environment: text("environment") };
+    Ok(Json(metrics::dora(&state.store, window, &filter).await?))
 }
 
 fn trace_json(trace_id: &str, spans: Vec<ApiSpan>) -> serde_json::Value {

@@ -6,6 +6,7 @@
 //! span change it causes are committed. Acknowledge means durable.
 
 use crate::store::{Ack, Applicable, Store, StoreError};
+use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use valuestream_core::delivery::Delivery;
@@ -43,9 +44,15 @@ pub struct Ingest {
 impl Ingest {
     /// Starts the writer task. `export` says whether finished spans are queued
     /// for export; `exported` is nudged after a commit that queued some.
-    pub fn start(store: Store, options: SourceOptions, export: bool, exported: Arc<Notify>) -> Ingest {
+    pub fn start(
+        store: Store,
+        options: SourceOptions,
+        export: bool,
+        exported: Arc<Notify>,
+        telemetry: Telemetry,
+    ) -> Ingest {
         let (jobs, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(store, receiver, export, exported));
+        tokio::spawn(write_loop(store, receiver, export, exported, telemetry));
         Ingest { jobs, options: Arc::new(options) }
     }
 
@@ -78,31 +85,46 @@ impl Ingest {
     }
 }
 
-/// Parses a delivery into what the store applies (no IO).
+/// Headers never stored with a delivery: they carry credentials.
+const UNSTORED_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization", "x-gitlab-token"];
+
+/// Parses a delivery into what the store applies (no IO). Credentials in
+/// headers are dropped here: the store never sees them.
 pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions) -> Result<Applicable, ParseError> {
     let id = format!("{}:{}", source.name(), source.delivery_id(&delivery).unwrap_or_else(|| delivery.content_id()));
     let parsed = source.parse(&delivery, &id, options)?;
+    let event_type = source.event_type(&delivery);
+    let headers = delivery.headers.into_iter().filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str())).collect();
     Ok(Applicable {
         id,
         source: source.name().to_string(),
-        event_type: source.event_type(&delivery),
+        event_type,
         received_at: delivery.received_at,
-        headers: delivery.headers,
+        headers,
         body: delivery.body,
         parsed,
     })
 }
 
-async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Job>, export: bool, exported: Arc<Notify>) {
+async fn write_loop(
+    store: Store,
+    mut receiver: mpsc::Receiver<Job>,
+    export: bool,
+    exported: Arc<Notify>,
+    telemetry: Telemetry,
+) {
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
         let (items, replies): (Vec<Applicable>, Vec<_>) = group.drain(..).map(|job| (job.item, job.reply)).unzip();
+        let began = std::time::Instant::now();
         match store.apply_batch(&items, export).await {
             Ok((acks, queued)) => {
+                telemetry.store_commit(began.elapsed().as_secs_f64());
                 if queued > 0 {
                     exported.notify_one();
                 }
                 for (reply, ack) in replies.into_iter().zip(acks) {
+                    record(&telemetry, &ack);
                     let _ = reply.send(Ok(ack));
                 }
             }
@@ -115,7 +137,9 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Job>, export: boo
                             if queued > 0 {
                                 exported.notify_one();
                             }
-                            Ok(acks.remove(0))
+                            let ack = acks.remove(0);
+                            record(&telemetry, &ack);
+                            Ok(ack)
                         }
                         Err(error) => {
                             tracing::error!(%error, delivery = %item.id, "Could not store a delivery.");
@@ -125,6 +149,17 @@ async fn write_loop(store: Store, mut receiver: mpsc::Receiver<Job>, export: boo
                     let _ = reply.send(answer);
                 }
             }
+        }
+    }
+}
+
+/// Counts a committed delivery's span starts and ends (after the commit, so a
+/// retried group is never counted twice).
+fn record(telemetry: &Telemetry, ack: &Ack) {
+    for transition in &ack.transitions {
+        match &transition.ended {
+            None => telemetry.span_started(&transition.source, &transition.kind),
+            Some((outcome, seconds)) => telemetry.span_ended(&transition.source, &transition.kind, outcome, *seconds),
         }
     }
 }

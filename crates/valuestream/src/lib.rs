@@ -3,18 +3,25 @@
 //!
 //! - [`cli`]: the `valuestream` command and its subcommands.
 //! - [`config`]: flags, environment, TOML file and defaults, resolved once.
+//! - [`event`]: `valuestream event start|end`, a customhttp event sent to a running server.
 //! - [`server`]: wires the store, the writer, the exporter and HTTP for `serve`.
 //! - [`http`]: webhook routes, the span/trace API, health checks.
 //! - [`ingest`]: authenticate → parse → the single writer with group commit.
 //! - [`store`]: deliveries, span events, spans, references, the export outbox.
 //! - [`export`]: the outbox drain to the logging tracer or OTLP.
+//! - [`metrics`]: the summary statistics and the DORA keys (metrics.md).
+//! - [`report`]: `valuestream report`, the metrics as a table or JSON.
 //! - [`replay`]: recorded deliveries (JSON Lines) through the same pipeline.
 
 pub mod cli;
 pub mod config;
+pub mod event;
 pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod replay;
+pub mod report;
 pub mod server;
 pub mod store;
+pub mod telemetry;

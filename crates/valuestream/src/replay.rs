@@ -7,6 +7,7 @@ use crate::cli::{CommonArgs, ReplayCommand, default_log_level, init_logging};
 use crate::config::{FileConfig, LogFormat, database_url};
 use crate::ingest::{Ingest, prepare};
 use crate::store::{Ack, AckStatus, Store};
+use crate::telemetry::Telemetry;
 use anyhow::Context;
 use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -84,12 +85,9 @@ pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool
         .await
         .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?;
     store.migrate().await?;
-    let mut options = SourceOptions::default();
-    if let Some(labels) = file_config.incident_labels {
-        options.incident_labels = labels;
-    }
+    let options = file_config.source_options()?;
     // Finished spans are queued in the outbox; the next `serve` exports them.
-    let ingest = Ingest::start(store.clone(), options.clone(), true, Arc::new(Notify::new()));
+    let ingest = Ingest::start(store.clone(), options.clone(), true, Arc::new(Notify::new()), Telemetry::new());
 
     let bar = if progress { ProgressBar::new(total_bytes) } else { ProgressBar::hidden() };
     bar.set_style(

@@ -7,6 +7,7 @@ use crate::export::{self, Exporter, OtlpExporter, OtlpSettings, Protocol};
 use crate::http::{AppState, router};
 use crate::ingest::Ingest;
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,14 +31,23 @@ pub async fn run(
     store.migrate().await.context("cannot migrate the database")?;
 
     let exporter = build_exporter(&config)?;
+    let telemetry = Telemetry::new();
     let nudge = Arc::new(Notify::new());
     let (stop_export, export_stopped) = watch::channel(false);
     let export_task = exporter.map(|exporter| {
-        tokio::spawn(export::run(store.clone(), exporter, nudge.clone(), export_stopped, EXPORT_FLUSH_BOUND))
+        tokio::spawn(export::run(
+            store.clone(),
+            exporter,
+            nudge.clone(),
+            export_stopped,
+            EXPORT_FLUSH_BOUND,
+            telemetry.clone(),
+        ))
     });
-    let ingest = Ingest::start(store.clone(), config.source_options.clone(), export_task.is_some(), nudge);
+    let ingest =
+        Ingest::start(store.clone(), config.source_options.clone(), export_task.is_some(), nudge, telemetry.clone());
 
-    let state = AppState::new(store.clone(), ingest, &config);
+    let state = AppState::new(store.clone(), ingest, &config, telemetry);
     let app = router(state, config.max_body_bytes);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&config.database), tracer = ?config.tracer, "ValueStream is listening.");

@@ -233,6 +233,7 @@ struct IssueEvent {
 struct Issue {
     number: u64,
     title: Option<String>,
+    body: Option<String>,
     state: String,
     state_reason: Option<String>,
     created_at: Timestamp,
@@ -330,6 +331,8 @@ impl Context<'_> {
         insert_opt(&mut attributes, "valuestream.author", issue.user.map(|u| u.login));
         insert_opt(&mut attributes, "valuestream.url", issue.html_url);
         insert_opt(&mut attributes, "valuestream.state_reason", issue.state_reason);
+        // Four Keys' convention: an incident names the change that caused it.
+        insert_opt(&mut attributes, "valuestream.root_cause", issue.body.as_deref().and_then(root_cause));
         attributes.insert("valuestream.labels".into(), json!(labels));
         attributes.insert("valuestream.github.action".into(), json!(action));
 
@@ -706,6 +709,16 @@ impl Context<'_> {
             commits,
         }))
     }
+}
+
+/// The commit named by a `root cause: <sha>` line (any case), if any.
+fn root_cause(body: &str) -> Option<String> {
+    body.lines().find_map(|line| {
+        let lower = line.trim().to_ascii_lowercase();
+        let rest = lower.strip_prefix("root cause:").or_else(|| lower.strip_prefix("root-cause:"))?;
+        let sha = rest.split_whitespace().next()?;
+        (sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_string())
+    })
 }
 
 /// The outcome of a GitHub Actions conclusion (metrics count success vs failure).

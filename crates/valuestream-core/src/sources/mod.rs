@@ -4,7 +4,11 @@
 //!
 //! Adding a source is one module implementing [`Source`] and one line in [`SOURCES`].
 
+pub mod customhttp;
 pub mod github;
+pub mod gitlab;
+pub mod jenkins;
+pub mod jira;
 
 use crate::delivery::Delivery;
 use crate::span::SpanEvent;
@@ -13,7 +17,8 @@ use crate::verify::AuthError;
 
 /// Every source ValueStream understands; its name gives the route
 /// (`/webhooks/{name}`), the metric label and the fixture folder.
-pub static SOURCES: &[&dyn Source] = &[&github::GitHub];
+pub static SOURCES: &[&dyn Source] =
+    &[&github::GitHub, &gitlab::GitLab, &jenkins::Jenkins, &jira::Jira, &customhttp::CustomHttp];
 
 /// Looks a source up by its name (`github`, …).
 pub fn by_name(name: &str) -> Option<&'static dyn Source> {
@@ -40,6 +45,11 @@ impl Default for SourceOptions {
             default_branch: "main".to_string(),
         }
     }
+}
+
+/// Checks a user-supplied regular expression (configuration), naming the problem.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    regex::Regex::new(pattern).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Commits that reached a repository's default branch in one push, in the

@@ -9,6 +9,7 @@ mod logging;
 mod otlp;
 
 use crate::store::{ApiSpan, Store};
+use crate::telemetry::Telemetry;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +105,7 @@ pub async fn run(
     nudge: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     flush_bound: Duration,
+    telemetry: Telemetry,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -121,6 +123,7 @@ pub async fn run(
                 }
             }
             Err(error) => {
+                telemetry.export_failed(1);
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "Export failed; the spans stay queued.");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

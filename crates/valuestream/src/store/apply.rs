@@ -59,6 +59,18 @@ pub struct Ack {
     pub spans: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Spans this delivery started or ended (for the Prometheus counters).
+    #[serde(skip)]
+    pub transitions: Vec<Transition>,
+}
+
+/// A span that started (first seen open, or reopened) or ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub source: String,
+    pub kind: String,
+    /// `None` for a start; the outcome and duration in seconds for an end.
+    pub ended: Option<(String, f64)>,
 }
 
 impl Store {
@@ -108,21 +120,27 @@ async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) ->
     .await?
     .rows_affected();
     if inserted == 0 {
-        let ack = Ack { status: AckStatus::Duplicate, delivery_id: item.id.clone(), spans: 0, reason: None };
+        let ack = Ack {
+            status: AckStatus::Duplicate,
+            delivery_id: item.id.clone(),
+            spans: 0,
+            reason: None,
+            transitions: Vec::new(),
+        };
         return Ok((ack, 0));
     }
-    let (spans, queued) = match &item.parsed {
+    let (spans, queued, transitions) = match &item.parsed {
         Parsed::Spans(events) => apply_events(conn, &item.id, events, export).await?,
         Parsed::Push(push) => {
             let deploys = record_push(conn, &item.source, &item.id, push).await?;
             for deploy in &deploys {
                 relink(conn, deploy).await?;
             }
-            (0, 0)
+            (0, 0, Vec::new())
         }
-        Parsed::Pong | Parsed::Ignored { .. } => (0, 0),
+        Parsed::Pong | Parsed::Ignored { .. } => (0, 0, Vec::new()),
     };
-    Ok((Ack { status, delivery_id: item.id.clone(), spans, reason }, queued))
+    Ok((Ack { status, delivery_id: item.id.clone(), spans, reason, transitions }, queued))
 }
 
 /// What a span's row said before this delivery.
@@ -146,7 +164,7 @@ async fn apply_events(
     delivery_id: &str,
     events: &[SpanEvent],
     export: bool,
-) -> Result<(usize, usize), StoreError> {
+) -> Result<(usize, usize, Vec<Transition>), StoreError> {
     for (seq, event) in events.iter().enumerate() {
         let mut event = event.clone();
         event.delivery_id = delivery_id.to_string();
@@ -194,24 +212,34 @@ async fn apply_events(
     }
 
     let mut queued = 0;
-    if export {
-        for (key, previous) in touched.iter().zip(previous) {
-            let span =
-                load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
-            if span.state != "closed" {
-                continue;
+    let mut transitions = Vec::new();
+    for (key, previous) in touched.iter().zip(previous) {
+        let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
+        let was_closed = previous.as_ref().is_some_and(|p| p.state == "closed");
+        if span.state != "closed" {
+            if previous.is_none() || was_closed {
+                transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
             }
-            let end_ns = span.end.map(|e| e.nanos());
-            let unchanged = previous
-                .as_ref()
-                .is_some_and(|p| p.state == "closed" && p.end_ns == end_ns && p.outcome == span.outcome);
-            if !unchanged {
-                enqueue_export(conn, &span).await?;
-                queued += 1;
-            }
+            continue;
+        }
+        let end_ns = span.end.map(|e| e.nanos());
+        let unchanged =
+            previous.as_ref().is_some_and(|p| was_closed && p.end_ns == end_ns && p.outcome == span.outcome);
+        if unchanged {
+            continue;
+        }
+        let outcome = span.outcome.clone().unwrap_or_default();
+        transitions.push(Transition {
+            source: span.source.clone(),
+            kind: span.kind.clone(),
+            ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
+        });
+        if export {
+            enqueue_export(conn, &span).await?;
+            queued += 1;
         }
     }
-    Ok((touched.len(), queued))
+    Ok((touched.len(), queued, transitions))
 }
 
 async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
@@ -276,13 +304,14 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
-                            link_refs)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16)
+                            link_refs, environment)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
-            trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs",
+            trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
+            environment = excluded.environment",
     )
     .bind(key)
     .bind(&span.source)
@@ -300,6 +329,7 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
     .bind(&trace_refs)
     .bind(&parent_refs)
     .bind(&link_refs)
+    .bind(span.attributes.get("deployment.environment.name").and_then(|v| v.as_str()).map(str::to_string))
     .execute(&mut *conn)
     .await?;
     debug_assert!(span.state == SpanState::Open || span.end.is_some());

@@ -8,7 +8,7 @@ mod apply;
 pub mod changes;
 mod query;
 
-pub use apply::{Ack, AckStatus, Applicable};
+pub use apply::{Ack, AckStatus, Applicable, Transition};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -93,6 +93,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The connection pool, for read-only queries elsewhere in the crate (metrics).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Whether the database answers (for `/readyz`).

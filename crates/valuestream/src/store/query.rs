@@ -239,6 +239,14 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// Open spans by (source, kind), for the `valuestream_open_spans` gauge.
+    pub async fn open_span_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT source, kind, COUNT(*) FROM spans WHERE state = 'open' GROUP BY source, kind")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+    }
+
     /// How many deliveries the store holds, by status (for replay's summary and tests).
     pub async fn delivery_count(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) FROM deliveries").fetch_one(&self.pool).await?;

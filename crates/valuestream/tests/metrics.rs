@@ -1,0 +1,311 @@
+//! The metrics of metrics.md on a scenario whose answers were computed by hand
+//! (the comments show the arithmetic), in order and shuffled.
+//!
+//! Scenario (repository octo-org/hello-world, window 2026-11-01 → 2026-11-08, 7 days):
+//!
+//! | PR | opened | first review | merged | merge commit | reaches main in |
+//! |----|--------|--------------|--------|--------------|-----------------|
+//! | #1 | 11-02 10:00 | 11-02 12:00 | 11-03 10:00 | A ("Merge pull request #1") | push 1 |
+//! | #2 | 11-04 09:00 | – | 11-04 11:00 | B | push 2 |
+//! | #3 | 11-04 10:00 | – | 11-04 12:00 | C | push 2 |
+//! | #5 | 11-04 08:00 | – | 11-04 12:30 | E | push 2 (after C) |
+//! | #4 | 11-05 08:00 | – | 11-05 09:00 | D ("Add feature (#4)", a squash merge) | push 3 |
+//!
+//! Deploys: 80 staging of E 11-04 12:30→12:40 (success; must not count), 81 of A
+//! 11-03 11:00→11:30 success (the repository's first deploy), 82 of E
+//! 13:00→13:10 failure, 83 of E 14:00→14:20 success (ships #2, #3 and #5), 84 of
+//! D 11-05 10:00→10:30 success (the squash merge).
+//! Incidents: #90 11-04 15:00→16:30 with `root cause: <E>` (→ deploy 83);
+//! #91 11-05 11:00→11:30 without one (→ the last successful deploy, 84).
+//! Builds: run 701 cancelled (60 s), run 702 success (600 s).
+
+mod support;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use support::*;
+use valuestream::ingest::prepare;
+use valuestream::metrics::{DoraFilter, SpanScope, Window, dora, summary};
+use valuestream::store::Store;
+use valuestream_core::delivery::Delivery;
+use valuestream_core::sources::{SourceOptions, by_name};
+use valuestream_core::time::Timestamp;
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const C: &str = "cccccccccccccccccccccccccccccccccccccccc";
+const D: &str = "dddddddddddddddddddddddddddddddddddddddd";
+const E: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+
+fn t(day: u32, time: &str) -> String {
+    format!("2026-11-{day:02}T{time}:00Z")
+}
+
+fn merged_pr(n: u64, opened: &str, merged: &str, sha: &str) -> Value {
+    let mut body = pull_request("closed", "closed", merged, Some(merged));
+    let pr = &mut body["pull_request"];
+    pr["number"] = json!(n);
+    pr["created_at"] = json!(opened);
+    pr["head"]["ref"] = json!(format!("feature-{n}"));
+    pr["head"]["sha"] = json!(format!("{n:040}"));
+    pr["merge_commit_sha"] = json!(sha);
+    pr["labels"] = json!([]);
+    pr["title"] = json!(format!("Change {n}"));
+    body
+}
+
+fn reviewed(n: u64, opened: &str, at: &str) -> Value {
+    let mut body = review("approved", at);
+    body["pull_request"]["number"] = json!(n);
+    body["pull_request"]["created_at"] = json!(opened);
+    body["pull_request"]["head"]["ref"] = json!(format!("feature-{n}"));
+    body
+}
+
+fn push(before: &str, commits: &[(&str, &str, &str)]) -> Value {
+    let mut body = push_merge(commits[0].2);
+    body["before"] = json!(before);
+    body["after"] = json!(commits.last().unwrap().0);
+    body["commits"] = json!(
+        commits
+            .iter()
+            .map(|(sha, message, at)| json!({"id": sha, "message": message, "timestamp": at}))
+            .collect::<Vec<_>>()
+    );
+    body["head_commit"] = body["commits"].as_array().unwrap().last().unwrap().clone();
+    body
+}
+
+fn deploy(
+    id: u64,
+    sha: &str,
+    environment: &str,
+    created: &str,
+    state: &str,
+    ended: &str,
+) -> Vec<(&'static str, Value)> {
+    let mut start = deployment(sha, created);
+    start["deployment"]["id"] = json!(id);
+    start["deployment"]["environment"] = json!(environment);
+    let mut end = deployment_status(sha, created, state, ended);
+    end["deployment"]["id"] = json!(id);
+    end["deployment"]["environment"] = json!(environment);
+    vec![("deployment", start), ("deployment_status", end)]
+}
+
+fn incident(n: u64, opened: &str, closed: &str, body_text: &str) -> Vec<(&'static str, Value)> {
+    let make = |action: &str, state: &str, updated: &str, closed_at: Option<&str>| {
+        let mut body = issue(action, state, updated, closed_at);
+        body["issue"]["number"] = json!(n);
+        body["issue"]["created_at"] = json!(opened);
+        body["issue"]["body"] = json!(body_text);
+        body["issue"]["labels"] = json!([{"name": "incident"}]);
+        body
+    };
+    vec![("issues", make("opened", "open", opened, None)), ("issues", make("closed", "closed", closed, Some(closed)))]
+}
+
+fn run(id: u64, conclusion: &str, started: &str, ended: &str) -> Value {
+    let mut body = workflow_run(id, "completed", Some(conclusion), started, ended, false);
+    body["workflow_run"]["head_branch"] = json!("main");
+    body
+}
+
+fn scenario() -> Vec<(&'static str, Value)> {
+    let mut list: Vec<(&'static str, Value)> = vec![
+        ("pull_request", merged_pr(1, &t(2, "10:00"), &t(3, "10:00"), A)),
+        ("pull_request_review", reviewed(1, &t(2, "10:00"), &t(2, "12:00"))),
+        ("pull_request", merged_pr(2, &t(4, "09:00"), &t(4, "11:00"), B)),
+        ("pull_request", merged_pr(3, &t(4, "10:00"), &t(4, "12:00"), C)),
+        ("pull_request", merged_pr(5, &t(4, "08:00"), &t(4, "12:30"), E)),
+        ("pull_request", merged_pr(4, &t(5, "08:00"), &t(5, "09:00"), D)),
+        ("push", push(&"0".repeat(40), &[(A, "Merge pull request #1 from octo-org/feature-1", &t(3, "10:00"))])),
+        (
+            "push",
+            push(
+                A,
+                &[
+                    (B, "Merge pull request #2 from octo-org/feature-2", &t(4, "11:00")),
+                    (C, "Merge pull request #3 from octo-org/feature-3", &t(4, "12:00")),
+                    (E, "Merge pull request #5 from octo-org/feature-5", &t(4, "12:30")),
+                ],
+            ),
+        ),
+        ("push", push(E, &[(D, "Add feature (#4)", &t(5, "09:00"))])),
+        ("workflow_run", run(701, "cancelled", &t(2, "10:05"), &t(2, "10:06"))),
+        ("workflow_run", run(702, "success", &t(2, "10:10"), &t(2, "10:20"))),
+    ];
+    list.extend(deploy(80, E, "staging", &t(4, "12:30"), "success", &t(4, "12:40")));
+    list.extend(deploy(81, A, "production", &t(3, "11:00"), "success", &t(3, "11:30")));
+    list.extend(deploy(82, E, "production", &t(4, "13:00"), "failure", &t(4, "13:10")));
+    list.extend(deploy(83, E, "production", &t(4, "14:00"), "success", &t(4, "14:20")));
+    list.extend(deploy(84, D, "production", &t(5, "10:00"), "success", &t(5, "10:30")));
+    list.extend(incident(90, &t(4, "15:00"), &t(4, "16:30"), &format!("Checkout is down.\nroot cause: {}", &E[..12])));
+    list.extend(incident(91, &t(5, "11:00"), &t(5, "11:30"), "Search is slow."));
+    list
+}
+
+fn window() -> Window {
+    Window {
+        since: Timestamp::parse_rfc3339("2026-11-01T00:00:00Z").unwrap(),
+        until: Timestamp::parse_rfc3339("2026-11-08T00:00:00Z").unwrap(),
+    }
+}
+
+async fn metrics_after(order: &[usize]) -> (Value, Value, Value) {
+    let dir = TempDir::new();
+    let store = Store::open(&format!("sqlite://{}", dir.0.join("m.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let list = scenario();
+    for &i in order {
+        let (event, body) = &list[i];
+        let headers =
+            [("X-GitHub-Event".to_string(), event.to_string()), ("X-GitHub-Delivery".to_string(), format!("m-{i}"))];
+        let delivery = Delivery::new("github", headers, serde_json::to_vec(body).unwrap(), Timestamp(0));
+        let item = prepare(by_name("github").unwrap(), delivery, &SourceOptions::default()).unwrap();
+        store.apply_batch(&[item], false).await.unwrap();
+    }
+    let by_kind = summary(&store, window(), &["kind".to_string()], &SpanScope::default()).await.unwrap();
+    let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
+    let empty = dora(
+        &store,
+        Window {
+            since: Timestamp::parse_rfc3339("2025-01-01T00:00:00Z").unwrap(),
+            until: Timestamp::parse_rfc3339("2025-02-01T00:00:00Z").unwrap(),
+        },
+        &DoraFilter::default(),
+    )
+    .await
+    .unwrap();
+    store.close().await;
+    (by_kind, keys, empty)
+}
+
+fn group<'a>(summary: &'a Value, kind: &str) -> &'a Value {
+    summary["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} group: {summary}"))
+}
+
+fn close(actual: &Value, expected: f64) {
+    let actual = actual.as_f64().unwrap_or_else(|| panic!("expected a number near {expected}, got {actual}"));
+    assert!((actual - expected).abs() < 1e-6, "expected {expected}, got {actual}");
+}
+
+#[test]
+fn the_scenario_gives_the_hand_computed_numbers() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (by_kind, keys, empty) = runtime.block_on(metrics_after(&(0..scenario().len()).collect::<Vec<_>>()));
+
+    // Deploys closed in the window: 80 (600 s), 81 (1800), 82 (600), 83 (1200), 84 (1800).
+    // Sorted 600, 600, 1200, 1800, 1800: mean 1200, p50 1200, p90 at rank 3.6 = 1800.
+    // Success ratio 4 / (4 + 1) = 0.8 (staging counts in the summary, not in DORA).
+    let deploys = group(&by_kind, "deploy");
+    assert_eq!(deploys["closed"], 5);
+    close(&deploys["duration_seconds"]["mean"], 1200.0);
+    close(&deploys["duration_seconds"]["p50"], 1200.0);
+    close(&deploys["duration_seconds"]["p90"], 1800.0);
+    close(&deploys["success_ratio"], 0.8);
+    close(&deploys["per_day"], 5.0 / 7.0);
+    assert_eq!(deploys["merge_ratio"], Value::Null);
+    assert!(deploys.get("source").is_none(), "grouping keys not asked for are absent");
+
+    // Pull requests: 86400, 7200, 7200, 3600, 16200 s. Sorted 3600, 7200, 7200, 16200, 86400:
+    // mean 24120; p50 7200; p90 = 16200 + 0.6 × 70200 = 58320; p95 = 16200 + 0.8 × 70200 = 72360;
+    // p99 = 16200 + 0.96 × 70200 = 83592; all merged.
+    let prs = group(&by_kind, "pull_request");
+    assert_eq!(prs["closed"], 5);
+    close(&prs["duration_seconds"]["mean"], 24120.0);
+    close(&prs["duration_seconds"]["p50"], 7200.0);
+    close(&prs["duration_seconds"]["p90"], 58320.0);
+    close(&prs["duration_seconds"]["p95"], 72360.0);
+    close(&prs["duration_seconds"]["p99"], 83592.0);
+    close(&prs["duration_seconds"]["max"], 86400.0);
+    close(&prs["merge_ratio"], 1.0);
+    assert_eq!(prs["open"], 0);
+    assert_eq!(prs["open_age_seconds"]["p50"], Value::Null);
+
+    // Builds: the cancelled run is left out of the success ratio: 1 / (1 + 0).
+    let builds = group(&by_kind, "build");
+    assert_eq!(builds["closed"], 2);
+    close(&builds["success_ratio"], 1.0);
+
+    // Incidents: 5400 and 1800 s: two values, p50 halfway = 3600.
+    let incidents = group(&by_kind, "incident");
+    close(&incidents["duration_seconds"]["p50"], 3600.0);
+
+    // Deployment frequency: 3 successful production deploys (81, 83, 84) in 7 days:
+    // 3/7 per day (high: ≥ 1 per week); 3 distinct days / (7/7 weeks) = 3 days per week.
+    let f = &keys["deployment_frequency"];
+    assert_eq!(f["deployments"], 3);
+    close(&f["per_day"], 3.0 / 7.0);
+    close(&f["deployment_days_per_week"], 3.0);
+    assert_eq!(f["level"], "high");
+
+    // Lead time: 81 ships #1 (first deploy: only what was recorded); 83 ships #2, #3, #5
+    // (82 failed, so 81 is the previous success); 84 ships the squash merge #4.
+    // Each change is timed by its pull request's creation:
+    // #1 25.5 h = 91800; #2 5h20 = 19200; #3 4h20 = 15600; #5 6h20 = 22800; #4 2.5 h = 9000.
+    // Sorted 9000, 15600, 19200, 22800, 91800: median 19200 (elite: < 1 day);
+    // p90 = 22800 + 0.6 × 69000 = 64200.
+    let l = &keys["lead_time_for_changes"];
+    assert_eq!(l["changes"], 5);
+    close(&l["median_seconds"], 19200.0);
+    close(&l["p90_seconds"], 64200.0);
+    assert_eq!(l["unmatched_deploys"], 0);
+    assert_eq!(l["level"], "elite");
+    // Breakdown: pickup only #1 (12:00 − 10:00 = 7200); review #1 (22 h = 79200);
+    // deploy: 5400, 12000, 8400, 6600, 5400 → median 6600.
+    close(&l["breakdown"]["pickup"], 7200.0);
+    close(&l["breakdown"]["review"], 79200.0);
+    close(&l["breakdown"]["deploy"], 6600.0);
+
+    // Change failure rate: of 81, 82, 83, 84, failed are 82 (failure), 83 (caused #90 by
+    // its root-cause line) and 84 (the last success before #91): 3/4 = 0.75, low.
+    let c = &keys["change_failure_rate"];
+    assert_eq!(c["deployments"], 4);
+    assert_eq!(c["failed"], 3);
+    close(&c["ratio"], 0.75);
+    assert_eq!(c["level"], "low");
+
+    // Time to restore: 5400 and 1800 → median 3600: not under an hour, so high.
+    let r = &keys["time_to_restore"];
+    assert_eq!(r["incidents"], 2);
+    close(&r["median_seconds"], 3600.0);
+    assert_eq!(r["level"], "high");
+
+    // Failed deployment recovery: 82 ended 13:10, next success 83 at 14:20: 4200 s.
+    let fr = &keys["failed_deployment_recovery_time"];
+    assert_eq!(fr["failures"], 1);
+    close(&fr["median_seconds"], 4200.0);
+    assert_eq!(fr["level"], "high");
+
+    // Rework: 83 and 84 reach incidents: 2/4.
+    let w = &keys["deployment_rework_rate"];
+    assert_eq!(w["rework"], 2);
+    close(&w["ratio"], 0.5);
+
+    // An empty window: nulls and `none`, no error.
+    assert_eq!(empty["deployment_frequency"]["deployments"], 0);
+    assert_eq!(empty["deployment_frequency"]["level"], "none");
+    assert_eq!(empty["lead_time_for_changes"]["median_seconds"], Value::Null);
+    assert_eq!(empty["lead_time_for_changes"]["level"], "none");
+    assert_eq!(empty["change_failure_rate"]["ratio"], Value::Null);
+    assert_eq!(empty["time_to_restore"]["level"], "none");
+    assert_eq!(empty["deployment_rework_rate"]["ratio"], Value::Null);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_same_numbers_in_any_order(order in Just((0..scenario().len()).collect::<Vec<usize>>()).prop_shuffle()) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let expected = runtime.block_on(metrics_after(&(0..scenario().len()).collect::<Vec<_>>()));
+        let shuffled = runtime.block_on(metrics_after(&order));
+        prop_assert_eq!(shuffled, expected);
+    }
+}
