@@ -127,7 +127,8 @@ pub struct Span {
 /// - the latest start or end decides open/closed, the end time and the outcome;
 /// - the start is the earliest creation time any event reports;
 /// - attributes are overlaid in time order; `first_times` keep their minimum;
-/// - the parent references are those of the latest event that names any;
+/// - the parent references, repository and project are those of the latest
+///   event that names any;
 /// - trace and link references are the union over all events.
 pub fn fold(events: &[SpanEvent]) -> Option<Span> {
     let mut ordered: Vec<&SpanEvent> = events.iter().collect();
@@ -143,6 +144,9 @@ pub fn fold(events: &[SpanEvent]) -> Option<Span> {
     let mut parent_refs = Vec::new();
     let mut trace_refs: Vec<String> = Vec::new();
     let mut link_refs: Vec<String> = Vec::new();
+    // The latest event that says which repository and project (an end may not).
+    let mut repo: Option<String> = None;
+    let mut project: Option<String> = None;
 
     for event in &ordered {
         if let Some(s) = event.change.start() {
@@ -167,6 +171,12 @@ pub fn fold(events: &[SpanEvent]) -> Option<Span> {
         for (name, time) in &event.first_times {
             let entry = first_times.entry(name.clone()).or_insert(*time);
             *entry = (*entry).min(*time);
+        }
+        if event.repo.is_some() {
+            repo = event.repo.clone();
+        }
+        if event.project.is_some() {
+            project = event.project.clone();
         }
         if !event.parent_refs.is_empty() {
             parent_refs = event.parent_refs.clone();
@@ -197,8 +207,8 @@ pub fn fold(events: &[SpanEvent]) -> Option<Span> {
         source: last.source.clone(),
         kind: last.kind.clone(),
         name: last.name.clone(),
-        repo: last.repo.clone(),
-        project: last.project.clone(),
+        repo,
+        project,
         start,
         end,
         state,

@@ -10,6 +10,7 @@ use support::*;
 use tokio::net::TcpListener;
 use valuestream::config::TracerBackend;
 use valuestream_core::ids;
+use valuestream_core::time::Timestamp;
 use valuestream_core::verify::hmac_sha256_hex;
 
 // ---------------------------------------------------------------- tests
@@ -285,7 +286,12 @@ async fn builds_and_deploys_join_the_issue_trace() {
     let otlp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}/v1/traces", otlp.local_addr().unwrap());
     let received = start_otlp_receiver(otlp).await;
-    let app = spawn_app(|db| config(db, TracerBackend::Otlp, Some(endpoint), &[SECRET])).await;
+    let app = spawn_app(|db| {
+        let mut c = config(db, TracerBackend::Otlp, Some(endpoint), &[SECRET]);
+        c.secrets.insert("jenkins", vec!["jenkins-token".to_string()]);
+        c
+    })
+    .await;
 
     let deliveries: Vec<(&str, Value)> = vec![
         ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
@@ -318,6 +324,22 @@ async fn builds_and_deploys_join_the_issue_trace() {
         let (status, answer) = app.github(event, &format!("bd-{i}"), body).await;
         assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{event}: {answer}");
     }
+    // A Jenkins deploy job (Notification plugin shape) naming the issue in a parameter.
+    let mut jenkins = source_fixture("jenkins/notification/deploy-completed.json");
+    jenkins["build"]["parameters"] =
+        json!({"vstrace-trace-id": "vstrace-github-hello-world-27", "environment": "production"});
+    jenkins["build"]["status"] = json!("SUCCESS");
+    // On COMPLETED the plugin sends the end (start + duration) as `timestamp`.
+    jenkins["build"]["timestamp"] =
+        json!(Timestamp::parse_rfc3339("2026-11-21T17:22:00Z").unwrap().nanos() / 1_000_000);
+    jenkins["build"]["duration"] = json!(120_000);
+    let body = serde_json::to_vec(&jenkins).unwrap();
+    let unsigned = vec![("content-type", "application/json".to_string())];
+    assert_eq!(app.post("/webhooks/jenkins", &unsigned, body.clone()).await.0, 401, "the Jenkins token is checked");
+    let bearer =
+        vec![("content-type", "application/json".to_string()), ("authorization", "Bearer jenkins-token".to_string())];
+    let (status, answer) = app.post("/webhooks/jenkins", &bearer, body).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
 
     let (status, trace) = app.get("/api/v1/traces?ref=vstrace-github-hello-world-27").await;
     assert_eq!(status, 200, "{trace}");
@@ -327,7 +349,13 @@ async fn builds_and_deploys_join_the_issue_trace() {
     let run_501 = "github:octo-org/hello-world:build:501:1";
     let run_502 = "github:octo-org/hello-world:build:502:1";
     let deploy = "github:octo-org/hello-world:deploy:991";
-    assert_eq!(spans.len(), 7, "issue, PR, two runs, two jobs, deploy: {trace}");
+    assert_eq!(spans.len(), 8, "issue, PR, two runs, two jobs, two deploys: {trace}");
+    let jenkins_deploy = spans.iter().find(|s| s["source"] == "jenkins").expect("the Jenkins deploy is in the trace");
+    assert_eq!(jenkins_deploy["kind"], "deploy");
+    assert_eq!(jenkins_deploy["parent_key"], ISSUE_KEY, "its vstrace-trace-id parameter");
+    assert_eq!(jenkins_deploy["start"], "2026-11-21T17:20:00Z", "{jenkins_deploy:#}");
+    assert_eq!(jenkins_deploy["end"], "2026-11-21T17:22:00Z");
+    assert_eq!(jenkins_deploy["outcome"], "success");
     for s in spans {
         assert_eq!(s["trace_id"], trace_id, "{}", s["key"]);
     }
@@ -351,7 +379,7 @@ async fn builds_and_deploys_join_the_issue_trace() {
     assert_eq!(span(deploy)["attributes"]["deployment.environment.name"], "production");
 
     // Exported: 7 finished spans; the deploy carries its link and parent.
-    let exported = received.wait_for(7).await;
+    let exported = received.wait_for(8).await;
     let (_, exported_deploy) = exported
         .iter()
         .find(|(_, s)| s.span_id == hex::decode(ids::span_id(deploy)).unwrap())
@@ -365,5 +393,98 @@ async fn builds_and_deploys_join_the_issue_trace() {
         .find(|(_, s)| s.span_id == hex::decode(ids::span_id(run_502)).unwrap())
         .expect("run 502 was exported");
     assert_eq!(exported_run.kind, 2, "builds are SERVER spans");
+    app.stop().await;
+}
+
+/// A recorded payload of another source (`{"payload": …}` wrappers unwrapped).
+fn source_fixture(path: &str) -> Value {
+    let path = format!("{}/../valuestream-core/tests/data/{path}", env!("CARGO_MANIFEST_DIR"));
+    let value: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    value.get("payload").cloned().unwrap_or(value)
+}
+
+/// The original ValueStream's recorded Jira Cloud delivery, moved to issue PAY-12.
+fn jira_issue(event: &str, category: &str, resolved: Option<&str>, timestamp_ms: i64) -> Value {
+    let mut body = source_fixture("jira/original/issues/kanban/in_progress.json");
+    body["webhookEvent"] = json!(event);
+    body["timestamp"] = json!(timestamp_ms);
+    let issue = &mut body["issue"];
+    issue["key"] = json!("PAY-12");
+    issue["self"] = json!("https://example.atlassian.net/rest/api/2/issue/10012");
+    issue["fields"]["project"]["key"] = json!("PAY");
+    issue["fields"]["created"] = json!("2026-11-20T08:00:00.000+0000");
+    issue["fields"]["status"]["statusCategory"]["key"] = json!(category);
+    issue["fields"]["resolutiondate"] = json!(resolved);
+    issue["fields"]["statuscategorychangedate"] = json!(resolved.unwrap_or("2026-11-20T08:00:00.000+0000"));
+    if event == "jira:issue_created" {
+        body.as_object_mut().unwrap().remove("changelog");
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_jira_issue_github_pull_request_gitlab_pipeline_and_custom_deploy_share_one_trace() {
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>, body: Value| {
+        let app = &app;
+        async move {
+            let (status, answer) = app.post(path, &headers, serde_json::to_vec(&body).unwrap()).await;
+            assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{path}: {answer}");
+        }
+    };
+    let json_type = || ("content-type", "application/json".to_string());
+
+    // 1. The Jira issue is created (category `new`).
+    post("/webhooks/jira", vec![json_type()], jira_issue("jira:issue_created", "new", None, 1_795_680_000_000)).await;
+    // 2. A GitHub pull request on branch PAY-12-fix-login.
+    let mut pr = pull_request("opened", "open", "2026-11-20T10:00:00Z", None);
+    pr["pull_request"]["head"]["ref"] = json!("PAY-12-fix-login");
+    assert_eq!(app.github("pull_request", "x-1", &pr).await.0, 200);
+    // 3. A GitLab pipeline of that branch (GitLab's documented example, moved to the branch).
+    let mut pipeline = source_fixture("gitlab/docs/pipeline.json");
+    pipeline["object_attributes"]["ref"] = json!("PAY-12-fix-login");
+    pipeline["merge_request"] = Value::Null;
+    pipeline["object_attributes"]["created_at"] = json!("2026-11-20 10:05:00 UTC");
+    pipeline["object_attributes"]["finished_at"] = json!("2026-11-20 10:15:00 UTC");
+    let gitlab_headers = vec![
+        json_type(),
+        ("x-gitlab-event", "Pipeline Hook".to_string()),
+        ("x-gitlab-event-uuid", "5ad2b8c4-7f3e-4e5b-9d3a-0c1e2f3a4b5c".to_string()),
+    ];
+    post("/webhooks/gitlab", gitlab_headers, pipeline).await;
+    // 4. A deploy script's custom events, naming the Jira issue.
+    let event = |action: &str, at: &str| {
+        json!({"id": "d-7", "action": action, "type": "deploy", "namespace": "payments",
+               "parent_id": "vstrace-jira-PAY-12", "error": false, "timestamp": at,
+               "metadata": {"environment": "production"}})
+    };
+    post("/webhooks/customhttp", vec![json_type()], event("start", "2026-11-21T09:00:00Z")).await;
+    post("/webhooks/customhttp", vec![json_type()], event("end", "2026-11-21T09:05:00Z")).await;
+    // 5. The Jira issue is done.
+    post(
+        "/webhooks/jira",
+        vec![json_type()],
+        jira_issue("jira:issue_updated", "done", Some("2026-11-22T10:00:00.000+0000"), 1_795_860_000_000),
+    )
+    .await;
+
+    let (status, trace) = app.get("/api/v1/traces?ref=vstrace-jira-PAY-12").await;
+    assert_eq!(status, 200, "{trace}");
+    let spans = trace["spans"].as_array().unwrap();
+    let jira_key = "jira:example.atlassian.net:issue:PAY-12";
+    let by_source = |source: &str| {
+        spans.iter().find(|s| s["source"] == source).unwrap_or_else(|| panic!("no {source} span in {trace}"))
+    };
+    assert_eq!(spans.len(), 4, "{trace}");
+    assert_eq!(trace["trace_id"], ids::trace_id(jira_key));
+    assert_eq!(by_source("jira")["key"], jira_key);
+    assert_eq!(by_source("jira")["state"], "closed");
+    assert_eq!(by_source("jira")["end"], "2026-11-22T10:00:00Z");
+    assert_eq!(by_source("github")["parent_key"], jira_key, "the Jira key in the branch");
+    assert_eq!(by_source("gitlab")["parent_key"], jira_key, "the pipeline's branch names the Jira key");
+    assert_eq!(by_source("gitlab")["outcome"], "success");
+    assert_eq!(by_source("customhttp")["parent_key"], jira_key, "parent_id vstrace-jira-PAY-12");
+    assert_eq!(by_source("customhttp")["key"], "customhttp:payments:deploy:d-7");
+    assert_eq!(by_source("customhttp")["duration_seconds"], 300.0);
     app.stop().await;
 }

@@ -516,6 +516,8 @@ impl Context<'_> {
             parent_refs.push(branch_ref(&repo, &branch));
         }
         parent_refs.extend(find_trace_refs(&branch));
+        // Last: a Jira key in the branch (`PAY-12-fix-login`).
+        parent_refs.extend(find_issue_keys(&branch));
         dedup_in_order(&mut parent_refs);
 
         let run_id = run.id.to_string();

@@ -706,6 +706,8 @@ impl Context<'_> {
         }
         parent_refs.push(branch_alias(SOURCE, &repo.path, &pipeline.git_ref));
         parent_refs.extend(find_trace_refs(&pipeline.git_ref));
+        // Last: a Jira key in the branch (`PAY-12-fix-login`), as for merge requests.
+        parent_refs.extend(find_issue_keys(&pipeline.git_ref));
 
         let draft = Draft {
             key: repo.key("build", &id),
