@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const SECRETS_HELP: &str = "Webhook secrets are read from the environment only (several comma-separated values are all accepted, for rotation):
-  VS_GITHUB_SECRET   HMAC secret of GitHub webhooks (X-Hub-Signature-256)
+  VS_GITHUB_SECRET      HMAC secret of GitHub webhooks (X-Hub-Signature-256)
+  VS_GITLAB_TOKEN       secret token of GitLab webhooks (X-Gitlab-Token)
+  VS_JENKINS_TOKEN      token of Jenkins notifications (Authorization: Bearer <token>, or ?token=<token>)
+  VS_JIRA_SECRET        HMAC secret of Jira Cloud webhooks (X-Hub-Signature: sha256=…)
+  VS_CUSTOMHTTP_SECRET  HMAC secret of customhttp events (X-VS-Signature: sha256=…), also used by `valuestream event`
 Logging: VS_LOG_LEVEL = error | warn | info | debug | trace (default info).
 OTLP export reads the standard OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, default, or grpc).";

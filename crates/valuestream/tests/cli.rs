@@ -70,12 +70,16 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "--config",
         "VS_CONFIG",
         "VS_GITHUB_SECRET",
+        "VS_GITLAB_TOKEN",
+        "VS_JENKINS_TOKEN",
+        "VS_JIRA_SECRET",
+        "VS_CUSTOMHTTP_SECRET",
         "VS_LOG_LEVEL",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
     ] {
         assert!(help.contains(expected), "serve --help lacks {expected}:\n{help}");
     }
-    for command in ["replay", "migrate"] {
+    for command in ["replay", "migrate", "report"] {
         let output = valuestream().args([command, "--help"]).output().unwrap();
         let help = String::from_utf8(output.stdout).unwrap();
         assert!(output.status.success() && help.contains("VS_DATABASE_URL"), "{command} --help:\n{help}");

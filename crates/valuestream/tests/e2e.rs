@@ -488,3 +488,56 @@ async fn a_jira_issue_github_pull_request_gitlab_pipeline_and_custom_deploy_shar
     assert_eq!(by_source("customhttp")["duration_seconds"], 300.0);
     app.stop().await;
 }
+
+async fn get_text(app: &App, path: &str) -> (u16, String) {
+    let response = app.client.get(format!("{}{path}", app.base)).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn metrics_routes_answer_and_count_from_payload_times() {
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    for (i, (event, body)) in scenario().iter().enumerate() {
+        assert_eq!(app.github(event, &format!("m-{i}"), body).await.0, 200);
+    }
+    let (status, _) = app.post("/webhooks/github", &[("x-github-event", "issues".to_string())], b"{}".to_vec()).await;
+    assert_eq!(status, 401);
+
+    // Prometheus: the original ValueStream's series, durations from payload times.
+    let (status, text) = get_text(&app, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(text.contains(r#"webhooks_event_start_total{event_source="github",event_type="issue"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"webhooks_event_end_total{event_source="github",event_type="pull_request",error="false"} 1"#),
+        "{text}"
+    );
+    // The pull request lasted 109,800 s = 30.5 h: in the 3-day bucket (2.592e8 ms), not the 24 h one.
+    let bucket = |le: &str| {
+        format!(r#"webhooks_event_duration_bucket{{event_source="github",event_type="pull_request",le="{le}"}}"#)
+    };
+    assert!(text.contains(&format!("{} 0", bucket("8.64e+07"))), "{text}");
+    assert!(text.contains(&format!("{} 1", bucket("2.592e+08"))), "{text}");
+    assert!(
+        text.contains(r#"valuestream_deliveries_total{source="github",event="issues",result="accepted"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"result="rejected"} 1"#), "{text}");
+    assert!(text.contains("valuestream_export_queue_spans 0"), "{text}");
+
+    let (status, summary) = app.get("/api/v1/summary?since=2026-11-01T00:00:00Z&until=2026-12-01T00:00:00Z").await;
+    assert_eq!(status, 200, "{summary}");
+    let prs = summary["groups"].as_array().unwrap().iter().find(|g| g["kind"] == "pull_request").unwrap();
+    assert_eq!(prs["closed"], 1);
+    assert_eq!(prs["source"], "github");
+    assert_eq!(prs["duration_seconds"]["p50"], 109800.0);
+    let (status, dora) = app.get("/api/v1/dora?since=2026-11-01T00:00:00Z&until=2026-12-01T00:00:00Z").await;
+    assert_eq!(status, 200, "{dora}");
+    assert_eq!(dora["deployment_frequency"]["level"], "none");
+    for (query, name) in [("group_by=colour", "group_by"), ("since=soon", "since"), ("team=x", "team")] {
+        let (status, answer) = app.get(&format!("/api/v1/summary?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(answer["error"].as_str().unwrap().contains(name), "{query}: {answer}");
+    }
+    assert_eq!(app.get("/api/v1/dora?since=2026-12-01T00:00:00Z&until=2026-11-01T00:00:00Z").await.0, 400);
+    app.stop().await;
+}
