@@ -15,9 +15,19 @@ use valuestream_core::sources::{ParseError, Parsed, Source, SourceOptions, githu
 use valuestream_core::span::{SpanEvent, fold};
 use valuestream_core::time::Timestamp;
 
-/// Every event type the parser is called with: the tracked ones and two it
-/// ignores today (so a later parser for them is covered too).
-const EVENTS: &[&str] = &["issues", "pull_request", "pull_request_review", "ping", "push", "workflow_run"];
+/// Every event type the GitHub parser is called with (each vendored payload
+/// is thrown at every one of them, mutated).
+const EVENTS: &[&str] = &[
+    "issues",
+    "pull_request",
+    "pull_request_review",
+    "ping",
+    "push",
+    "workflow_run",
+    "workflow_job",
+    "deployment",
+    "deployment_status",
+];
 
 /// Nested arrays or objects this deep must be refused by the document depth
 /// limit of 128 levels (checked over the whole body), never recursed into.

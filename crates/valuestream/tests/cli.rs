@@ -276,3 +276,24 @@ fn environment_variables_configure_serve() {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn report_on_an_empty_database_is_friendly_and_a_bad_since_is_a_usage_error() {
+    let dir = TempDir::new("report");
+    let output = valuestream().args(["report", "--database", &dir.database()]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert!(table.contains("No spans in this window yet"), "{table}");
+    assert!(table.contains("deployment frequency") && table.contains("[none]"), "{table}");
+
+    let output = valuestream().args(["report", "--format", "json", "--database", &dir.database()]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["summary"]["groups"], serde_json::json!([]));
+    assert_eq!(json["dora"]["lead_time_for_changes"]["median_seconds"], serde_json::Value::Null);
+
+    let output =
+        valuestream().args(["report", "--since", "last tuesday", "--database", &dir.database()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--since") && stderr.trim().lines().count() == 1, "{stderr}");
+}

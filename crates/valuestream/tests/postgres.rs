@@ -87,3 +87,55 @@ async fn two_replicas_on_one_postgres_agree_with_one_process() {
         db.drop_database().await;
     }
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run by .ci/run"]
+async fn summary_and_dora_are_the_same_on_postgres() {
+    // The deployments scenario of e2e.rs through both databases, then the metrics APIs.
+    let deliveries = builds_and_deploys();
+    let sqlite = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    let db = PostgresDb::create().await;
+    let postgres = spawn_app_on(db.url.clone(), None, |url| config(url, TracerBackend::None, None, &[SECRET])).await;
+    for app in [&sqlite, &postgres] {
+        for (i, (event, body)) in deliveries.iter().enumerate() {
+            assert_eq!(app.github(event, &format!("p-{i}"), body).await.0, 200);
+        }
+    }
+    let window = "since=2026-11-01T00:00:00Z&until=2026-12-01T00:00:00Z";
+    for path in [
+        format!("/api/v1/summary?{window}&group_by=source,kind,outcome"),
+        format!("/api/v1/summary?{window}&group_by=repo,environment"),
+        format!("/api/v1/dora?{window}"),
+    ] {
+        let (a, b) = (sqlite.get(&path).await, postgres.get(&path).await);
+        assert_eq!(a.0, 200, "{path}: {}", a.1);
+        assert_eq!(a, b, "{path}");
+    }
+    let (_, dora) = postgres.get(&format!("/api/v1/dora?{window}")).await;
+    assert_eq!(dora["deployment_frequency"]["deployments"], 1, "{dora}");
+    assert_eq!(dora["lead_time_for_changes"]["changes"], 1, "{dora}");
+    sqlite.stop().await;
+    postgres.stop().await;
+    db.drop_database().await;
+}
+
+fn builds_and_deploys() -> Vec<(&'static str, Value)> {
+    vec![
+        ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
+        ("pull_request", pull_request("opened", "open", "2026-11-20T10:00:00Z", None)),
+        (
+            "workflow_run",
+            workflow_run(501, "completed", Some("failure"), "2026-11-20T10:05:00Z", "2026-11-20T10:10:00Z", false),
+        ),
+        (
+            "workflow_run",
+            workflow_run(502, "completed", Some("success"), "2026-11-20T11:00:00Z", "2026-11-20T11:08:00Z", true),
+        ),
+        ("pull_request_review", review("approved", "2026-11-20T12:00:00Z")),
+        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
+        ("push", push_merge("2026-11-21T16:30:00Z")),
+        ("deployment", deployment(MERGE_SHA, "2026-11-21T17:00:00Z")),
+        ("deployment_status", deployment_status(MERGE_SHA, "2026-11-21T17:00:00Z", "success", "2026-11-21T17:12:00Z")),
+        ("issues", issue("closed", "closed", "2026-11-21T18:00:00Z", Some("2026-11-21T18:00:00Z"))),
+    ]
+}
