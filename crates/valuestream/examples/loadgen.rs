@@ -2,8 +2,9 @@
 //!
 //! `cargo run --release --example loadgen -- http --url http://127.0.0.1:5000 --secret S --rate 0 --seconds 20`
 //!   sends signed, real-shaped GitHub deliveries (vendored @octokit payloads
-//!   with varied repository, number and title; each its own delivery id and
-//!   signature) and reports throughput and latency percentiles. `--rate 0`
+//!   with varied repository, number and title; `--prepared` distinct bodies,
+//!   signed before the clock starts, cycled with a new delivery id each) and
+//!   reports throughput and latency percentiles. `--rate 0`
 //!   means as fast as `--connections` allow; otherwise a fixed rate per second.
 //! `cargo run --release --example loadgen -- file --out deliveries.jsonl --count 100000`
 //!   writes a JSON Lines recording for `valuestream replay`.
@@ -112,7 +113,19 @@ async fn http(args: &[String]) {
     let connections: usize = arg(args, "--connections", "64").parse().unwrap();
     let start_at: u64 = arg(args, "--start", &format!("{}", std::process::id() as u64 * 1_000_000)).parse().unwrap();
 
-    let templates = Arc::new(templates());
+    // Bodies and signatures are made before the clock starts, so the
+    // generator's own JSON work does not compete with the server for CPU.
+    let prepared: u64 = arg(args, "--prepared", "4000").parse().unwrap();
+    let templates = templates();
+    let bodies: Arc<Vec<(&'static str, Vec<u8>, String)>> = Arc::new(
+        (start_at..start_at + prepared)
+            .map(|n| {
+                let (event, body) = delivery(&templates, n);
+                let signature = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &body));
+                (event, body, signature)
+            })
+            .collect(),
+    );
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
     let next = Arc::new(AtomicU64::new(start_at));
     let errors = Arc::new(AtomicU64::new(0));
@@ -120,8 +133,8 @@ async fn http(args: &[String]) {
     let deadline = started + Duration::from_secs(seconds);
     let mut workers = Vec::new();
     for worker in 0..connections {
-        let (client, url, secret, templates, next, errors) =
-            (client.clone(), url.clone(), secret.clone(), templates.clone(), next.clone(), errors.clone());
+        let (client, url, bodies, next, errors) =
+            (client.clone(), url.clone(), bodies.clone(), next.clone(), errors.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut sent = 0u64;
@@ -138,16 +151,15 @@ async fn http(args: &[String]) {
                     break;
                 }
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                let (event, body) = delivery(&templates, n);
-                let signature = format!("sha256={}", hmac_sha256_hex(secret.as_bytes(), &body));
+                let (event, body, signature) = &bodies[((n - start_at) % prepared) as usize];
                 let begin = Instant::now();
                 let response = client
                     .post(&url)
                     .header("content-type", "application/json")
-                    .header("x-github-event", event)
+                    .header("x-github-event", *event)
                     .header("x-github-delivery", format!("load-{n}"))
-                    .header("x-hub-signature-256", signature)
-                    .body(body)
+                    .header("x-hub-signature-256", signature.as_str())
+                    .body(body.clone())
                     .send()
                     .await;
                 match response {

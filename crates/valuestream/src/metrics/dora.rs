@@ -96,7 +96,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
         };
         let cache_key = (deploy.source.clone(), repo.clone());
         if !commits_cache.contains_key(&cache_key) {
-            let commits = ordered_commits(&mut *conn, &deploy.source, repo).await?;
+            let commits = ordered_commits(&mut conn, &deploy.source, repo).await?;
             commits_cache.insert(cache_key.clone(), commits);
         }
         let commits = &commits_cache[&cache_key];

@@ -2,10 +2,10 @@
 //! touched spans, resolve parents and trace ids, and queue finished spans for
 //! export — all inside the caller's transaction, so nothing is half-applied.
 
-use super::db::{Arg, Db, IntoArg, args};
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError};
 use crate::export::{ExportLink, ExportSpan};
+use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeSet, HashSet};
 use valuestream_core::ids;
 use valuestream_core::sources::Parsed;
@@ -78,26 +78,17 @@ impl Store {
     /// one answer per item plus how many spans were queued for export. Either
     /// everything is committed or nothing is.
     pub async fn apply_batch(&self, items: &[Applicable], export: bool) -> Result<(Vec<Ack>, usize), StoreError> {
-        if let Some(writer) = &self.writer {
-            let (writer, items) = (writer.clone(), items.to_vec());
-            return tokio::task::spawn_blocking(move || {
-                let mut db = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                apply_batch_direct(&mut db, &items, export)
-            })
-            .await
-            .map_err(|e| StoreError::Sqlite(format!("the writer thread failed: {e}")))?;
-        }
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             // Replicas sharing one PostgreSQL apply one group at a time, as the
             // single writer does within a process: a span's refold then always
             // sees every committed event, and parent resolution sees settled rows.
-            tx.execute("SELECT pg_advisory_xact_lock($1)", args![WRITER_LOCK]).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {
-            let (ack, queued) = apply_one(&mut *tx, item, export).await?;
+            let (ack, queued) = apply_one(&mut tx, item, export).await?;
             acks.push(ack);
             exported += queued;
         }
@@ -106,36 +97,7 @@ impl Store {
     }
 }
 
-/// SQLite's group commit on the writer's own connection. The store's async
-/// write path runs unchanged: on this connection no statement ever waits, so
-/// each future completes on its first poll.
-fn apply_batch_direct(
-    db: &mut super::db::DirectSqlite,
-    items: &[Applicable],
-    export: bool,
-) -> Result<(Vec<Ack>, usize), StoreError> {
-    use futures_util::FutureExt;
-    db.0.execute_batch("BEGIN IMMEDIATE").map_err(|e| StoreError::Sqlite(e.to_string()))?;
-    let applied = async {
-        let mut acks = Vec::with_capacity(items.len());
-        let mut exported = 0;
-        for item in items {
-            let (ack, queued) = apply_one(&mut *db, item, export).await?;
-            acks.push(ack);
-            exported += queued;
-        }
-        Ok::<_, StoreError>((acks, exported))
-    }
-    .now_or_never()
-    .expect("the direct SQLite writer never waits");
-    let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = db.0.execute_batch(end).map_err(|e| StoreError::Sqlite(e.to_string()));
-    let applied = applied?;
-    ended?;
-    Ok(applied)
-}
-
-async fn apply_one(conn: &mut impl Db, item: &Applicable, export: bool) -> Result<(Ack, usize), StoreError> {
+async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) -> Result<(Ack, usize), StoreError> {
     let (status, reason) = match &item.parsed {
         Parsed::Pong => (AckStatus::Pong, None),
         Parsed::Ignored { reason } => (AckStatus::Ignored, Some(reason.clone())),
@@ -143,21 +105,20 @@ async fn apply_one(conn: &mut impl Db, item: &Applicable, export: bool) -> Resul
     };
     let headers = serde_json::to_string(&item.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
         .expect("headers serialize");
-    let inserted = conn
-        .execute(
-            "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body)
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-            args![
-                &item.id,
-                &item.source,
-                &item.event_type,
-                item.received_at.nanos(),
-                status.as_str(),
-                headers,
-                item.body.as_slice()
-            ],
-        )
-        .await?;
+    )
+    .bind(&item.id)
+    .bind(&item.source)
+    .bind(&item.event_type)
+    .bind(item.received_at.nanos())
+    .bind(status.as_str())
+    .bind(headers)
+    .bind(item.body.as_slice())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     if inserted == 0 {
         let ack = Ack {
             status: AckStatus::Duplicate,
@@ -199,7 +160,7 @@ struct Previous {
 /// a handful of statements. Parents are re-resolved only for new spans, spans
 /// whose references changed, and spans that were waiting for a new one.
 async fn apply_events(
-    conn: &mut impl Db,
+    conn: &mut AnyConnection,
     delivery_id: &str,
     events: &[SpanEvent],
     export: bool,
@@ -207,11 +168,15 @@ async fn apply_events(
     for (seq, event) in events.iter().enumerate() {
         let mut event = event.clone();
         event.delivery_id = delivery_id.to_string();
-        conn.execute(
+        sqlx::query(
             "INSERT INTO span_events (span_key, delivery_id, seq, event) VALUES ($1, $2, $3, $4)
              ON CONFLICT (span_key, delivery_id, seq) DO NOTHING",
-            args![&event.key, delivery_id, seq as i64, serde_json::to_string(&event).expect("span events serialize")],
         )
+        .bind(&event.key)
+        .bind(delivery_id)
+        .bind(seq as i64)
+        .bind(serde_json::to_string(&event).expect("span events serialize"))
+        .execute(&mut *conn)
         .await?;
     }
 
@@ -277,23 +242,20 @@ async fn apply_events(
     Ok((touched.len(), queued, transitions))
 }
 
-async fn load_previous(conn: &mut impl Db, key: &str) -> Result<Option<Previous>, StoreError> {
-    let row = conn
-        .fetch_all(
-            "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs FROM spans WHERE key = $1",
-            args![key],
-        )
-        .await?
-        .into_iter()
-        .next();
+async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
+    let row =
+        sqlx::query("SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs FROM spans WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
     Ok(match row {
         Some(row) => Some(Previous {
-            state: row.get(0)?,
-            end_ns: row.get(1)?,
-            outcome: row.get(2)?,
-            trace_refs: row.get(3)?,
-            parent_refs: row.get(4)?,
-            link_refs: row.get(5)?,
+            state: row.try_get(0)?,
+            end_ns: row.try_get(1)?,
+            outcome: row.try_get(2)?,
+            trace_refs: row.try_get(3)?,
+            parent_refs: row.try_get(4)?,
+            link_refs: row.try_get(5)?,
         }),
         None => None,
     })
@@ -324,11 +286,11 @@ fn values_list(rows: usize, columns: usize) -> String {
 
 /// Folds all events of `key` into its row and refreshes what it answers to
 /// and where it looks for its parent, when those changed.
-async fn refold(conn: &mut impl Db, key: &str, before: Option<&Previous>) -> Result<Refolded, StoreError> {
-    let rows = conn.fetch_all("SELECT event FROM span_events WHERE span_key = $1", args![key]).await?;
+async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) -> Result<Refolded, StoreError> {
+    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let text: String = row.get(0)?;
+        let text: String = row.try_get(0)?;
         events.push(
             serde_json::from_str::<SpanEvent>(&text)
                 .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
@@ -339,7 +301,7 @@ async fn refold(conn: &mut impl Db, key: &str, before: Option<&Previous>) -> Res
     let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
     let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
     let link_refs = serde_json::to_string(&span.link_refs).expect("refs serialize");
-    conn.execute(
+    sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
                             link_refs, environment)
@@ -350,26 +312,25 @@ async fn refold(conn: &mut impl Db, key: &str, before: Option<&Previous>) -> Res
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
             trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
             environment = excluded.environment",
-        args![
-            key,
-            &span.source,
-            &span.kind,
-            name,
-            span.repo.clone(),
-            span.project.clone(),
-            span.start.nanos(),
-            span.end.map(|e| e.nanos()),
-            span.state.as_str(),
-            span.outcome.clone(),
-            ids::trace_id(key),
-            ids::span_id(key),
-            serde_json::to_string(&span.attributes).expect("attributes serialize"),
-            &trace_refs,
-            &parent_refs,
-            &link_refs,
-            span.attributes.get("deployment.environment.name").and_then(|v| v.as_str()).map(str::to_string)
-        ],
     )
+    .bind(key)
+    .bind(&span.source)
+    .bind(&span.kind)
+    .bind(name)
+    .bind(span.repo.clone())
+    .bind(span.project.clone())
+    .bind(span.start.nanos())
+    .bind(span.end.map(|e| e.nanos()))
+    .bind(span.state.as_str())
+    .bind(span.outcome.clone())
+    .bind(ids::trace_id(key))
+    .bind(ids::span_id(key))
+    .bind(serde_json::to_string(&span.attributes).expect("attributes serialize"))
+    .bind(&trace_refs)
+    .bind(&parent_refs)
+    .bind(&link_refs)
+    .bind(span.attributes.get("deployment.environment.name").and_then(|v| v.as_str()).map(str::to_string))
+    .execute(&mut *conn)
     .await?;
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
 
@@ -379,24 +340,34 @@ async fn refold(conn: &mut impl Db, key: &str, before: Option<&Previous>) -> Res
         let own: Vec<String> =
             std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
         if before.is_some() {
-            conn.execute("DELETE FROM span_refs WHERE span_key = $1", args![key]).await?;
+            sqlx::query("DELETE FROM span_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
         }
         let sql = format!(
             "INSERT INTO span_refs (ref, span_key) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
             values_list(own.len(), 2)
         );
-        let pairs: Vec<Arg> = own.iter().flat_map(|reference| [reference.arg(), key.arg()]).collect();
-        conn.execute(&sql, &pairs).await?;
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for reference in &own {
+            insert = insert.bind(reference.clone()).bind(key.to_string());
+        }
+        insert.execute(&mut *conn).await?;
 
         let placeholders: Vec<String> = (1..=own.len()).map(|i| format!("${i}")).collect();
-        let refs: Vec<Arg> = own.iter().map(|reference| reference.arg()).collect();
         let sql = format!("SELECT DISTINCT span_key FROM span_parent_refs WHERE ref IN ({})", placeholders.join(", "));
-        for row in conn.fetch_all(&sql, &refs).await? {
-            waiting.push(row.get::<String>(0)?);
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for reference in &own {
+            select = select.bind(reference.clone());
+        }
+        for row in select.fetch_all(&mut *conn).await? {
+            waiting.push(row.try_get::<String, _>(0)?);
         }
         let sql = format!("SELECT DISTINCT span_key FROM span_link_refs WHERE ref IN ({})", placeholders.join(", "));
-        for row in conn.fetch_all(&sql, &refs).await? {
-            waiting_links.push(row.get::<String>(0)?);
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for reference in &own {
+            select = select.bind(reference.clone());
+        }
+        for row in select.fetch_all(&mut *conn).await? {
+            waiting_links.push(row.try_get::<String, _>(0)?);
         }
     }
 
@@ -406,26 +377,24 @@ async fn refold(conn: &mut impl Db, key: &str, before: Option<&Previous>) -> Res
     let parent_refs_changed = before.is_none_or(|b| b.parent_refs != parent_refs);
     if parent_refs_changed {
         if before.is_some() {
-            conn.execute("DELETE FROM span_parent_refs WHERE span_key = $1", args![key]).await?;
+            sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
         }
         if !span.parent_refs.is_empty() {
             let sql = format!(
                 "INSERT INTO span_parent_refs (ref, span_key, position) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
                 values_list(span.parent_refs.len(), 3)
             );
-            let triples: Vec<Arg> = span
-                .parent_refs
-                .iter()
-                .enumerate()
-                .flat_map(|(position, reference)| [reference.arg(), key.arg(), (position as i64).arg()])
-                .collect();
-            conn.execute(&sql, &triples).await?;
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (position, reference) in span.parent_refs.iter().enumerate() {
+                insert = insert.bind(reference.clone()).bind(key.to_string()).bind(position as i64);
+            }
+            insert.execute(&mut *conn).await?;
         }
     }
     Ok(Refolded { parent_refs_changed, link_refs_changed, is_deploy: span.kind == "deploy", waiting, waiting_links })
 }
 
-async fn insert_link_refs(conn: &mut impl Db, key: &str, refs: &[String]) -> Result<(), StoreError> {
+async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) -> Result<(), StoreError> {
     if refs.is_empty() {
         return Ok(());
     }
@@ -433,8 +402,11 @@ async fn insert_link_refs(conn: &mut impl Db, key: &str, refs: &[String]) -> Res
         "INSERT INTO span_link_refs (ref, span_key) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
         values_list(refs.len(), 2)
     );
-    let pairs: Vec<Arg> = refs.iter().flat_map(|reference| [reference.arg(), key.arg()]).collect();
-    conn.execute(&sql, &pairs).await?;
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for reference in refs {
+        insert = insert.bind(reference.clone()).bind(key.to_string());
+    }
+    insert.execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -447,7 +419,7 @@ async fn insert_link_refs(conn: &mut impl Db, key: &str, refs: &[String]) -> Res
 /// A deploy's change set ends where the previous deploy's began, so relinking
 /// a deploy also relinks the next successful deploy of its repository (whose
 /// own successor is not affected).
-async fn relink(conn: &mut impl Db, key: &str) -> Result<(), StoreError> {
+async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
     if let Some(next) = relink_one(conn, key).await? {
         relink_one(conn, &next).await?;
     }
@@ -455,15 +427,10 @@ async fn relink(conn: &mut impl Db, key: &str) -> Result<(), StoreError> {
 }
 
 /// Relinks one span; returns the next deploy whose change set may have changed.
-async fn relink_one(conn: &mut impl Db, key: &str) -> Result<Option<String>, StoreError> {
+async fn relink_one(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
     let Some(span) = load_span(conn, key).await? else { return Ok(None) };
-    let row = conn
-        .fetch_all("SELECT link_refs FROM spans WHERE key = $1", args![key])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StoreError::Corrupt("expected a row".into()))?;
-    let own: Vec<String> = serde_json::from_str(&row.get::<String>(0)?)
+    let row = sqlx::query("SELECT link_refs FROM spans WHERE key = $1").bind(key).fetch_one(&mut *conn).await?;
+    let own: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(0)?)
         .map_err(|e| StoreError::Corrupt(format!("link_refs of {key}: {e}")))?;
     let mut refs: BTreeSet<String> = own.into_iter().collect();
     let mut next_deploy = None;
@@ -471,25 +438,27 @@ async fn relink_one(conn: &mut impl Db, key: &str) -> Result<Option<String>, Sto
         refs.extend(crate::store::changes::change_set_refs(conn, &span).await?);
         next_deploy = crate::store::changes::next_deploy(conn, &span).await?;
     }
-    conn.execute("DELETE FROM span_link_refs WHERE span_key = $1", args![key]).await?;
+    sqlx::query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     let refs: Vec<String> = refs.into_iter().collect();
     insert_link_refs(conn, key, &refs).await?;
 
     let mut links: BTreeSet<String> = BTreeSet::new();
     for reference in &refs {
-        for row in conn.fetch_all("SELECT span_key FROM span_refs WHERE ref = $1", args![reference]).await? {
-            let linked: String = row.get(0)?;
+        for row in
+            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(reference).fetch_all(&mut *conn).await?
+        {
+            let linked: String = row.try_get(0)?;
             if linked != key {
                 links.insert(linked);
             }
         }
     }
     let links: Vec<String> = links.into_iter().collect();
-    conn.execute(
-        "UPDATE spans SET links = $1 WHERE key = $2",
-        args![serde_json::to_string(&links).expect("links serialize"), key],
-    )
-    .await?;
+    sqlx::query("UPDATE spans SET links = $1 WHERE key = $2")
+        .bind(serde_json::to_string(&links).expect("links serialize"))
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
     Ok(next_deploy)
 }
 
@@ -497,37 +466,45 @@ async fn relink_one(conn: &mut impl Db, key: &str) -> Result<Option<String>, Sto
 /// change set it may change: those of the same repository that deployed one
 /// of its commits.
 async fn record_push(
-    conn: &mut impl Db,
+    conn: &mut AnyConnection,
     source: &str,
     delivery_id: &str,
     push: &valuestream_core::sources::Push,
 ) -> Result<Vec<String>, StoreError> {
-    conn.execute(
+    sqlx::query(
         "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, repo, after_sha) DO NOTHING",
-        args![source, &push.repo, &push.after, &push.before, &push.branch, push.pushed_at.nanos(), delivery_id],
     )
+    .bind(source)
+    .bind(&push.repo)
+    .bind(&push.after)
+    .bind(&push.before)
+    .bind(&push.branch)
+    .bind(push.pushed_at.nanos())
+    .bind(delivery_id)
+    .execute(&mut *conn)
     .await?;
     let mut deploys = BTreeSet::new();
     for (position, commit) in push.commits.iter().enumerate() {
-        conn.execute(
+        sqlx::query(
             "INSERT INTO commits (source, repo, sha, push_after, position, committed_at, message, pull_request)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, sha) DO NOTHING",
-            args![
-                source,
-                &push.repo,
-                &commit.sha,
-                &push.after,
-                position as i64,
-                commit.timestamp.nanos(),
-                &commit.message,
-                commit.pull_request.map(|n| n.to_string())
-            ],
         )
+        .bind(source)
+        .bind(&push.repo)
+        .bind(&commit.sha)
+        .bind(&push.after)
+        .bind(position as i64)
+        .bind(commit.timestamp.nanos())
+        .bind(&commit.message)
+        .bind(commit.pull_request.map(|n| n.to_string()))
+        .execute(&mut *conn)
         .await?;
         let deployed = crate::store::changes::deployed_alias(source, &push.repo, &commit.sha);
-        for row in conn.fetch_all("SELECT span_key FROM span_refs WHERE ref = $1", args![deployed]).await? {
-            deploys.insert(row.get::<String>(0)?);
+        for row in
+            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(deployed).fetch_all(&mut *conn).await?
+        {
+            deploys.insert(row.try_get::<String, _>(0)?);
         }
     }
     Ok(deploys.into_iter().collect())
@@ -536,19 +513,19 @@ async fn record_push(
 /// Sets `key`'s parent to the first of its references that names a known span
 /// (linking.md: first match wins), skipping any that would close a cycle.
 /// Returns whether the parent changed.
-async fn resolve_parent(conn: &mut impl Db, key: &str) -> Result<bool, StoreError> {
+async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<bool, StoreError> {
     let current = parent_of(conn, key).await?;
-    let rows = conn
-        .fetch_all(
-            "SELECT p.ref, r.span_key FROM span_parent_refs p JOIN span_refs r ON r.ref = p.ref
+    let rows = sqlx::query(
+        "SELECT p.ref, r.span_key FROM span_parent_refs p JOIN span_refs r ON r.ref = p.ref
          WHERE p.span_key = $1 ORDER BY p.position, r.span_key",
-            args![key],
-        )
-        .await?;
+    )
+    .bind(key)
+    .fetch_all(&mut *conn)
+    .await?;
     // Candidates grouped by reference, best reference first.
     let mut by_ref: Vec<(String, Vec<String>)> = Vec::new();
     for row in rows {
-        let (reference, candidate): (String, String) = (row.get(0)?, row.get(1)?);
+        let (reference, candidate): (String, String) = (row.try_get(0)?, row.try_get(1)?);
         match by_ref.last_mut() {
             Some((last, candidates)) if *last == reference => candidates.push(candidate),
             _ => by_ref.push((reference, vec![candidate])),
@@ -569,12 +546,12 @@ async fn resolve_parent(conn: &mut impl Db, key: &str) -> Result<bool, StoreErro
     if parent == current {
         return Ok(false);
     }
-    conn.execute("UPDATE spans SET parent_key = $1 WHERE key = $2", args![parent, key]).await?;
+    sqlx::query("UPDATE spans SET parent_key = $1 WHERE key = $2").bind(parent).bind(key).execute(&mut *conn).await?;
     Ok(true)
 }
 
 /// Whether `key` appears on the parent chain of `start` (or is `start`).
-async fn is_ancestor_or_self(conn: &mut impl Db, key: &str, start: &str) -> Result<bool, StoreError> {
+async fn is_ancestor_or_self(conn: &mut AnyConnection, key: &str, start: &str) -> Result<bool, StoreError> {
     let mut current = Some(start.to_string());
     for _ in 0..MAX_DEPTH {
         let Some(at) = current else { return Ok(false) };
@@ -586,10 +563,10 @@ async fn is_ancestor_or_self(conn: &mut impl Db, key: &str, start: &str) -> Resu
     Ok(true)
 }
 
-async fn parent_of(conn: &mut impl Db, key: &str) -> Result<Option<String>, StoreError> {
-    let row = conn.fetch_all("SELECT parent_key FROM spans WHERE key = $1", args![key]).await?.into_iter().next();
+async fn parent_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT parent_key FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
     Ok(match row {
-        Some(row) => row.get(0)?,
+        Some(row) => row.try_get(0)?,
         None => None,
     })
 }
@@ -600,7 +577,7 @@ fn owner_of(key: &str) -> String {
 }
 
 /// Recomputes the trace id and parent span id of `key` and of every span below it.
-async fn retrace(conn: &mut impl Db, key: &str) -> Result<(), StoreError> {
+async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
     let mut root = key.to_string();
     let mut seen = HashSet::new();
     while let Some(parent) = parent_of(conn, &root).await? {
@@ -617,20 +594,23 @@ async fn retrace(conn: &mut impl Db, key: &str) -> Result<(), StoreError> {
             continue;
         }
         let parent_span_id = parent_of(conn, &current).await?.map(|p| ids::span_id(&p));
-        conn.execute(
-            "UPDATE spans SET trace_id = $1, parent_span_id = $2 WHERE key = $3",
-            args![&trace_id, parent_span_id, &current],
-        )
-        .await?;
-        for row in conn.fetch_all("SELECT key FROM spans WHERE parent_key = $1", args![&current]).await? {
-            queue.push(row.get(0)?);
+        sqlx::query("UPDATE spans SET trace_id = $1, parent_span_id = $2 WHERE key = $3")
+            .bind(&trace_id)
+            .bind(parent_span_id)
+            .bind(&current)
+            .execute(&mut *conn)
+            .await?;
+        for row in
+            sqlx::query("SELECT key FROM spans WHERE parent_key = $1").bind(&current).fetch_all(&mut *conn).await?
+        {
+            queue.push(row.try_get(0)?);
         }
     }
     Ok(())
 }
 
 /// Queues a finished span for the exporter, with the ids known now.
-async fn enqueue_export(conn: &mut impl Db, span: &ApiSpan) -> Result<(), StoreError> {
+async fn enqueue_export(conn: &mut AnyConnection, span: &ApiSpan) -> Result<(), StoreError> {
     let mut links = Vec::new();
     for link in &span.links {
         if let Some(linked) = load_span(conn, link).await? {
@@ -638,14 +618,11 @@ async fn enqueue_export(conn: &mut impl Db, span: &ApiSpan) -> Result<(), StoreE
         }
     }
     let export = ExportSpan::from_api(span, links);
-    conn.execute(
-        "INSERT INTO outbox (span_key, payload, enqueued_at, attempts) VALUES ($1, $2, $3, 0)",
-        args![
-            &span.key,
-            serde_json::to_string(&export).expect("export spans serialize"),
-            span.end.map_or(0, |e| e.nanos())
-        ],
-    )
-    .await?;
+    sqlx::query("INSERT INTO outbox (span_key, payload, enqueued_at, attempts) VALUES ($1, $2, $3, 0)")
+        .bind(&span.key)
+        .bind(serde_json::to_string(&export).expect("export spans serialize"))
+        .bind(span.end.map_or(0, |e| e.nanos()))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -8,8 +8,8 @@
 //! `{source}:{repo}:deployed:{sha}`.
 
 use super::StoreError;
-use super::db::{Db, args};
 use super::query::ApiSpan;
+use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 
 pub use valuestream_core::link::{deployed_alias, sha_alias};
@@ -25,16 +25,15 @@ pub struct ChangeRow {
 /// The commits of `repo` in the order they reached its default branch: pushes
 /// chained `before` → `after` (several chains by time of their first push),
 /// then each push's commits in order.
-pub async fn ordered_commits(conn: &mut impl Db, source: &str, repo: &str) -> Result<Vec<ChangeRow>, StoreError> {
+pub async fn ordered_commits(conn: &mut AnyConnection, source: &str, repo: &str) -> Result<Vec<ChangeRow>, StoreError> {
     let mut pushes: Vec<(String, String, i64)> = Vec::new();
-    for row in conn
-        .fetch_all(
-            "SELECT before_sha, after_sha, pushed_at FROM pushes WHERE source = $1 AND repo = $2",
-            args![source, repo],
-        )
+    for row in sqlx::query("SELECT before_sha, after_sha, pushed_at FROM pushes WHERE source = $1 AND repo = $2")
+        .bind(source)
+        .bind(repo)
+        .fetch_all(&mut *conn)
         .await?
     {
-        pushes.push((row.get(0)?, row.get(1)?, row.get(2)?));
+        pushes.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
     }
     let afters: std::collections::HashSet<&str> = pushes.iter().map(|(_, after, _)| after.as_str()).collect();
     let by_before: HashMap<&str, Vec<&(String, String, i64)>> = pushes.iter().fold(HashMap::new(), |mut map, push| {
@@ -61,19 +60,20 @@ pub async fn ordered_commits(conn: &mut impl Db, source: &str, repo: &str) -> Re
     order.extend(rest.iter().map(|p| p.1.as_str()));
 
     let mut by_push: HashMap<String, Vec<(i64, ChangeRow)>> = HashMap::new();
-    for row in conn
-        .fetch_all(
-            "SELECT push_after, position, sha, committed_at, pull_request FROM commits WHERE source = $1 AND repo = $2",
-            args![source, repo],
-        )
-        .await?
+    for row in sqlx::query(
+        "SELECT push_after, position, sha, committed_at, pull_request FROM commits WHERE source = $1 AND repo = $2",
+    )
+    .bind(source)
+    .bind(repo)
+    .fetch_all(&mut *conn)
+    .await?
     {
-        let push: String = row.get(0)?;
-        let position: i64 = row.get(1)?;
-        by_push
-            .entry(push)
-            .or_default()
-            .push((position, ChangeRow { sha: row.get(2)?, committed_at: row.get(3)?, pull_request: row.get(4)? }));
+        let push: String = row.try_get(0)?;
+        let position: i64 = row.try_get(1)?;
+        by_push.entry(push).or_default().push((
+            position,
+            ChangeRow { sha: row.try_get(2)?, committed_at: row.try_get(3)?, pull_request: row.try_get(4)? },
+        ));
     }
     let mut commits = Vec::new();
     for push in order {
@@ -92,24 +92,25 @@ fn attribute<'a>(span: &'a ApiSpan, name: &str) -> Option<&'a str> {
 /// The successful deploys of `deploy`'s repository and environment, as
 /// (end, key, deployed sha), in time order.
 async fn successful_deploys(
-    conn: &mut impl Db,
+    conn: &mut AnyConnection,
     deploy: &ApiSpan,
 ) -> Result<Vec<(i64, String, Option<String>)>, StoreError> {
     let Some(repo) = &deploy.repo else { return Ok(Vec::new()) };
     let environment = attribute(deploy, "deployment.environment.name").unwrap_or("");
     let mut deploys = Vec::new();
-    for row in conn
-        .fetch_all(
-            "SELECT end_ns, attributes, key FROM spans
+    for row in sqlx::query(
+        "SELECT end_ns, attributes, key FROM spans
          WHERE kind = 'deploy' AND source = $1 AND repo = $2 AND outcome = 'success' AND end_ns IS NOT NULL",
-            args![&deploy.source, repo],
-        )
-        .await?
+    )
+    .bind(&deploy.source)
+    .bind(repo)
+    .fetch_all(&mut *conn)
+    .await?
     {
-        let attributes: serde_json::Value = serde_json::from_str(&row.get::<String>(1)?).unwrap_or_default();
+        let attributes: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
         if attributes["deployment.environment.name"].as_str().unwrap_or("") == environment {
             let sha = attributes["vcs.ref.head.revision"].as_str().map(str::to_string);
-            deploys.push((row.get(0)?, row.get(2)?, sha));
+            deploys.push((row.try_get(0)?, row.try_get(2)?, sha));
         }
     }
     deploys.sort();
@@ -118,7 +119,7 @@ async fn successful_deploys(
 
 /// The next successful deploy after `deploy` of the same repository and
 /// environment: its change set starts where `deploy`'s ends.
-pub async fn next_deploy(conn: &mut impl Db, deploy: &ApiSpan) -> Result<Option<String>, StoreError> {
+pub async fn next_deploy(conn: &mut AnyConnection, deploy: &ApiSpan) -> Result<Option<String>, StoreError> {
     let Some(end) = deploy.end else { return Ok(None) };
     let position = (end.nanos(), deploy.key.clone());
     Ok(successful_deploys(conn, deploy)
@@ -131,7 +132,7 @@ pub async fn next_deploy(conn: &mut impl Db, deploy: &ApiSpan) -> Result<Option<
 /// The changes a successful deploy ships: the recorded commits up to and
 /// including its sha that no earlier successful deploy of the same repository
 /// and environment shipped. Empty when the sha is unknown or not recorded.
-pub async fn change_set(conn: &mut impl Db, deploy: &ApiSpan) -> Result<Vec<ChangeRow>, StoreError> {
+pub async fn change_set(conn: &mut AnyConnection, deploy: &ApiSpan) -> Result<Vec<ChangeRow>, StoreError> {
     let (Some(repo), Some(sha), Some(end)) = (&deploy.repo, attribute(deploy, "vcs.ref.head.revision"), deploy.end)
     else {
         return Ok(Vec::new());
@@ -158,7 +159,7 @@ pub async fn change_set(conn: &mut impl Db, deploy: &ApiSpan) -> Result<Vec<Chan
 /// The references of the spans a deploy's change set came from: each
 /// commit's sha (pull requests answer to their merge and head commits) and the
 /// pull request a commit message names.
-pub async fn change_set_refs(conn: &mut impl Db, deploy: &ApiSpan) -> Result<Vec<String>, StoreError> {
+pub async fn change_set_refs(conn: &mut AnyConnection, deploy: &ApiSpan) -> Result<Vec<String>, StoreError> {
     let Some(repo) = &deploy.repo else { return Ok(Vec::new()) };
     let mut refs = Vec::new();
     for change in change_set(conn, deploy).await? {

@@ -6,7 +6,6 @@
 
 mod apply;
 pub mod changes;
-pub(crate) mod db;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
@@ -15,7 +14,6 @@ pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why the store could not do what was asked.
@@ -25,19 +23,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("SQLite error: {0}")]
-    Sqlite(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
-}
-
-/// The file of a `sqlite://PATH?…` URL; `None` for an in-memory database.
-fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && !path.contains(":memory:")).then(|| path.to_string())
 }
 
 /// Which database the store runs on.
@@ -52,9 +41,6 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite's writer connection (see `db`); `None` on PostgreSQL and for
-    /// in-memory SQLite, where writes go through the pool.
-    writer: Option<Arc<Mutex<db::DirectSqlite>>>,
 }
 
 impl Store {
@@ -93,11 +79,7 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let writer = match (backend, sqlite_path(&url)) {
-            (Backend::Sqlite, Some(path)) => Some(Arc::new(Mutex::new(db::DirectSqlite::open(&path)?))),
-            _ => None,
-        };
-        Ok(Store { pool, backend, writer })
+        Ok(Store { pool, backend })
     }
 
     /// Applies the migrations that have not run yet.

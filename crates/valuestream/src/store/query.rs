@@ -1,12 +1,12 @@
 //! Reading the store: spans for the API (filters and keyset paging), traces,
 //! trace references, and the export outbox.
 
-use super::db::{Db, Row, args};
 use super::{Store, StoreError};
 use crate::export::ExportSpan;
 use base64::Engine;
 use serde::Serialize;
-use sqlx::Row as _;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
 
@@ -36,26 +36,26 @@ pub struct ApiSpan {
 const SPAN_COLUMNS: &str = "key, source, kind, name, repo, project, trace_id, span_id, parent_key, parent_span_id,
     links, trace_refs, start_ns, end_ns, state, outcome, attributes";
 
-/// A span from a row of `SPAN_COLUMNS`, in that order.
-fn span_from_row(row: &Row) -> Result<ApiSpan, StoreError> {
+fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
+    let json = |name: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(name)?) };
     let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
-    let start = Timestamp(row.get(12)?);
-    let end = row.get::<Option<i64>>(13)?.map(Timestamp);
+    let start = Timestamp(row.try_get("start_ns")?);
+    let end = row.try_get::<Option<i64>, _>("end_ns")?.map(Timestamp);
     Ok(ApiSpan {
-        key: row.get(0)?,
-        source: row.get(1)?,
-        kind: row.get(2)?,
-        name: row.get(3)?,
-        repo: row.get(4)?,
-        project: row.get(5)?,
-        trace_id: row.get(6)?,
-        span_id: row.get(7)?,
-        parent_key: row.get(8)?,
-        parent_span_id: row.get(9)?,
-        links: serde_json::from_str(&row.get::<String>(10)?).map_err(|e| corrupt("links", e))?,
+        key: row.try_get("key")?,
+        source: row.try_get("source")?,
+        kind: row.try_get("kind")?,
+        name: row.try_get("name")?,
+        repo: row.try_get("repo")?,
+        project: row.try_get("project")?,
+        trace_id: row.try_get("trace_id")?,
+        span_id: row.try_get("span_id")?,
+        parent_key: row.try_get("parent_key")?,
+        parent_span_id: row.try_get("parent_span_id")?,
+        links: serde_json::from_str(&json("links")?).map_err(|e| corrupt("links", e))?,
         // References with `:` are internal aliases (commit shas, branches), not
         // the public trace references people write.
-        trace_refs: serde_json::from_str::<Vec<String>>(&row.get::<String>(11)?)
+        trace_refs: serde_json::from_str::<Vec<String>>(&json("trace_refs")?)
             .map_err(|e| corrupt("trace_refs", e))?
             .into_iter()
             .filter(|r| !r.contains(':'))
@@ -63,20 +63,16 @@ fn span_from_row(row: &Row) -> Result<ApiSpan, StoreError> {
         start,
         end,
         duration_seconds: end.map(|end| start.seconds_until(end)),
-        state: row.get(14)?,
-        outcome: row.get(15)?,
-        attributes: serde_json::from_str(&row.get::<String>(16)?).map_err(|e| corrupt("attributes", e))?,
+        state: row.try_get("state")?,
+        outcome: row.try_get("outcome")?,
+        attributes: serde_json::from_str(&json("attributes")?).map_err(|e| corrupt("attributes", e))?,
     })
 }
 
-fn spans_from_rows(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<ApiSpan>, StoreError> {
-    rows.into_iter().map(|row| span_from_row(&Row::Any(row))).collect()
-}
-
-pub(super) async fn load_span(conn: &mut impl Db, key: &str) -> Result<Option<ApiSpan>, StoreError> {
+pub(super) async fn load_span(conn: &mut AnyConnection, key: &str) -> Result<Option<ApiSpan>, StoreError> {
     let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE key = $1");
-    let rows = conn.fetch_all(&sql, args![key]).await?;
-    rows.first().map(span_from_row).transpose()
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(span_from_row).transpose()
 }
 
 /// Filters of `GET /api/v1/spans`. `since`/`until` bound the span's start.
@@ -162,7 +158,7 @@ impl Store {
             query = query.bind(key.clone());
         }
         let rows = query.fetch_all(&self.pool).await?;
-        let mut spans = spans_from_rows(rows)?;
+        let mut spans = rows.iter().map(span_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if spans.len() > filter.limit {
             spans.truncate(filter.limit);
             spans.last().map(|last| encode_cursor(last.start, &last.key))
@@ -175,14 +171,14 @@ impl Store {
     /// One span by key.
     pub async fn span(&self, key: &str) -> Result<Option<ApiSpan>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        load_span(&mut *conn, key).await
+        load_span(&mut conn, key).await
     }
 
     /// Every span of a trace, ordered by start.
     pub async fn trace(&self, trace_id: &str) -> Result<Vec<ApiSpan>, StoreError> {
         let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, key");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(trace_id).fetch_all(&self.pool).await?;
-        spans_from_rows(rows)
+        rows.iter().map(span_from_row).collect()
     }
 
     /// The trace of the span a trace reference (or span key) names, if any.
