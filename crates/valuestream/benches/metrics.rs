@@ -3,11 +3,17 @@
 //! year of a 200-repository GitHub organisation, about a million spans.
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/work/target cargo bench -p valuestream --bench metrics
+//! cargo bench -p valuestream --bench metrics            # every case
+//! cargo bench -p valuestream --bench metrics -- 30d     # criterion's name filter
 //! ```
 //!
-//! The SQLite database is generated once (about a minute) into the cargo target
-//! directory and reused by later runs; delete it to regenerate. It is filled
+//! Each case runs 11 times (a warm-up run and 10 samples, criterion's minimum),
+//! so the whole bench takes as long as 11 runs of every case; figures and
+//! findings are in `docs/benchmarks.md`.
+//!
+//! The SQLite database (1.3 GB) is generated once (about a minute) as
+//! `<target dir>/tmp/valuestream-metrics-bench-v1.db` and reused by later
+//! runs; delete it to regenerate. It is filled
 //! with direct multi-row INSERTs, not through the webhook pipeline, with the
 //! columns and attributes the pipeline writes (`store/apply.rs`,
 //! `sources/github.rs`): rows in the order their spans started, as webhooks
@@ -630,52 +636,54 @@ fn bench(c: &mut Criterion) {
         ("365d", Window { since: Timestamp(history_start()), until }),
     ];
     let group_bys: [&[&str]; 2] = [&["source", "kind"], &["repo", "kind"]];
+    let scope = SpanScope::default();
 
-    // One run of each first: what the cases compute, and a cold-cache time.
-    for (label, window) in windows {
-        for group_by in group_bys {
-            let group_by: Vec<String> = group_by.iter().map(|s| s.to_string()).collect();
-            let started = Instant::now();
-            let value =
-                rt.block_on(metrics::summary(&store, window, &group_by, &SpanScope::default())).expect("summary");
-            let groups = value["groups"].as_array().map_or(0, Vec::len);
-            let closed: u64 =
-                value["groups"].as_array().into_iter().flatten().filter_map(|g| g["closed"].as_u64()).sum();
-            println!(
-                "summary {label} by {}: {groups} groups, {closed} closed, first run {:.1?}",
-                group_by.join(","),
-                started.elapsed()
-            );
-        }
-        let started = Instant::now();
-        let value = rt.block_on(metrics::dora(&store, window, &DoraFilter::default())).expect("dora");
-        println!(
-            "dora {label}: {} deployments, {} changes ({} unmatched deploys), {} failed, {} rework, first run {:.1?}",
-            value["deployment_frequency"]["deployments"],
-            value["lead_time_for_changes"]["changes"],
-            value["lead_time_for_changes"]["unmatched_deploys"],
-            value["change_failure_rate"]["failed"],
-            value["deployment_rework_rate"]["rework"],
-            started.elapsed()
-        );
-    }
-
+    // Flat sampling: every sample runs the case the same number of times (once
+    // while a case takes seconds); 10 samples is criterion's minimum.
     let mut group = c.benchmark_group("metrics");
-    group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_secs(1));
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_millis(1));
+    group.measurement_time(Duration::from_secs(5));
     for (label, window) in windows {
-        group.measurement_time(Duration::from_secs(if label == "30d" { 5 } else { 20 }));
         for group_by in group_bys {
             let group_by: Vec<String> = group_by.iter().map(|s| s.to_string()).collect();
+            let mut last = Value::Null;
             group.bench_function(format!("summary/{}/{label}", group_by.join(",")), |b| {
-                b.iter(|| {
-                    rt.block_on(metrics::summary(&store, black_box(window), &group_by, &SpanScope::default()))
-                        .expect("summary")
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let value = metrics::summary(&store, black_box(window), &group_by, &scope);
+                        last = rt.block_on(value).expect("summary");
+                    }
+                    started.elapsed()
                 })
             });
+            if let Some(groups) = last["groups"].as_array() {
+                let closed: u64 = groups.iter().filter_map(|g| g["closed"].as_u64()).sum();
+                let open: u64 = groups.iter().filter_map(|g| g["open"].as_u64()).sum();
+                println!("  {} groups, {closed} closed, {open} open", groups.len());
+            }
         }
+        let mut last = Value::Null;
         group.bench_function(format!("dora/{label}"), |b| {
-            b.iter(|| rt.block_on(metrics::dora(&store, black_box(window), &DoraFilter::default())).expect("dora"))
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    last = rt.block_on(metrics::dora(&store, black_box(window), &DoraFilter::default())).expect("dora");
+                }
+                started.elapsed()
+            })
         });
+        if !last.is_null() {
+            println!(
+                "  {} deployments, {} changes ({} deploys unmatched), {} failed, {} rework, {} incidents closed",
+                last["deployment_frequency"]["deployments"],
+                last["lead_time_for_changes"]["changes"],
+                last["lead_time_for_changes"]["unmatched_deploys"],
+                last["change_failure_rate"]["failed"],
+                last["deployment_rework_rate"]["rework"],
+                last["time_to_restore"]["incidents"],
+            );
+        }
     }
     group.finish();
     rt.block_on(store.close());
