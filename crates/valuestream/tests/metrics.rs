@@ -5,7 +5,7 @@
 //!
 //! | PR | opened | first review | merged | merge commit | reaches main in |
 //! |----|--------|--------------|--------|--------------|-----------------|
-//! | #1 | 11-02 10:00 | 11-02 12:00 | 11-03 10:00 | A ("Merge pull request #1") | push 1 |
+//! | #1 (hotfix) | 11-02 10:00 | 11-02 12:00 | 11-03 10:00 | A ("Merge pull request #1") | push 1 |
 //! | #2 | 11-04 09:00 | – | 11-04 11:00 | B | push 2 |
 //! | #3 | 11-04 10:00 | – | 11-04 12:00 | C | push 2 |
 //! | #5 | 11-04 08:00 | – | 11-04 12:30 | E | push 2 (after C) |
@@ -51,6 +51,12 @@ fn merged_pr(n: u64, opened: &str, merged: &str, sha: &str) -> Value {
     pr["merge_commit_sha"] = json!(sha);
     pr["labels"] = json!([]);
     pr["title"] = json!(format!("Change {n}"));
+    body
+}
+
+/// Labels a pull request `hotfix` (metrics.md: rework).
+fn hotfix(mut body: Value) -> Value {
+    body["pull_request"]["labels"] = json!([{"name": "hotfix"}]);
     body
 }
 
@@ -113,7 +119,7 @@ fn run(id: u64, conclusion: &str, started: &str, ended: &str) -> Value {
 
 fn scenario() -> Vec<(&'static str, Value)> {
     let mut list: Vec<(&'static str, Value)> = vec![
-        ("pull_request", merged_pr(1, &t(2, "10:00"), &t(3, "10:00"), A)),
+        ("pull_request", hotfix(merged_pr(1, &t(2, "10:00"), &t(3, "10:00"), A))),
         ("pull_request_review", reviewed(1, &t(2, "10:00"), &t(2, "12:00"))),
         ("pull_request", merged_pr(2, &t(4, "09:00"), &t(4, "11:00"), B)),
         ("pull_request", merged_pr(3, &t(4, "10:00"), &t(4, "12:00"), C)),
@@ -152,7 +158,7 @@ fn window() -> Window {
     }
 }
 
-async fn metrics_after(order: &[usize]) -> (Value, Value, Value) {
+async fn metrics_after(order: &[usize]) -> (Value, Value, Value, Value) {
     let dir = TempDir::new();
     let store = Store::open(&format!("sqlite://{}", dir.0.join("m.db").display())).await.unwrap();
     store.migrate().await.unwrap();
@@ -166,6 +172,8 @@ async fn metrics_after(order: &[usize]) -> (Value, Value, Value) {
         store.apply_batch(&[item], false).await.unwrap();
     }
     let by_kind = summary(&store, window(), &["kind".to_string()], &SpanScope::default()).await.unwrap();
+    let noon = Window { since: window().since, until: Timestamp::parse_rfc3339("2026-11-04T12:00:00Z").unwrap() };
+    let at_noon = summary(&store, noon, &["kind".to_string()], &SpanScope::default()).await.unwrap();
     let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
     let empty = dora(
         &store,
@@ -178,7 +186,7 @@ async fn metrics_after(order: &[usize]) -> (Value, Value, Value) {
     .await
     .unwrap();
     store.close().await;
-    (by_kind, keys, empty)
+    (by_kind, keys, empty, at_noon)
 }
 
 fn group<'a>(summary: &'a Value, kind: &str) -> &'a Value {
@@ -198,7 +206,16 @@ fn close(actual: &Value, expected: f64) {
 #[test]
 fn the_scenario_gives_the_hand_computed_numbers() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (by_kind, keys, empty) = runtime.block_on(metrics_after(&(0..scenario().len()).collect::<Vec<_>>()));
+    let (by_kind, keys, empty, at_noon) = runtime.block_on(metrics_after(&(0..scenario().len()).collect::<Vec<_>>()));
+
+    // Open at 11-04 12:00: #3 (opened 10:00, merged at 12:00, so not ended *by* noon… it
+    // ends exactly at `until`, which counts as open) and #5 (opened 08:00): ages 2 h and
+    // 4 h → mean 10800, p50 10800, max 14400. #2 merged at 11:00 is closed; #4 not opened.
+    let open_prs = group(&at_noon, "pull_request");
+    assert_eq!(open_prs["open"], 2, "{at_noon}");
+    close(&open_prs["open_age_seconds"]["mean"], 10800.0);
+    close(&open_prs["open_age_seconds"]["p50"], 10800.0);
+    close(&open_prs["open_age_seconds"]["max"], 14400.0);
 
     // Deploys closed in the window: 80 (600 s), 81 (1800), 82 (600), 83 (1200), 84 (1800).
     // Sorted 600, 600, 1200, 1800, 1800: mean 1200, p50 1200, p90 at rank 3.6 = 1800.
@@ -283,10 +300,10 @@ fn the_scenario_gives_the_hand_computed_numbers() {
     close(&fr["median_seconds"], 4200.0);
     assert_eq!(fr["level"], "high");
 
-    // Rework: 83 and 84 reach incidents: 2/4.
+    // Rework: 81 ships #1, labelled hotfix; 83 and 84 reach incidents: 3/4.
     let w = &keys["deployment_rework_rate"];
-    assert_eq!(w["rework"], 2);
-    close(&w["ratio"], 0.5);
+    assert_eq!(w["rework"], 3);
+    close(&w["ratio"], 0.75);
 
     // An empty window: nulls and `none`, no error.
     assert_eq!(empty["deployment_frequency"]["deployments"], 0);

@@ -89,6 +89,8 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
     let mut unmatched = 0u64;
     let (mut pickup, mut review, mut deploy_stage) = (Vec::new(), Vec::new(), Vec::new());
     let mut commits_cache: HashMap<(String, String), Vec<ChangeRow>> = HashMap::new();
+    // (deploy end, commit time, the pull request the commit came from)
+    let mut shipped: Vec<(i64, i64, Option<String>)> = Vec::new();
     for deploy in &successes {
         let (Some(repo), Some(sha)) = (&deploy.repo, &deploy.sha) else {
             unmatched += 1;
@@ -114,25 +116,29 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             continue;
         }
         for change in &commits[from..=upto] {
-            let mut changed_at = change.committed_at;
-            if let Some(number) = &change.pull_request {
-                let key = format!("{}:{repo}:pull_request:{number}", deploy.source);
-                if let Some(pr) = pull_request_times(&mut conn, &key).await? {
-                    // A merged pull request's change is timed by its creation.
-                    changed_at = pr.opened;
-                    if let Some(first_review) = pr.first_review {
-                        pickup.push((first_review - pr.opened) as f64 / 1e9);
-                        if let Some(merged) = pr.merged {
-                            review.push((merged - first_review) as f64 / 1e9);
-                        }
-                    }
-                    if let Some(merged) = pr.merged {
-                        deploy_stage.push((deploy.end - merged) as f64 / 1e9);
-                    }
+            let pr_key = change.pull_request.as_ref().map(|n| format!("{}:{repo}:pull_request:{n}", deploy.source));
+            shipped.push((deploy.end, change.committed_at, pr_key));
+        }
+    }
+    // One query per chunk of pull requests, not one per change.
+    let wanted: BTreeSet<String> = shipped.iter().filter_map(|(_, _, key)| key.clone()).collect();
+    let times = pull_request_times(&mut conn, &wanted).await?;
+    for (deploy_end, committed_at, pr_key) in &shipped {
+        let mut changed_at = *committed_at;
+        if let Some(pr) = pr_key.as_ref().and_then(|key| times.get(key)) {
+            // A merged pull request's change is timed by its creation.
+            changed_at = pr.opened;
+            if let Some(first_review) = pr.first_review {
+                pickup.push((first_review - pr.opened) as f64 / 1e9);
+                if let Some(merged) = pr.merged {
+                    review.push((merged - first_review) as f64 / 1e9);
                 }
             }
-            leads.push((deploy.end - changed_at) as f64 / 1e9);
+            if let Some(merged) = pr.merged {
+                deploy_stage.push((deploy_end - merged) as f64 / 1e9);
+            }
         }
+        leads.push((deploy_end - changed_at) as f64 / 1e9);
     }
     drop(conn);
     let lead_median = median(leads.clone());
@@ -140,16 +146,20 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
     // Incidents attributed to deploys: a root-cause sha, else the last
     // successful production deploy of the repository before the incident.
     let mut caused: BTreeSet<String> = BTreeSet::new();
+    let mut deploys_by_repo: HashMap<Option<&str>, Vec<&Deploy>> = HashMap::new();
+    for deploy in &deploys {
+        deploys_by_repo.entry(deploy.repo.as_deref()).or_default().push(deploy);
+    }
     for incident in &incidents {
+        let deploys = deploys_by_repo.get(&incident.repo.as_deref()).map(Vec::as_slice).unwrap_or(&[]);
         // The root cause names a commit; the deploy that shipped it is the
         // latest successful one of that sha before the incident, else any.
         let by_root_cause = incident.root_cause.as_ref().and_then(|root| {
             let root = root.to_ascii_lowercase();
             let shipped: Vec<&Deploy> = deploys
                 .iter()
-                .filter(|d| {
-                    d.repo == incident.repo && d.sha.as_ref().is_some_and(|s| s.to_ascii_lowercase().starts_with(&root))
-                })
+                .copied()
+                .filter(|d| d.sha.as_ref().is_some_and(|s| s.to_ascii_lowercase().starts_with(&root)))
                 .collect();
             shipped
                 .iter()
@@ -161,7 +171,8 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
         let attributed = by_root_cause.or_else(|| {
             deploys
                 .iter()
-                .filter(|d| d.outcome == "success" && d.repo == incident.repo && d.end <= incident.start)
+                .copied()
+                .filter(|d| d.outcome == "success" && d.end <= incident.start)
                 .max_by_key(|d| (d.end, d.key.clone()))
         });
         if let Some(deploy) = attributed {
@@ -196,15 +207,16 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
 
     // Deployment rework rate.
     let incident_traces: BTreeSet<&str> = incidents.iter().map(|i| i.trace_id.as_str()).collect();
-    let mut rework = 0u64;
-    for deploy in &window_deploys {
-        if caused.contains(&deploy.key)
-            || incident_traces.contains(deploy.trace_id.as_str())
-            || is_rework(store, deploy).await?
-        {
-            rework += 1;
-        }
-    }
+    let linked: BTreeSet<String> = window_deploys.iter().flat_map(|d| d.links.iter().cloned()).collect();
+    let reworked = rework_spans(store, &linked).await?;
+    let rework = window_deploys
+        .iter()
+        .filter(|deploy| {
+            caused.contains(&deploy.key)
+                || incident_traces.contains(deploy.trace_id.as_str())
+                || deploy.links.iter().any(|link| reworked.contains(link))
+        })
+        .count() as u64;
 
     Ok(json!({
         "since": window.since,
@@ -335,34 +347,64 @@ struct PullRequestTimes {
     merged: Option<i64>,
 }
 
-async fn pull_request_times(conn: &mut sqlx::AnyConnection, key: &str) -> Result<Option<PullRequestTimes>, StoreError> {
-    let row = sqlx::query("SELECT start_ns, end_ns, outcome, attributes FROM spans WHERE key = $1")
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let attributes: Value = serde_json::from_str(&row.try_get::<String, _>(3)?).unwrap_or_default();
-    let time = |name: &str| attributes[name].as_str().and_then(Timestamp::parse_rfc3339).map(|t| t.nanos());
-    let merged = match row.try_get::<Option<String>, _>(2)?.as_deref() {
-        Some("merged") => row.try_get::<Option<i64>, _>(1)?,
-        _ => None,
-    };
-    Ok(Some(PullRequestTimes { opened: row.try_get(0)?, first_review: time("valuestream.first_review_at"), merged }))
-}
+/// Keys per `IN (…)` query when loading many spans by key.
+const CHUNK: usize = 500;
 
-/// Whether a deploy ships a revert or a hotfix (metrics.md, rework): a linked
-/// pull request titled `Revert "…"` or labelled `hotfix`.
-async fn is_rework(store: &Store, deploy: &Deploy) -> Result<bool, StoreError> {
-    for link in &deploy.links {
-        let Some(span) = store.span(link).await? else { continue };
-        let title = span.attributes.get("vcs.change.title").and_then(|v| v.as_str()).unwrap_or("");
-        let hotfix =
-            span.attributes.get("valuestream.labels").and_then(|v| v.as_array()).is_some_and(|labels| {
-                labels.iter().any(|l| l.as_str().is_some_and(|l| l.eq_ignore_ascii_case("hotfix")))
-            });
-        if title.starts_with("Revert \"") || hotfix {
-            return Ok(true);
+/// Open, first review and merge times of the pull requests `keys`, loaded in chunks.
+async fn pull_request_times(
+    conn: &mut sqlx::AnyConnection,
+    keys: &BTreeSet<String>,
+) -> Result<HashMap<String, PullRequestTimes>, StoreError> {
+    let mut times = HashMap::new();
+    let keys: Vec<&String> = keys.iter().collect();
+    for chunk in keys.chunks(CHUNK) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT key, start_ns, end_ns, outcome, attributes FROM spans WHERE key IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(key.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let attributes: Value = serde_json::from_str(&row.try_get::<String, _>(4)?).unwrap_or_default();
+            let first_review = attributes["valuestream.first_review_at"]
+                .as_str()
+                .and_then(Timestamp::parse_rfc3339)
+                .map(|t| t.nanos());
+            let merged = match row.try_get::<Option<String>, _>(3)?.as_deref() {
+                Some("merged") => row.try_get::<Option<i64>, _>(2)?,
+                _ => None,
+            };
+            times.insert(row.try_get(0)?, PullRequestTimes { opened: row.try_get(1)?, first_review, merged });
         }
     }
-    Ok(false)
+    Ok(times)
+}
+
+/// Which of `keys` are rework (metrics.md): pull requests titled
+/// `Revert "…"` or labelled `hotfix`. Loaded in chunks.
+async fn rework_spans(store: &Store, keys: &BTreeSet<String>) -> Result<BTreeSet<String>, StoreError> {
+    let mut rework = BTreeSet::new();
+    let keys: Vec<&String> = keys.iter().collect();
+    for chunk in keys.chunks(CHUNK) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT key, attributes FROM spans WHERE key IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query.bind(key.to_string());
+        }
+        for row in query.fetch_all(store.pool()).await? {
+            let attributes: Value = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
+            let title = attributes["vcs.change.title"].as_str().unwrap_or("");
+            let hotfix = attributes["valuestream.labels"].as_array().is_some_and(|labels| {
+                labels.iter().any(|l| l.as_str().is_some_and(|l| l.eq_ignore_ascii_case("hotfix")))
+            });
+            if title.starts_with("Revert \"") || hotfix {
+                rework.insert(row.try_get(0)?);
+            }
+        }
+    }
+    Ok(rework)
 }

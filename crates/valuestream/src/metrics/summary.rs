@@ -116,9 +116,15 @@ pub async fn summary(
 
     // Open at `until`: started before it and not ended by it; ages ascending.
     let (filter_sql, filter_values) = scope.clauses(2);
+    // Two range scans (still open; ended after `until`) instead of one
+    // condition with OR, which makes the database read every span.
+    let select_open: String = columns.iter().map(|c| format!("{c}, ")).collect();
     let sql = format!(
-        "SELECT {select_groups}start_ns FROM spans
-         WHERE start_ns < $1 AND (end_ns IS NULL OR end_ns >= $1){filter_sql}
+        "SELECT * FROM (
+            SELECT {select_open}start_ns FROM spans WHERE end_ns IS NULL AND start_ns < $1{filter_sql}
+            UNION ALL
+            SELECT {select_open}start_ns FROM spans WHERE end_ns >= $1 AND start_ns < $1{filter_sql}
+         ) AS open_spans
          ORDER BY {order_groups}start_ns DESC"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.until.nanos());
