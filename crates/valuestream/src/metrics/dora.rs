@@ -88,57 +88,59 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
     let mut leads = Vec::new();
     let mut unmatched = 0u64;
     let (mut pickup, mut review, mut deploy_stage) = (Vec::new(), Vec::new(), Vec::new());
-    let mut commits_cache: HashMap<(String, String), Vec<ChangeRow>> = HashMap::new();
-    // (deploy end, commit time, the pull request the commit came from)
-    let mut shipped: Vec<(i64, i64, Option<String>)> = Vec::new();
+    // One repository at a time: its commits and its pull requests' times are
+    // the only history held in memory.
+    let mut by_repo: BTreeMap<(String, String), Vec<&Deploy>> = BTreeMap::new();
     for deploy in &successes {
-        let (Some(repo), Some(sha)) = (&deploy.repo, &deploy.sha) else {
-            unmatched += 1;
-            continue;
-        };
-        let cache_key = (deploy.source.clone(), repo.clone());
-        if !commits_cache.contains_key(&cache_key) {
-            let commits = ordered_commits(&mut conn, &deploy.source, repo).await?;
-            commits_cache.insert(cache_key.clone(), commits);
-        }
-        let commits = &commits_cache[&cache_key];
-        let Some(upto) = commits.iter().position(|c| c.sha.eq_ignore_ascii_case(sha)) else {
-            unmatched += 1;
-            continue;
-        };
-        let earlier = history[&(deploy.source.clone(), repo.clone(), deploy.environment.clone())]
-            .iter()
-            .rfind(|d| (d.end, &d.key) < (deploy.end, &deploy.key))
-            .and_then(|d| d.sha.as_ref())
-            .and_then(|p| commits.iter().position(|c| c.sha.eq_ignore_ascii_case(p)));
-        let from = earlier.map_or(0, |i| i + 1);
-        if from > upto {
-            continue;
-        }
-        for change in &commits[from..=upto] {
-            let pr_key = change.pull_request.as_ref().map(|n| format!("{}:{repo}:pull_request:{n}", deploy.source));
-            shipped.push((deploy.end, change.committed_at, pr_key));
+        match (&deploy.repo, &deploy.sha) {
+            (Some(repo), Some(_)) => by_repo.entry((deploy.source.clone(), repo.clone())).or_default().push(deploy),
+            _ => unmatched += 1,
         }
     }
-    // One query per chunk of pull requests, not one per change.
-    let wanted: BTreeSet<String> = shipped.iter().filter_map(|(_, _, key)| key.clone()).collect();
-    let times = pull_request_times(&mut conn, &wanted).await?;
-    for (deploy_end, committed_at, pr_key) in &shipped {
-        let mut changed_at = *committed_at;
-        if let Some(pr) = pr_key.as_ref().and_then(|key| times.get(key)) {
-            // A merged pull request's change is timed by its creation.
-            changed_at = pr.opened;
-            if let Some(first_review) = pr.first_review {
-                pickup.push((first_review - pr.opened) as f64 / 1e9);
-                if let Some(merged) = pr.merged {
-                    review.push((merged - first_review) as f64 / 1e9);
-                }
+    for ((source, repo), repo_deploys) in by_repo {
+        let commits: Vec<ChangeRow> = ordered_commits(&mut conn, &source, &repo).await?;
+        // (deploy end, commit time, the pull request the commit came from)
+        let mut shipped: Vec<(i64, i64, Option<String>)> = Vec::new();
+        for deploy in repo_deploys {
+            let sha = deploy.sha.as_deref().unwrap_or_default();
+            let Some(upto) = commits.iter().position(|c| c.sha.eq_ignore_ascii_case(sha)) else {
+                unmatched += 1;
+                continue;
+            };
+            let earlier = history[&(source.clone(), repo.clone(), deploy.environment.clone())]
+                .iter()
+                .rfind(|d| (d.end, &d.key) < (deploy.end, &deploy.key))
+                .and_then(|d| d.sha.as_ref())
+                .and_then(|p| commits.iter().position(|c| c.sha.eq_ignore_ascii_case(p)));
+            let from = earlier.map_or(0, |i| i + 1);
+            if from > upto {
+                continue;
             }
-            if let Some(merged) = pr.merged {
-                deploy_stage.push((deploy_end - merged) as f64 / 1e9);
+            for change in &commits[from..=upto] {
+                let pr_key = change.pull_request.as_ref().map(|n| format!("{source}:{repo}:pull_request:{n}"));
+                shipped.push((deploy.end, change.committed_at, pr_key));
             }
         }
-        leads.push((deploy_end - changed_at) as f64 / 1e9);
+        // One query per chunk of pull requests, not one per change.
+        let wanted: BTreeSet<String> = shipped.iter().filter_map(|(_, _, key)| key.clone()).collect();
+        let times = pull_request_times(&mut conn, &wanted).await?;
+        for (deploy_end, committed_at, pr_key) in &shipped {
+            let mut changed_at = *committed_at;
+            if let Some(pr) = pr_key.as_ref().and_then(|key| times.get(key)) {
+                // A merged pull request's change is timed by its creation.
+                changed_at = pr.opened;
+                if let Some(first_review) = pr.first_review {
+                    pickup.push((first_review - pr.opened) as f64 / 1e9);
+                    if let Some(merged) = pr.merged {
+                        review.push((merged - first_review) as f64 / 1e9);
+                    }
+                }
+                if let Some(merged) = pr.merged {
+                    deploy_stage.push((deploy_end - merged) as f64 / 1e9);
+                }
+            }
+            leads.push((deploy_end - changed_at) as f64 / 1e9);
+        }
     }
     drop(conn);
     let lead_median = median(leads.clone());
