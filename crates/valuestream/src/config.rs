@@ -36,6 +36,9 @@ pub struct FileConfig {
     pub deploy_job_pattern: Option<String>,
     /// The default branch when a payload does not say (default `main`).
     pub default_branch: Option<String>,
+    /// Deploy environments that count as production for DORA (default
+    /// `production`, `prod`, `live`).
+    pub production_environments: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -119,6 +122,8 @@ pub struct ServeConfig {
     /// Where OTLP spans go: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, else
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` (plus `/v1/traces` over HTTP), else the tracer's default.
     pub otlp_endpoint: Option<String>,
+    /// Production environment names for DORA (empty: the defaults).
+    pub production_environments: Vec<String>,
 }
 
 impl ServeConfig {
@@ -155,7 +160,9 @@ impl ServeConfig {
                 Protocol::Grpc => base,
             })
         });
+        let production_environments = file.production_environments.clone().unwrap_or_default();
         Ok(ServeConfig {
+            production_environments,
             otlp_protocol,
             otlp_endpoint,
             addr,

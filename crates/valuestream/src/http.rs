@@ -32,6 +32,7 @@ pub struct AppState {
     api_token: Option<Arc<str>>,
     max_body_bytes: usize,
     telemetry: Telemetry,
+    production_environments: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -40,6 +41,7 @@ impl AppState {
             store,
             ingest,
             telemetry,
+            production_environments: Arc::new(config.production_environments.clone()),
             secrets: Arc::new(config.secrets.clone()),
             api_token: config.api_token.as_deref().map(Arc::from),
             max_body_bytes: config.max_body_bytes,
@@ -335,7 +337,12 @@ async fn dora(
     reject_unknown(&params, DORA_PARAMS)?;
     let window = window_of(&params, now())?;
     let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
-    let filter = DoraFilter { repo: text("repo"), project: text("project"), environment: text("environment") };
+    let filter = DoraFilter {
+        repo: text("repo"),
+        project: text("project"),
+        environment: text("environment"),
+        production: state.production_environments.to_vec(),
+    };
     Ok(Json(metrics::dora(&state.store, window, &filter).await?))
 }
 

@@ -52,6 +52,7 @@ pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
         repo: command.repo.clone(),
         project: command.project.clone(),
         environment: command.environment.clone(),
+        production: file.production_environments.clone().unwrap_or_default(),
     };
     let dora = metrics::dora(&store, window, &filter).await?;
     store.close().await;

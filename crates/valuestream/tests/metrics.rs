@@ -175,6 +175,10 @@ async fn metrics_after(order: &[usize]) -> (Value, Value, Value, Value) {
     let noon = Window { since: window().since, until: Timestamp::parse_rfc3339("2026-11-04T12:00:00Z").unwrap() };
     let at_noon = summary(&store, noon, &["kind".to_string()], &SpanScope::default()).await.unwrap();
     let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
+    // Configured production names replace the defaults: only the staging deploy 80 counts.
+    let staging_as_production = DoraFilter { production: vec!["staging".into()], ..DoraFilter::default() };
+    let staging = dora(&store, window(), &staging_as_production).await.unwrap();
+    assert_eq!(staging["deployment_frequency"]["deployments"], 1, "{staging}");
     let empty = dora(
         &store,
         Window {

@@ -21,6 +21,9 @@ pub struct DoraFilter {
     pub project: Option<String>,
     /// One environment; by default the production names.
     pub environment: Option<String>,
+    /// The production environment names (configurable; empty means the
+    /// defaults `production`, `prod`, `live`).
+    pub production: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -59,7 +62,8 @@ fn p90(mut values: Vec<f64>) -> Option<f64> {
 pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<Value, StoreError> {
     let environments: Vec<String> = match &filter.environment {
         Some(environment) => vec![environment.clone()],
-        None => PRODUCTION.iter().map(|s| s.to_string()).collect(),
+        None if filter.production.is_empty() => PRODUCTION.iter().map(|s| s.to_string()).collect(),
+        None => filter.production.clone(),
     };
     let deploys = production_deploys(store, &environments, filter).await?;
     let incidents = incidents(store, filter).await?;

@@ -233,6 +233,7 @@ pub fn config(database: &str, tracer: TracerBackend, otlp_endpoint: Option<Strin
         secrets: all,
         source_options: SourceOptions::default(),
         otlp_protocol: Protocol::HttpProtobuf,
+        production_environments: Vec::new(),
         otlp_endpoint,
     }
 }
