@@ -297,3 +297,77 @@ fn report_on_an_empty_database_is_friendly_and_a_bad_since_is_a_usage_error() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--since") && stderr.trim().lines().count() == 1, "{stderr}");
 }
+
+/// GET over a minimal HTTP/1.1 client; returns the body.
+fn get_body(base: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(base).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {base}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_delivery() {
+    // quality.md, crash safety: every delivery that got a 2xx is in the store
+    // after `kill -9` and a restart, with its span.
+    let dir = TempDir::new("crash");
+    let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "none"), ("VS_LOG_LEVEL", "error")]);
+    let template: serde_json::Value = serde_json::from_str(&fixture("issues.opened.plain")).unwrap();
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut senders = Vec::new();
+    for sender in 0..4u64 {
+        let (base, template, acknowledged) = (base.clone(), template.clone(), acknowledged.clone());
+        senders.push(std::thread::spawn(move || {
+            for i in 0..1_000u64 {
+                let number = sender * 10_000 + i + 1;
+                let mut body = template.clone();
+                body["issue"]["number"] = serde_json::json!(number);
+                let headers =
+                    [("X-GitHub-Event", "issues".to_string()), ("X-GitHub-Delivery", format!("crash-{number}"))];
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let Ok(response) =
+                    std::panic::catch_unwind(|| post(&base, "/webhooks/github", &headers, &body.to_string()))
+                else {
+                    return; // the server is gone
+                };
+                if response.starts_with("HTTP/1.1 200") {
+                    acknowledged.lock().unwrap().push(number);
+                }
+            }
+        }));
+    }
+    // Kill it mid-load, once a good number of deliveries were acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < 200 {
+        assert!(Instant::now() < deadline, "the server acknowledged too few deliveries");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    for sender in senders {
+        let _ = sender.join();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "none"), ("VS_LOG_LEVEL", "error")]);
+    let mut stored = std::collections::HashSet::new();
+    let mut path = "/api/v1/spans?limit=1000".to_string();
+    loop {
+        let page: serde_json::Value = serde_json::from_str(&get_body(&base, &path)).unwrap();
+        for span in page["spans"].as_array().unwrap() {
+            assert_eq!(span["state"], "open", "{span}");
+            assert_eq!(span["start"], "2019-05-15T15:20:18Z", "{span}");
+            let key = span["key"].as_str().unwrap();
+            stored.insert(key.rsplit(':').next().unwrap().parse::<u64>().unwrap());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/spans?limit=1000&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let lost: Vec<&u64> = acknowledged.iter().filter(|n| !stored.contains(n)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged deliveries lost: {lost:?}", lost.len(), acknowledged.len());
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+}
