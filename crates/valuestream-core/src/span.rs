@@ -75,6 +75,11 @@ pub struct SpanEvent {
     /// pull requests), lowercase.
     #[serde(default)]
     pub link_refs: Vec<String>,
+    /// An event that alone does not make a span: it applies once another
+    /// event of the same key exists (a message that cannot tell which of two
+    /// keys it belongs to is sent to both, tentatively).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tentative: bool,
 }
 
 impl SpanEvent {
@@ -240,6 +245,7 @@ mod tests {
             parent_refs: vec![],
             trace_refs: vec![],
             link_refs: vec![],
+            tentative: false,
         }
     }
 

@@ -541,3 +541,43 @@ async fn metrics_routes_answer_and_count_from_payload_times() {
     assert_eq!(app.get("/api/v1/dora?since=2026-12-01T00:00:00Z&until=2026-11-01T00:00:00Z").await.0, 400);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_jenkins_deploy_known_only_by_its_type_parameter_is_one_span_in_either_order() {
+    // The original ValueStream's recorded Statistics Gatherer messages, renamed
+    // to a job whose name says nothing: only the running message's parameter
+    // `type=deploy` makes it a deploy; the finished message has no parameters.
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    let post = |path: &'static str, job: &'static str| {
+        let app = &app;
+        async move {
+            let mut body = source_fixture(path);
+            body["jobName"] = json!(job);
+            body["fullJobName"] = json!(job);
+            let body = serde_json::to_vec(&body).unwrap();
+            let (status, answer) =
+                app.post("/webhooks/jenkins", &[("content-type", "application/json".to_string())], body).await;
+            assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{path}: {answer}");
+        }
+    };
+    // Finished first: alone it makes no span (it cannot tell build from deploy).
+    post("jenkins/deploy/success.json", "service").await;
+    let (_, spans) = app.get("/api/v1/spans?source=jenkins").await;
+    assert_eq!(spans["spans"].as_array().unwrap().len(), 0, "{spans}");
+    post("jenkins/deploy/inprogress.json", "service").await;
+    // A plain build's messages, in order, under another job.
+    post("jenkins/build/inprogress.json", "tests").await;
+    post("jenkins/build/success.json", "tests").await;
+
+    let (_, spans) = app.get("/api/v1/spans?source=jenkins").await;
+    let spans = spans["spans"].as_array().unwrap().clone();
+    let found: Vec<(&str, &str)> =
+        spans.iter().map(|s| (s["key"].as_str().unwrap(), s["state"].as_str().unwrap())).collect();
+    assert_eq!(found.len(), 2, "one deploy and one build, no strays: {found:?}");
+    assert!(found.contains(&("jenkins:service:deploy:252", "closed")), "{found:?}");
+    assert!(
+        found.iter().any(|(key, state)| key.starts_with("jenkins:tests:build:") && *state == "closed"),
+        "{found:?}"
+    );
+    app.stop().await;
+}

@@ -161,6 +161,7 @@ fn event_span(event: Event, delivery: &Delivery, delivery_id: &str) -> Result<Pa
         parent_refs,
         trace_refs,
         link_refs,
+        tentative: false,
     }]))
 }
 

@@ -354,6 +354,7 @@ impl Context<'_> {
             parent_refs: Vec::new(),
             trace_refs,
             link_refs: Vec::new(),
+            tentative: false,
         }]))
     }
 
@@ -463,6 +464,7 @@ impl Context<'_> {
             parent_refs,
             trace_refs,
             link_refs: Vec::new(),
+            tentative: false,
         }
     }
 }
@@ -536,6 +538,7 @@ impl Context<'_> {
             parent_refs,
             trace_refs: vec![generic_ref("github", "build", &repository.name, &run_id)],
             link_refs: Vec::new(),
+            tentative: false,
         }]))
     }
 
@@ -590,6 +593,7 @@ impl Context<'_> {
             parent_refs: vec![format!("github:{repo}:build:{}:{attempt}", job.run_id).to_ascii_lowercase()],
             trace_refs: vec![generic_ref("github", "job", &repository.name, &job_id)],
             link_refs: Vec::new(),
+            tentative: false,
         }]))
     }
 
@@ -665,6 +669,7 @@ impl Context<'_> {
                 deployed_alias("github", &repo, &deployment.sha),
             ],
             link_refs: vec![sha_ref(&repo, &deployment.sha)],
+            tentative: false,
         }]))
     }
 

@@ -524,6 +524,7 @@ impl Context<'_> {
             parent_refs,
             trace_refs,
             link_refs,
+            tentative: false,
         }])
     }
 

@@ -93,7 +93,22 @@ impl Source for Jenkins {
                 });
             }
         };
-        Ok(Parsed::Spans(vec![build.span_event(delivery_id, options)]))
+        // The Statistics Gatherer's completion message carries no parameters,
+        // so a job that is a deploy only by its `type=deploy` parameter cannot
+        // be told from a build. Then the message goes to both keys,
+        // tentatively: it applies to whichever span the started message made.
+        let uncertain = !build.names_parents && !build.is_deploy(options);
+        let event = build.span_event(delivery_id, options);
+        if !uncertain {
+            return Ok(Parsed::Spans(vec![event]));
+        }
+        let mut as_build = event;
+        as_build.tentative = true;
+        let mut as_deploy = as_build.clone();
+        as_deploy.key = as_build.key.replacen(":build:", ":deploy:", 1);
+        as_deploy.kind = "deploy".into();
+        as_deploy.trace_refs.clear();
+        Ok(Parsed::Spans(vec![as_build, as_deploy]))
     }
 }
 
@@ -558,6 +573,7 @@ impl Build {
             parent_refs,
             trace_refs,
             link_refs,
+            tentative: false,
         }
     }
 }

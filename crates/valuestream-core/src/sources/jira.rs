@@ -353,6 +353,7 @@ impl Context<'_> {
             parent_refs: Vec::new(),
             trace_refs,
             link_refs: Vec::new(),
+            tentative: false,
         }]))
     }
 
@@ -402,6 +403,7 @@ impl Context<'_> {
             parent_refs: Vec::new(),
             trace_refs: Vec::new(),
             link_refs: Vec::new(),
+            tentative: false,
         }]))
     }
 }

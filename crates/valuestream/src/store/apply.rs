@@ -189,9 +189,12 @@ async fn apply_events(
     let mut to_resolve: BTreeSet<String> = BTreeSet::new();
     let mut to_relink: BTreeSet<String> = BTreeSet::new();
     let mut previous = Vec::with_capacity(touched.len());
+    let mut materialized = Vec::with_capacity(touched.len());
     for key in &touched {
         let before = load_previous(conn, key).await?;
-        let refolded = refold(conn, key, before.as_ref()).await?;
+        // A key whose events are all tentative has no span (yet): leave it out.
+        let Some(refolded) = refold(conn, key, before.as_ref()).await? else { continue };
+        materialized.push(key.clone());
         if before.is_none() || refolded.parent_refs_changed {
             to_resolve.insert(key.clone());
         }
@@ -213,6 +216,7 @@ async fn apply_events(
 
     let mut queued = 0;
     let mut transitions = Vec::new();
+    let touched = materialized;
     for (key, previous) in touched.iter().zip(previous) {
         let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
         let was_closed = previous.as_ref().is_some_and(|p| p.state == "closed");
@@ -286,7 +290,11 @@ fn values_list(rows: usize, columns: usize) -> String {
 
 /// Folds all events of `key` into its row and refreshes what it answers to
 /// and where it looks for its parent, when those changed.
-async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) -> Result<Refolded, StoreError> {
+async fn refold(
+    conn: &mut AnyConnection,
+    key: &str,
+    before: Option<&Previous>,
+) -> Result<Option<Refolded>, StoreError> {
     let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
@@ -295,6 +303,9 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
             serde_json::from_str::<SpanEvent>(&text)
                 .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
         );
+    }
+    if events.iter().all(|event| event.tentative) {
+        return Ok(None);
     }
     let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
     let name = format!("{} {}", span.kind, span.name);
@@ -391,7 +402,13 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Previous>) 
             insert.execute(&mut *conn).await?;
         }
     }
-    Ok(Refolded { parent_refs_changed, link_refs_changed, is_deploy: span.kind == "deploy", waiting, waiting_links })
+    Ok(Some(Refolded {
+        parent_refs_changed,
+        link_refs_changed,
+        is_deploy: span.kind == "deploy",
+        waiting,
+        waiting_links,
+    }))
 }
 
 async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) -> Result<(), StoreError> {
