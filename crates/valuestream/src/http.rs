@@ -139,7 +139,15 @@ async fn webhook(
         }
         Err(error) => {
             state.telemetry.delivery(source.name(), &event, "rejected");
-            tracing::info!(source = source.name(), event, %error, "Delivery rejected.");
+            // The reason can quote a payload value (serde names the bad value),
+            // so it is logged at debug only; the sender gets it in the answer.
+            let kind = match &error {
+                IngestError::Unauthorized(_) => "unauthorized",
+                IngestError::BadRequest(_) => "bad request",
+                IngestError::Unavailable(_) => "store unavailable",
+            };
+            tracing::info!(source = source.name(), event, kind, "Delivery rejected.");
+            tracing::debug!(source = source.name(), event, %error, "Why the delivery was rejected.");
             Err(error.into())
         }
     }

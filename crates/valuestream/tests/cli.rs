@@ -371,3 +371,37 @@ fn kill_9_under_load_loses_no_acknowledged_delivery() {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn logs_carry_neither_secrets_nor_payloads() {
+    // quality.md, data exposure: secrets never logged; payloads not logged at info.
+    let dir = TempDir::new("logs");
+    let secret = "sup3r-s3cret-value";
+    let (mut child, base) =
+        start_server(&dir, &[("VS_GITHUB_SECRET", secret), ("VS_LOG_LEVEL", "info"), ("VS_TRACER_BACKEND", "none")]);
+    let mut body: serde_json::Value = serde_json::from_str(&fixture("issues.opened.plain")).unwrap();
+    body["issue"]["title"] = serde_json::json!("TITLE-MARKER-4711");
+    let good = body.to_string();
+    let signature = format!("sha256={}", valuestream_core::verify::hmac_sha256_hex(secret.as_bytes(), good.as_bytes()));
+    let response =
+        post(&base, "/webhooks/github", &[("X-GitHub-Event", "issues"), ("X-Hub-Signature-256", &signature)], &good);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // A bad value: the 400 answer names it to the sender, the log does not.
+    body["issue"]["number"] = serde_json::json!("NUMBER-MARKER-0815");
+    let bad = body.to_string();
+    let signature = format!("sha256={}", valuestream_core::verify::hmac_sha256_hex(secret.as_bytes(), bad.as_bytes()));
+    let response =
+        post(&base, "/webhooks/github", &[("X-GitHub-Event", "issues"), ("X-Hub-Signature-256", &signature)], &bad);
+    assert!(response.starts_with("HTTP/1.1 400") && response.contains("issue.number"), "{response}");
+    let wrong =
+        post(&base, "/webhooks/github", &[("X-GitHub-Event", "issues"), ("X-Hub-Signature-256", "sha256=00")], &good);
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(logs.contains("Delivery stored.") && logs.contains("Delivery rejected."), "info logs are there: {logs}");
+    for leak in [secret, "TITLE-MARKER-4711", "NUMBER-MARKER-0815"] {
+        assert!(!logs.contains(leak), "{leak} reached the logs: {logs}");
+    }
+}
