@@ -377,7 +377,7 @@ fn logs_carry_neither_secrets_nor_payloads() {
     // quality.md, data exposure: secrets never logged; payloads not logged at info.
     let dir = TempDir::new("logs");
     let secret = "sup3r-s3cret-value";
-    let (mut child, base) =
+    let (child, base) =
         start_server(&dir, &[("VS_GITHUB_SECRET", secret), ("VS_LOG_LEVEL", "info"), ("VS_TRACER_BACKEND", "none")]);
     let mut body: serde_json::Value = serde_json::from_str(&fixture("issues.opened.plain")).unwrap();
     body["issue"]["title"] = serde_json::json!("TITLE-MARKER-4711");
