@@ -6,7 +6,9 @@
 //! starts (or reopens) the span, a closed one ends it. Folding snapshots by time
 //! makes the result independent of arrival order.
 
-use super::{Commit, ParseError, Parsed, Push, Source, SourceOptions, parse_json};
+use super::{
+    Commit, ParseError, Parsed, Push, Source, SourceOptions, dedup_in_order, insert_opt, parse_json, snapshot_time,
+};
 use crate::delivery::Delivery;
 use crate::link::{
     ParentRef, branch_alias, deployed_alias, find_closing_mentions, find_issue_keys, find_trace_refs, generic_ref,
@@ -762,17 +764,6 @@ fn pull_request_of_message(first_line: &str) -> Option<u64> {
     number.parse().ok()
 }
 
-/// The time a snapshot describes: the object's `updated_at`, never earlier
-/// than the change it reports.
-fn snapshot_time(change: &Change, updated_at: Option<Timestamp>) -> Timestamp {
-    let own = match change {
-        Change::Start { start } => *start,
-        Change::Update { start } => start.unwrap_or(Timestamp(0)),
-        Change::End { end, .. } => *end,
-    };
-    updated_at.map_or(own, |updated| updated.max(own))
-}
-
 fn repo_attributes(repository: &Repository) -> Attributes {
     let mut attributes = Attributes::new();
     attributes.insert("vcs.provider.name".into(), json!("github"));
@@ -782,15 +773,4 @@ fn repo_attributes(repository: &Repository) -> Attributes {
         attributes.insert("vcs.repository.url.full".into(), json!(url));
     }
     attributes
-}
-
-fn insert_opt<T: Into<Value>>(attributes: &mut Attributes, name: &str, value: Option<T>) {
-    if let Some(value) = value {
-        attributes.insert(name.to_string(), value.into());
-    }
-}
-
-fn dedup_in_order(items: &mut Vec<String>) {
-    let mut seen = std::collections::HashSet::new();
-    items.retain(|item| seen.insert(item.clone()));
 }

@@ -16,7 +16,9 @@
 //! Times come in several formats (`2019-11-20 01:33:22 UTC`,
 //! `2021-04-28 21:50:00 +0200`, RFC 3339); see [`parse_time`].
 
-use super::{Commit, ParseError, Parsed, Push, Source, SourceOptions, parse_json};
+use super::{
+    Commit, ParseError, Parsed, Push, Source, SourceOptions, dedup_in_order, insert_opt, parse_json, snapshot_time,
+};
 use crate::delivery::Delivery;
 use crate::link::{
     ParentRef, branch_alias, deployed_alias, find_closing_mentions, find_issue_keys, find_trace_refs, generic_ref,
@@ -27,7 +29,7 @@ use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_token};
 use chrono::{DateTime, NaiveDateTime};
 use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -922,17 +924,6 @@ fn snapshot_change(
     }
 }
 
-/// The time a snapshot describes: the object's last update, never earlier
-/// than the change it reports.
-fn snapshot_time(change: &Change, updated_at: Option<Timestamp>) -> Timestamp {
-    let own = match change {
-        Change::Start { start } => *start,
-        Change::Update { start } => start.unwrap_or(Timestamp(0)),
-        Change::End { end, .. } => *end,
-    };
-    updated_at.map_or(own, |updated| updated.max(own))
-}
-
 /// The outcome and OpenTelemetry `cicd.pipeline.result` of a finished
 /// pipeline or job status; `None` while it is still to run or running.
 fn ci_result(status: &str) -> Option<(&'static str, &'static str)> {
@@ -1045,17 +1036,6 @@ fn optional_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Ti
 }
 
 // ---------------------------------------------------------------- helpers
-
-fn insert_opt<T: Into<Value>>(attributes: &mut Attributes, name: &str, value: Option<T>) {
-    if let Some(value) = value {
-        attributes.insert(name.to_string(), value.into());
-    }
-}
-
-fn dedup_in_order(items: &mut Vec<String>) {
-    let mut seen = std::collections::HashSet::new();
-    items.retain(|item| seen.insert(item.clone()));
-}
 
 #[cfg(test)]
 mod tests {

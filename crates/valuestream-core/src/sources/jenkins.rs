@@ -19,7 +19,7 @@
 //! at the build's end, and the events sort by those payload times, so their
 //! arrival order does not matter.
 
-use super::{ParseError, Parsed, Source, SourceOptions, parse_json};
+use super::{ParseError, Parsed, Source, SourceOptions, dedup_in_order, field_error, insert_opt, parse_json};
 use crate::delivery::Delivery;
 use crate::link::{ParentRef, branch_alias, deployed_alias, find_trace_refs, generic_ref, sha_alias};
 use crate::span::{Attributes, Change, SpanEvent};
@@ -640,10 +640,6 @@ fn subtract(time: Timestamp, nanos: i64, path: &str) -> Result<Timestamp, ParseE
     }
 }
 
-fn field_error(path: &str, message: &str) -> ParseError {
-    ParseError::Field { path: path.to_string(), message: message.to_string() }
-}
-
 fn non_empty(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
@@ -774,17 +770,6 @@ fn pattern_matches(pattern: &str, full_name: &str) -> bool {
         }
         compiled.as_ref().and_then(|(_, regex)| regex.as_ref()).is_some_and(|regex| regex.is_match(full_name))
     })
-}
-
-fn insert_opt(attributes: &mut Attributes, name: &str, value: Option<String>) {
-    if let Some(value) = value {
-        attributes.insert(name.to_string(), json!(value));
-    }
-}
-
-fn dedup_in_order(items: &mut Vec<String>) {
-    let mut seen = std::collections::HashSet::new();
-    items.retain(|item| seen.insert(item.clone()));
 }
 
 #[cfg(test)]

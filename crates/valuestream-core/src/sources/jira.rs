@@ -21,7 +21,7 @@
 //! Since `first_times` keep their minimum, any order of deliveries gives the
 //! first entry into `indeterminate` that any delivery reported.
 
-use super::{ParseError, Parsed, Source, SourceOptions, parse_json};
+use super::{ParseError, Parsed, Source, SourceOptions, dedup_in_order, field_error, insert_opt, parse_json};
 use crate::delivery::Delivery;
 use crate::link::generic_ref;
 use crate::span::{Attributes, Change, SpanEvent};
@@ -441,21 +441,6 @@ fn priority_name(priority: &Value) -> Option<String> {
         Value::Object(object) => object.get("name").and_then(Value::as_str).map(String::from),
         _ => None,
     }
-}
-
-fn field_error(path: &str, message: &str) -> ParseError {
-    ParseError::Field { path: path.to_string(), message: message.to_string() }
-}
-
-fn insert_opt<T: Into<Value>>(attributes: &mut Attributes, name: &str, value: Option<T>) {
-    if let Some(value) = value {
-        attributes.insert(name.to_string(), value.into());
-    }
-}
-
-fn dedup_in_order(items: &mut Vec<String>) {
-    let mut seen = std::collections::HashSet::new();
-    items.retain(|item| seen.insert(item.clone()));
 }
 
 // ---------------------------------------------------------------- times and lenient fields

@@ -162,6 +162,40 @@ pub fn check_document(bytes: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// Appends `value` under `name` when there is one.
+pub(crate) fn insert_opt<T: Into<serde_json::Value>>(
+    attributes: &mut crate::span::Attributes,
+    name: &str,
+    value: Option<T>,
+) {
+    if let Some(value) = value {
+        attributes.insert(name.to_string(), value.into());
+    }
+}
+
+/// Drops repeated items, keeping the first of each (parent references keep their order of preference).
+pub(crate) fn dedup_in_order(items: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|item| seen.insert(item.clone()));
+}
+
+/// The time a snapshot of an object describes: its `updated_at`, never
+/// earlier than the change it reports.
+pub(crate) fn snapshot_time(change: &crate::span::Change, updated_at: Option<Timestamp>) -> Timestamp {
+    use crate::span::Change;
+    let own = match change {
+        Change::Start { start } => *start,
+        Change::Update { start } => start.unwrap_or(Timestamp(0)),
+        Change::End { end, .. } => *end,
+    };
+    updated_at.map_or(own, |updated| updated.max(own))
+}
+
+/// A `ParseError` for one field.
+pub(crate) fn field_error(path: &str, message: &str) -> ParseError {
+    ParseError::Field { path: path.to_string(), message: message.to_string() }
+}
+
 /// Parses a JSON object into `T`, reporting the path of the first problem.
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ParseError> {
     check_document(bytes)?;
