@@ -382,8 +382,9 @@ async fn refold(
         }
     }
 
-    // `relink` rebuilds span_link_refs from these and the change set.
-    let link_refs_changed = before.is_none_or(|b| b.link_refs != link_refs);
+    // `relink` rebuilds span_link_refs from these and the change set. A new
+    // span without link references has nothing to relink (most spans).
+    let link_refs_changed = before.map_or(!span.link_refs.is_empty(), |b| b.link_refs != link_refs);
 
     let parent_refs_changed = before.is_none_or(|b| b.parent_refs != parent_refs);
     if parent_refs_changed {
