@@ -158,7 +158,8 @@ fn window() -> Window {
     }
 }
 
-async fn metrics_after(order: &[usize]) -> (Value, Value, Value, Value) {
+/// A store holding the scenario's deliveries, applied in `order`.
+async fn scenario_store(order: &[usize]) -> (TempDir, Store) {
     let dir = TempDir::new();
     let store = Store::open(&format!("sqlite://{}", dir.0.join("m.db").display())).await.unwrap();
     store.migrate().await.unwrap();
@@ -171,16 +172,28 @@ async fn metrics_after(order: &[usize]) -> (Value, Value, Value, Value) {
         let item = prepare(by_name("github").unwrap(), delivery, &SourceOptions::default()).unwrap();
         store.apply_batch(&[item], false).await.unwrap();
     }
-    let by_kind = summary(&store, window(), &["kind".to_string()], &SpanScope::default()).await.unwrap();
+    (dir, store)
+}
+
+async fn metrics_after(order: &[usize]) -> (Value, Value, Value, Value) {
+    let (_dir, store) = scenario_store(order).await;
+    let metrics = measure(&store).await;
+    store.close().await;
+    metrics
+}
+
+/// The summary by kind, DORA, DORA of an empty window and the summary at 11-04 noon.
+async fn measure(store: &Store) -> (Value, Value, Value, Value) {
+    let by_kind = summary(store, window(), &["kind".to_string()], &SpanScope::default()).await.unwrap();
     let noon = Window { since: window().since, until: Timestamp::parse_rfc3339("2026-11-04T12:00:00Z").unwrap() };
-    let at_noon = summary(&store, noon, &["kind".to_string()], &SpanScope::default()).await.unwrap();
-    let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
+    let at_noon = summary(store, noon, &["kind".to_string()], &SpanScope::default()).await.unwrap();
+    let keys = dora(store, window(), &DoraFilter::default()).await.unwrap();
     // Configured production names replace the defaults: only the staging deploy 80 counts.
     let staging_as_production = DoraFilter { production: vec!["staging".into()], ..DoraFilter::default() };
-    let staging = dora(&store, window(), &staging_as_production).await.unwrap();
+    let staging = dora(store, window(), &staging_as_production).await.unwrap();
     assert_eq!(staging["deployment_frequency"]["deployments"], 1, "{staging}");
     let empty = dora(
-        &store,
+        store,
         Window {
             since: Timestamp::parse_rfc3339("2025-01-01T00:00:00Z").unwrap(),
             until: Timestamp::parse_rfc3339("2025-02-01T00:00:00Z").unwrap(),
@@ -189,7 +202,6 @@ async fn metrics_after(order: &[usize]) -> (Value, Value, Value, Value) {
     )
     .await
     .unwrap();
-    store.close().await;
     (by_kind, keys, empty, at_noon)
 }
 
@@ -317,6 +329,77 @@ fn the_scenario_gives_the_hand_computed_numbers() {
     assert_eq!(empty["change_failure_rate"]["ratio"], Value::Null);
     assert_eq!(empty["time_to_restore"]["level"], "none");
     assert_eq!(empty["deployment_rework_rate"]["ratio"], Value::Null);
+}
+
+/// A revert pushed straight to the default branch (no pull request) makes
+/// the deploy that ships it rework (metrics.md: a `Revert "…"` commit); the
+/// next deploy, shipping an ordinary commit, is not.
+#[test]
+fn a_deploy_shipping_a_revert_commit_is_rework() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let dir = TempDir::new();
+        let store = Store::open(&format!("sqlite://{}", dir.0.join("r.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut list = vec![
+            ("push", push(&"0".repeat(40), &[(A, "Add search", &t(2, "09:00"))])),
+            ("push", push(A, &[(B, "Revert \"Add search\"\n\nThis reverts commit aaaa.", &t(3, "09:00"))])),
+            ("push", push(B, &[(C, "Add search again, fixed", &t(4, "09:00"))])),
+        ];
+        list.extend(deploy(1, A, "production", &t(2, "10:00"), "success", &t(2, "10:10")));
+        list.extend(deploy(2, B, "production", &t(3, "10:00"), "success", &t(3, "10:10")));
+        list.extend(deploy(3, C, "production", &t(4, "10:00"), "success", &t(4, "10:10")));
+        for (i, (event, body)) in list.iter().enumerate() {
+            let headers = [
+                ("X-GitHub-Event".to_string(), event.to_string()),
+                ("X-GitHub-Delivery".to_string(), format!("r-{i}")),
+            ];
+            let delivery = Delivery::new("github", headers, serde_json::to_vec(body).unwrap(), Timestamp(0));
+            let item = prepare(by_name("github").unwrap(), delivery, &SourceOptions::default()).unwrap();
+            store.apply_batch(&[item], false).await.unwrap();
+        }
+        let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
+        assert_eq!(keys["deployment_frequency"]["deployments"], 3, "{keys}");
+        // Each deploy ships its one commit and ends 70 minutes after it (09:00 → 10:10): 4,200 s.
+        assert_eq!(keys["lead_time_for_changes"]["changes"], 3, "{keys}");
+        close(&keys["lead_time_for_changes"]["median_seconds"], 4200.0);
+        assert_eq!(keys["deployment_rework_rate"]["rework"], 1, "{keys}");
+        close(&keys["deployment_rework_rate"]["ratio"], 1.0 / 3.0);
+        store.close().await;
+    });
+}
+
+/// A store written before the metrics columns and change sets existed (0004)
+/// gets them filled once when it is migrated, and gives the same numbers.
+#[test]
+fn stores_written_before_the_metrics_columns_are_filled_on_migration() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (dir, store) = scenario_store(&(0..scenario().len()).collect::<Vec<_>>()).await;
+        let expected = measure(&store).await;
+        store.close().await;
+
+        // What the store looked like after migration 0003, plus the task 0004 leaves.
+        let url = format!("sqlite://{}", dir.0.join("m.db").display());
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        for statement in [
+            "UPDATE spans SET group_id = NULL, revision = NULL, reviewed_ns = NULL, rework = 0, environment = NULL",
+            "DELETE FROM span_groups",
+            "DELETE FROM change_sets",
+            "DELETE FROM change_set_commits",
+            "INSERT INTO pending_tasks (name) VALUES ('backfill_metrics_columns')",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        sqlx::Connection::close(conn).await.unwrap();
+        let store = Store::open(&url).await.unwrap();
+        let emptied = summary(&store, window(), &["kind".to_string()], &SpanScope::default()).await.unwrap();
+        assert_eq!(emptied["groups"], json!([]), "the columns were emptied: {emptied}");
+
+        store.migrate().await.unwrap();
+        assert_eq!(measure(&store).await, expected);
+        store.close().await;
+    });
 }
 
 proptest! {

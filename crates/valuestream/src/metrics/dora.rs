@@ -3,7 +3,6 @@
 //! and recorded commits — not every span.
 
 use super::{PRODUCTION, Window};
-use crate::store::changes::{ChangeRow, ordered_commits};
 use crate::store::{Store, StoreError};
 use futures_util::TryStreamExt;
 use serde_json::{Value, json};
@@ -12,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use valuestream_core::stats::{
     Level, change_failure_level, deployment_frequency_level, lead_time_level, percentile, ratio, restore_level,
 };
-use valuestream_core::time::Timestamp;
 
 /// Which deploys count.
 #[derive(Clone, Debug, Default)]
@@ -35,8 +33,11 @@ struct Deploy {
     end: i64,
     outcome: String,
     sha: Option<String>,
+    /// Only for deploys in the window (rework reads them).
     links: Vec<String>,
     trace_id: String,
+    /// The deploy has a stored change set (store/changes.rs): its sha was recorded.
+    matched: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -65,7 +66,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
         None if filter.production.is_empty() => PRODUCTION.iter().map(|s| s.to_string()).collect(),
         None => filter.production.clone(),
     };
-    let deploys = production_deploys(store, &environments, filter).await?;
+    let deploys = production_deploys(store, window, &environments, filter).await?;
     let incidents = incidents(store, filter).await?;
     let in_window = |end: i64| end >= window.since.nanos() && end < window.until.nanos();
     let window_deploys: Vec<&Deploy> =
@@ -87,67 +88,10 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
         }
     }
 
-    // Lead time for changes.
-    let mut conn = store.pool().acquire().await?;
-    let mut leads = Vec::new();
-    let mut unmatched = 0u64;
-    let (mut pickup, mut review, mut deploy_stage) = (Vec::new(), Vec::new(), Vec::new());
-    // One repository at a time: its commits and its pull requests' times are
-    // the only history held in memory.
-    let mut by_repo: BTreeMap<(String, String), Vec<&Deploy>> = BTreeMap::new();
-    for deploy in &successes {
-        match (&deploy.repo, &deploy.sha) {
-            (Some(repo), Some(_)) => by_repo.entry((deploy.source.clone(), repo.clone())).or_default().push(deploy),
-            _ => unmatched += 1,
-        }
-    }
-    for ((source, repo), repo_deploys) in by_repo {
-        let commits: Vec<ChangeRow> = ordered_commits(&mut conn, &source, &repo).await?;
-        // (deploy end, commit time, the pull request the commit came from)
-        let mut shipped: Vec<(i64, i64, Option<String>)> = Vec::new();
-        for deploy in repo_deploys {
-            let sha = deploy.sha.as_deref().unwrap_or_default();
-            let Some(upto) = commits.iter().position(|c| c.sha.eq_ignore_ascii_case(sha)) else {
-                unmatched += 1;
-                continue;
-            };
-            let earlier = history[&(source.clone(), repo.clone(), deploy.environment.clone())]
-                .iter()
-                .rfind(|d| (d.end, &d.key) < (deploy.end, &deploy.key))
-                .and_then(|d| d.sha.as_ref())
-                .and_then(|p| commits.iter().position(|c| c.sha.eq_ignore_ascii_case(p)));
-            let from = earlier.map_or(0, |i| i + 1);
-            if from > upto {
-                continue;
-            }
-            for change in &commits[from..=upto] {
-                let pr_key = change.pull_request.as_ref().map(|n| format!("{source}:{repo}:pull_request:{n}"));
-                shipped.push((deploy.end, change.committed_at, pr_key));
-            }
-        }
-        // One query per chunk of pull requests, not one per change.
-        let wanted: BTreeSet<String> = shipped.iter().filter_map(|(_, _, key)| key.clone()).collect();
-        let times = pull_request_times(&mut conn, &wanted).await?;
-        for (deploy_end, committed_at, pr_key) in &shipped {
-            let mut changed_at = *committed_at;
-            if let Some(pr) = pr_key.as_ref().and_then(|key| times.get(key)) {
-                // A merged pull request's change is timed by its creation.
-                changed_at = pr.opened;
-                if let Some(first_review) = pr.first_review {
-                    pickup.push((first_review - pr.opened) as f64 / 1e9);
-                    if let Some(merged) = pr.merged {
-                        review.push((merged - first_review) as f64 / 1e9);
-                    }
-                }
-                if let Some(merged) = pr.merged {
-                    deploy_stage.push((deploy_end - merged) as f64 / 1e9);
-                }
-            }
-            leads.push((deploy_end - changed_at) as f64 / 1e9);
-        }
-    }
-    drop(conn);
-    let lead_median = median(leads.clone());
+    // Lead time for changes, from the change sets the writer keeps.
+    let unmatched = successes.iter().filter(|d| !d.matched).count() as u64;
+    let lead = lead_times(store, window, &environments, filter).await?;
+    let lead_median = median(lead.leads.clone());
 
     // Incidents attributed to deploys: a root-cause sha, else the last
     // successful production deploy of the repository before the incident.
@@ -213,13 +157,14 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
 
     // Deployment rework rate.
     let incident_traces: BTreeSet<&str> = incidents.iter().map(|i| i.trace_id.as_str()).collect();
-    let linked: BTreeSet<String> = window_deploys.iter().flat_map(|d| d.links.iter().cloned()).collect();
-    let reworked = rework_spans(store, &linked).await?;
+    let reworked = rework_spans(store, filter).await?;
+    let reverting = reverting_deploys(store, window, &environments, filter).await?;
     let rework = window_deploys
         .iter()
         .filter(|deploy| {
             caused.contains(&deploy.key)
                 || incident_traces.contains(deploy.trace_id.as_str())
+                || reverting.contains(&deploy.key)
                 || deploy.links.iter().any(|link| reworked.contains(link))
         })
         .count() as u64;
@@ -236,17 +181,17 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             "level": frequency_level,
         },
         "lead_time_for_changes": {
-            "changes": leads.len(),
+            "changes": lead.leads.len(),
             "median_seconds": lead_median,
-            "p90_seconds": p90(leads),
+            "p90_seconds": p90(lead.leads),
             "unmatched_deploys": unmatched,
             "level": lead_time_level(lead_median),
             "breakdown": {
                 // The first commit of a pull request is not in its webhooks.
                 "coding": Value::Null,
-                "pickup": median(pickup),
-                "review": median(review),
-                "deploy": median(deploy_stage),
+                "pickup": median(lead.pickup),
+                "review": median(lead.review),
+                "deploy": median(lead.deploy),
             },
         },
         "change_failure_rate": {
@@ -273,48 +218,147 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
     }))
 }
 
+/// ` AND d.column = $n` clauses for the deploy filter, numbered from `first`.
+fn deploy_clauses(filter: &DoraFilter, first: usize) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for (column, value) in [("repo", &filter.repo), ("project", &filter.project)] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND d.{column} = ${}", first + values.len()));
+            values.push(value.clone());
+        }
+    }
+    (sql, values)
+}
+
+/// `$first, $first+1, …` for the environment names.
+fn environment_list(environments: &[String], first: usize) -> String {
+    (first..first + environments.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Every closed deploy to the environments, in time order: those before and
+/// after the window bound change sets, recovery and incident attribution.
+/// Links are read for deploys in the window only.
 async fn production_deploys(
     store: &Store,
+    window: Window,
     environments: &[String],
     filter: &DoraFilter,
 ) -> Result<Vec<Deploy>, StoreError> {
-    let placeholders: Vec<String> = (1..=environments.len()).map(|i| format!("${i}")).collect();
-    let mut sql = format!(
-        "SELECT key, source, repo, environment, end_ns, outcome, attributes, links, trace_id FROM spans
-         WHERE kind = 'deploy' AND end_ns IS NOT NULL AND environment IN ({})",
-        placeholders.join(", ")
+    let (filter_sql, filter_values) = deploy_clauses(filter, 3 + environments.len());
+    let sql = format!(
+        "SELECT d.key, d.source, d.repo, d.environment, d.end_ns, d.outcome, d.revision, d.trace_id,
+                CASE WHEN d.end_ns >= $1 AND d.end_ns < $2 THEN d.links END,
+                CASE WHEN c.deploy_key IS NULL THEN 0 ELSE 1 END
+         FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key
+         WHERE d.kind = 'deploy' AND d.end_ns IS NOT NULL AND d.environment IN ({}){filter_sql}
+         ORDER BY d.end_ns, d.key",
+        environment_list(environments, 3)
     );
-    let mut values: Vec<String> = environments.to_vec();
-    if let Some(repo) = &filter.repo {
-        values.push(repo.clone());
-        sql.push_str(&format!(" AND repo = ${}", values.len()));
-    }
-    if let Some(project) = &filter.project {
-        values.push(project.clone());
-        sql.push_str(&format!(" AND project = ${}", values.len()));
-    }
-    sql.push_str(" ORDER BY end_ns, key");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for value in &values {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
+    for value in environments.iter().chain(&filter_values) {
         query = query.bind(value.clone());
     }
     let mut rows = query.fetch(store.pool());
     let mut deploys = Vec::new();
     while let Some(row) = rows.try_next().await? {
-        let attributes: Value = serde_json::from_str(&row.try_get::<String, _>(6)?).unwrap_or_default();
+        let key: String = row.try_get(0)?;
+        let links = match row.try_get::<Option<String>, _>(8)? {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("links of {key}: {e}")))?
+            }
+            None => Vec::new(),
+        };
         deploys.push(Deploy {
-            key: row.try_get(0)?,
+            key,
             source: row.try_get(1)?,
             repo: row.try_get(2)?,
             environment: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
             end: row.try_get(4)?,
             outcome: row.try_get::<Option<String>, _>(5)?.unwrap_or_default(),
-            sha: attributes["vcs.ref.head.revision"].as_str().map(str::to_string),
-            links: serde_json::from_str(&row.try_get::<String, _>(7)?).unwrap_or_default(),
-            trace_id: row.try_get(8)?,
+            sha: row.try_get(6)?,
+            trace_id: row.try_get(7)?,
+            links,
+            matched: row.try_get::<i64, _>(9)? == 1,
         });
     }
     Ok(deploys)
+}
+
+/// Lead times and their breakdown, in seconds, of the changes shipped by the
+/// successful deploys in the window.
+#[derive(Default)]
+struct LeadTimes {
+    leads: Vec<f64>,
+    pickup: Vec<f64>,
+    review: Vec<f64>,
+    deploy: Vec<f64>,
+}
+
+/// One query over the stored change sets: a change that came through a pull
+/// request is timed by the pull request's creation, any other by its commit
+/// (metrics.md). The database returns the four lists as strings.
+async fn lead_times(
+    store: &Store,
+    window: Window,
+    environments: &[String],
+    filter: &DoraFilter,
+) -> Result<LeadTimes, StoreError> {
+    let (filter_sql, filter_values) = deploy_clauses(filter, 3 + environments.len());
+    let sql = format!(
+        "SELECT
+            string_agg(CAST(d.end_ns - COALESCE(pr.start_ns, c.committed_at) AS TEXT), ','),
+            string_agg(CAST(pr.reviewed_ns - pr.start_ns AS TEXT), ','),
+            string_agg(CAST(CASE WHEN pr.outcome = 'merged' THEN pr.end_ns - pr.reviewed_ns END AS TEXT), ','),
+            string_agg(CAST(CASE WHEN pr.outcome = 'merged' THEN d.end_ns - pr.end_ns END AS TEXT), ',')
+         FROM spans d
+         JOIN change_set_commits c ON c.deploy_key = d.key
+         LEFT JOIN spans pr ON pr.key = c.pull_request_key
+         WHERE d.kind = 'deploy' AND d.outcome = 'success' AND d.end_ns >= $1 AND d.end_ns < $2
+           AND d.environment IN ({}){filter_sql}",
+        environment_list(environments, 3)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
+    for value in environments.iter().chain(&filter_values) {
+        query = query.bind(value.clone());
+    }
+    let row = query.fetch_one(store.pool()).await?;
+    let seconds = |i: usize| -> Result<Vec<f64>, StoreError> {
+        let Some(text) = row.try_get::<Option<String>, _>(i)? else { return Ok(Vec::new()) };
+        text.split(',')
+            .map(|n| {
+                n.parse::<i64>()
+                    .map(|n| n as f64 / 1e9)
+                    .map_err(|_| StoreError::Corrupt(format!("aggregated value {n:?} is not an integer")))
+            })
+            .collect()
+    };
+    Ok(LeadTimes { leads: seconds(0)?, pickup: seconds(1)?, review: seconds(2)?, deploy: seconds(3)? })
+}
+
+/// Successful deploys in the window whose change set holds a revert commit.
+async fn reverting_deploys(
+    store: &Store,
+    window: Window,
+    environments: &[String],
+    filter: &DoraFilter,
+) -> Result<BTreeSet<String>, StoreError> {
+    let (filter_sql, filter_values) = deploy_clauses(filter, 3 + environments.len());
+    let sql = format!(
+        "SELECT DISTINCT d.key FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key
+         WHERE c.revert = 1 AND d.kind = 'deploy' AND d.end_ns >= $1 AND d.end_ns < $2
+           AND d.environment IN ({}){filter_sql}",
+        environment_list(environments, 3)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
+    for value in environments.iter().chain(&filter_values) {
+        query = query.bind(value.clone());
+    }
+    let mut keys = BTreeSet::new();
+    for row in query.fetch_all(store.pool()).await? {
+        keys.insert(row.try_get(0)?);
+    }
+    Ok(keys)
 }
 
 async fn incidents(store: &Store, filter: &DoraFilter) -> Result<Vec<Incident>, StoreError> {
@@ -347,70 +391,18 @@ async fn incidents(store: &Store, filter: &DoraFilter) -> Result<Vec<Incident>, 
     Ok(incidents)
 }
 
-struct PullRequestTimes {
-    opened: i64,
-    first_review: Option<i64>,
-    merged: Option<i64>,
-}
-
-/// Keys per `IN (…)` query when loading many spans by key.
-const CHUNK: usize = 500;
-
-/// Open, first review and merge times of the pull requests `keys`, loaded in chunks.
-async fn pull_request_times(
-    conn: &mut sqlx::AnyConnection,
-    keys: &BTreeSet<String>,
-) -> Result<HashMap<String, PullRequestTimes>, StoreError> {
-    let mut times = HashMap::new();
-    let keys: Vec<&String> = keys.iter().collect();
-    for chunk in keys.chunks(CHUNK) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT key, start_ns, end_ns, outcome, attributes FROM spans WHERE key IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(key.to_string());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let attributes: Value = serde_json::from_str(&row.try_get::<String, _>(4)?).unwrap_or_default();
-            let first_review = attributes["valuestream.first_review_at"]
-                .as_str()
-                .and_then(Timestamp::parse_rfc3339)
-                .map(|t| t.nanos());
-            let merged = match row.try_get::<Option<String>, _>(3)?.as_deref() {
-                Some("merged") => row.try_get::<Option<i64>, _>(2)?,
-                _ => None,
-            };
-            times.insert(row.try_get(0)?, PullRequestTimes { opened: row.try_get(1)?, first_review, merged });
-        }
+/// The rework spans (metrics.md: pull requests titled `Revert "…"` or
+/// labelled `hotfix`), from the `rework` column's partial index.
+async fn rework_spans(store: &Store, filter: &DoraFilter) -> Result<BTreeSet<String>, StoreError> {
+    let (filter_sql, filter_values) = deploy_clauses(filter, 1);
+    let sql = format!("SELECT d.key FROM spans d WHERE d.rework = 1{filter_sql}");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for value in &filter_values {
+        query = query.bind(value.clone());
     }
-    Ok(times)
-}
-
-/// Which of `keys` are rework (metrics.md): pull requests titled
-/// `Revert "…"` or labelled `hotfix`. Loaded in chunks.
-async fn rework_spans(store: &Store, keys: &BTreeSet<String>) -> Result<BTreeSet<String>, StoreError> {
-    let mut rework = BTreeSet::new();
-    let keys: Vec<&String> = keys.iter().collect();
-    for chunk in keys.chunks(CHUNK) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT key, attributes FROM spans WHERE key IN ({})", placeholders.join(", "));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for key in chunk {
-            query = query.bind(key.to_string());
-        }
-        for row in query.fetch_all(store.pool()).await? {
-            let attributes: Value = serde_json::from_str(&row.try_get::<String, _>(1)?).unwrap_or_default();
-            let title = attributes["vcs.change.title"].as_str().unwrap_or("");
-            let hotfix = attributes["valuestream.labels"].as_array().is_some_and(|labels| {
-                labels.iter().any(|l| l.as_str().is_some_and(|l| l.eq_ignore_ascii_case("hotfix")))
-            });
-            if title.starts_with("Revert \"") || hotfix {
-                rework.insert(row.try_get(0)?);
-            }
-        }
+    let mut keys = BTreeSet::new();
+    for row in query.fetch_all(store.pool()).await? {
+        keys.insert(row.try_get(0)?);
     }
-    Ok(rework)
+    Ok(keys)
 }

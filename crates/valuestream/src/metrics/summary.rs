@@ -35,7 +35,7 @@ impl SpanScope {
             ("environment", &self.environment),
         ] {
             if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = ${}", first + values.len()));
+                sql.push_str(&format!(" AND g.{column} = ${}", first + values.len()));
                 values.push(value.clone());
             }
         }
@@ -45,20 +45,42 @@ impl SpanScope {
 
 #[derive(Default)]
 struct Group {
-    closed: u64,
-    durations: Distribution,
+    /// Durations of closed spans, nanoseconds.
+    durations: Vec<i64>,
     success: u64,
     failure: u64,
     pr_closed: u64,
     merged: u64,
-    open: u64,
-    ages: Ages,
+    /// Ages of open spans at `until`, nanoseconds.
+    ages: Vec<i64>,
 }
 
 type Key = Vec<Option<String>>;
 
+/// Parses `string_agg`'s comma-separated integers (`None`: no rows).
+fn integers(text: Option<String>) -> Result<Vec<i64>, StoreError> {
+    let Some(text) = text else { return Ok(Vec::new()) };
+    text.split(',')
+        .map(|n| n.parse::<i64>().map_err(|_| StoreError::Corrupt(format!("aggregated value {n:?} is not an integer"))))
+        .collect()
+}
+
+/// Sorted seconds from nanoseconds.
+fn sorted_seconds(mut nanos: Vec<i64>) -> Vec<f64> {
+    nanos.sort_unstable();
+    nanos.into_iter().map(|n| n as f64 / 1e9).collect()
+}
+
 /// The summary object of contract.md for `window`, grouped by `group_by`
 /// (names from [`GROUP_KEYS`]).
+///
+/// One query: for each stored metrics group (`span_groups`: one per distinct
+/// source, kind, repo, project, environment and outcome), the database
+/// gathers the durations of its spans closed in the window and the ages of
+/// its spans open at `until` from the `spans_by_group` index, as one string
+/// each. Only those numbers leave the database — a few thousand rows however
+/// many spans — and Rust merges the groups asked for and sorts each for its
+/// percentiles.
 pub async fn summary(
     store: &Store,
     window: Window,
@@ -66,89 +88,54 @@ pub async fn summary(
     scope: &SpanScope,
 ) -> Result<Value, StoreError> {
     let columns: Vec<&str> = group_by.iter().map(String::as_str).filter(|g| GROUP_KEYS.contains(g)).collect();
-    let select_groups: String = columns.iter().map(|c| format!("{c}, ")).collect();
-    let order_groups: String = columns.iter().map(|c| format!("{c}, ")).collect();
     let (filter_sql, filter_values) = scope.clauses(3);
-    let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
-
-    // Closed spans: durations arrive sorted within each group.
     let sql = format!(
-        "SELECT {select_groups}kind, outcome, end_ns - start_ns AS d FROM spans
-         WHERE end_ns IS NOT NULL AND end_ns >= $1 AND end_ns < $2{filter_sql}
-         ORDER BY {order_groups}d"
+        "SELECT g.source, g.kind, g.repo, g.project, g.environment, g.outcome,
+            (SELECT string_agg(CAST(s.end_ns - s.start_ns AS TEXT), ',') FROM spans s
+              WHERE s.group_id = g.id AND s.end_ns >= $1 AND s.end_ns < $2),
+            (SELECT string_agg(CAST($2 - s.start_ns AS TEXT), ',') FROM spans s
+              WHERE s.group_id = g.id AND s.end_ns IS NULL AND s.start_ns < $2),
+            (SELECT string_agg(CAST($2 - s.start_ns AS TEXT), ',') FROM spans s
+              WHERE s.group_id = g.id AND s.end_ns >= $2 AND s.start_ns < $2)
+         FROM span_groups g WHERE 1 = 1{filter_sql}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
     for value in &filter_values {
         query = query.bind(value.clone());
     }
+    let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
     let mut rows = query.fetch(store.pool());
-    let mut current: Option<(Key, Vec<f64>)> = None;
     while let Some(row) = rows.try_next().await? {
-        let key: Key = (0..columns.len()).map(|i| row.try_get::<Option<String>, _>(i)).collect::<Result<_, _>>()?;
-        let kind: String = row.try_get(columns.len())?;
-        let outcome: Option<String> = row.try_get(columns.len() + 1)?;
-        let seconds = row.try_get::<i64, _>(columns.len() + 2)? as f64 / 1e9;
-        if current.as_ref().is_none_or(|(k, _)| *k != key) {
-            if let Some((done, values)) = current.take() {
-                groups.entry(done).or_default().durations = Distribution::of_sorted(&values);
-            }
-            current = Some((key.clone(), Vec::new()));
+        let values: Vec<Option<String>> = (0..GROUP_KEYS.len()).map(|i| row.try_get(i)).collect::<Result<_, _>>()?;
+        let durations = integers(row.try_get(6)?)?;
+        let mut ages = integers(row.try_get(7)?)?;
+        ages.extend(integers(row.try_get(8)?)?);
+        if durations.is_empty() && ages.is_empty() {
+            continue;
         }
-        current.as_mut().expect("set above").1.push(seconds);
+        let key: Key = columns
+            .iter()
+            .map(|column| values[GROUP_KEYS.iter().position(|k| k == column).expect("checked above")].clone())
+            .collect();
+        let kind = values[1].as_deref().unwrap_or_default();
+        let outcome = values[5].as_deref();
+        let closed = durations.len() as u64;
         let group = groups.entry(key).or_default();
-        group.closed += 1;
-        match (kind.as_str(), outcome.as_deref()) {
-            ("build" | "job" | "deploy", Some("success")) => group.success += 1,
-            ("build" | "job" | "deploy", Some("failure")) => group.failure += 1,
+        match (kind, outcome) {
+            ("build" | "job" | "deploy", Some("success")) => group.success += closed,
+            ("build" | "job" | "deploy", Some("failure")) => group.failure += closed,
             ("pull_request", Some(outcome)) => {
-                group.pr_closed += 1;
+                group.pr_closed += closed;
                 if outcome == "merged" {
-                    group.merged += 1;
+                    group.merged += closed;
                 }
             }
             _ => {}
         }
+        group.durations.extend(durations);
+        group.ages.extend(ages);
     }
     drop(rows);
-    if let Some((done, values)) = current.take() {
-        groups.entry(done).or_default().durations = Distribution::of_sorted(&values);
-    }
-
-    // Open at `until`: started before it and not ended by it; ages ascending.
-    let (filter_sql, filter_values) = scope.clauses(2);
-    // Two range scans (still open; ended after `until`) instead of one
-    // condition with OR, which makes the database read every span.
-    let select_open: String = columns.iter().map(|c| format!("{c}, ")).collect();
-    let sql = format!(
-        "SELECT * FROM (
-            SELECT {select_open}start_ns FROM spans WHERE end_ns IS NULL AND start_ns < $1{filter_sql}
-            UNION ALL
-            SELECT {select_open}start_ns FROM spans WHERE end_ns >= $1 AND start_ns < $1{filter_sql}
-         ) AS open_spans
-         ORDER BY {order_groups}start_ns DESC"
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.until.nanos());
-    for value in &filter_values {
-        query = query.bind(value.clone());
-    }
-    let mut rows = query.fetch(store.pool());
-    let mut current: Option<(Key, Vec<f64>)> = None;
-    while let Some(row) = rows.try_next().await? {
-        let key: Key = (0..columns.len()).map(|i| row.try_get::<Option<String>, _>(i)).collect::<Result<_, _>>()?;
-        let age = (window.until.nanos() - row.try_get::<i64, _>(columns.len())?) as f64 / 1e9;
-        if current.as_ref().is_none_or(|(k, _)| *k != key) {
-            if let Some((done, values)) = current.take() {
-                groups.entry(done).or_default().ages = Ages::of_sorted(&values);
-            }
-            current = Some((key.clone(), Vec::new()));
-        }
-        current.as_mut().expect("set above").1.push(age);
-        groups.entry(key).or_default().open += 1;
-    }
-    drop(rows);
-    if let Some((done, values)) = current.take() {
-        groups.entry(done).or_default().ages = Ages::of_sorted(&values);
-    }
 
     let days = window.days();
     let groups: Vec<Value> = groups
@@ -158,13 +145,14 @@ pub async fn summary(
             for (column, value) in columns.iter().zip(key) {
                 object.insert(column.to_string(), value.map_or(Value::Null, Value::String));
             }
-            object.insert("closed".into(), json!(group.closed));
-            object.insert("open".into(), json!(group.open));
-            object.insert("per_day".into(), json!(group.closed as f64 / days));
+            let closed = group.durations.len() as u64;
+            object.insert("closed".into(), json!(closed));
+            object.insert("open".into(), json!(group.ages.len()));
+            object.insert("per_day".into(), json!(closed as f64 / days));
             object.insert("success_ratio".into(), json!(ratio(group.success, group.success + group.failure)));
             object.insert("merge_ratio".into(), json!(ratio(group.merged, group.pr_closed)));
-            object.insert("duration_seconds".into(), json!(group.durations));
-            object.insert("open_age_seconds".into(), json!(group.ages));
+            object.insert("duration_seconds".into(), json!(Distribution::of_sorted(&sorted_seconds(group.durations))));
+            object.insert("open_age_seconds".into(), json!(Ages::of_sorted(&sorted_seconds(group.ages))));
             Value::Object(object)
         })
         .collect();

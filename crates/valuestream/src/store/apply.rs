@@ -2,6 +2,8 @@
 //! touched spans, resolve parents and trace ids, and queue finished spans for
 //! export — all inside the caller's transaction, so nothing is half-applied.
 
+use super::changes;
+use super::columns::{MetricColumns, ensure_group};
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError};
 use crate::export::{ExportLink, ExportSpan};
@@ -95,6 +97,35 @@ impl Store {
         tx.commit().await?;
         Ok((acks, exported))
     }
+
+    /// Runs the one-time tasks later migrations left in `pending_tasks`, in
+    /// one transaction under the writer lock, so a replica starting at the
+    /// same time waits and then finds nothing left to do.
+    pub(super) async fn run_pending_tasks(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+        }
+        let mut tasks = Vec::new();
+        for row in sqlx::query("SELECT name FROM pending_tasks ORDER BY name").fetch_all(&mut *tx).await? {
+            tasks.push(row.try_get::<String, _>(0)?);
+        }
+        for task in &tasks {
+            match task.as_str() {
+                "backfill_metrics_columns" => {
+                    let spans = super::columns::backfill(&mut tx).await?;
+                    let deploys = changes::rebuild_change_sets(&mut tx).await?;
+                    if spans > 0 {
+                        tracing::info!(spans, deploys, "Filled the metrics columns and change sets of stored spans.");
+                    }
+                }
+                other => return Err(StoreError::Corrupt(format!("unknown pending task {other:?}"))),
+            }
+            sqlx::query("DELETE FROM pending_tasks WHERE name = $1").bind(task).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) -> Result<(Ack, usize), StoreError> {
@@ -151,6 +182,7 @@ struct Previous {
     trace_refs: String,
     parent_refs: String,
     link_refs: String,
+    group_id: Option<i64>,
 }
 
 /// Records `events` and brings every affected span up to date. Returns the
@@ -247,11 +279,12 @@ async fn apply_events(
 }
 
 async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
-    let row =
-        sqlx::query("SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs FROM spans WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row = sqlx::query(
+        "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id FROM spans WHERE key = $1",
+    )
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(match row {
         Some(row) => Some(Previous {
             state: row.try_get(0)?,
@@ -260,6 +293,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
             trace_refs: row.try_get(3)?,
             parent_refs: row.try_get(4)?,
             link_refs: row.try_get(5)?,
+            group_id: row.try_get(6)?,
         }),
         None => None,
     })
@@ -312,17 +346,31 @@ async fn refold(
     let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
     let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
     let link_refs = serde_json::to_string(&span.link_refs).expect("refs serialize");
+    let columns = MetricColumns::of(
+        &span.source,
+        &span.kind,
+        span.repo.as_deref(),
+        span.project.as_deref(),
+        span.outcome.as_deref(),
+        &span.attributes,
+    );
+    let group_id = columns.group.id();
+    if before.is_none_or(|b| b.group_id != Some(group_id)) {
+        ensure_group(conn, &columns.group).await?;
+    }
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
-                            link_refs, environment)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17)
+                            link_refs, environment, group_id, revision, reviewed_ns, rework)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17,
+                 $18, $19, $20, $21)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
             trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
-            environment = excluded.environment",
+            environment = excluded.environment, group_id = excluded.group_id, revision = excluded.revision,
+            reviewed_ns = excluded.reviewed_ns, rework = excluded.rework",
     )
     .bind(key)
     .bind(&span.source)
@@ -340,7 +388,11 @@ async fn refold(
     .bind(&trace_refs)
     .bind(&parent_refs)
     .bind(&link_refs)
-    .bind(span.attributes.get("deployment.environment.name").and_then(|v| v.as_str()).map(str::to_string))
+    .bind(columns.group.environment.clone())
+    .bind(group_id)
+    .bind(columns.revision.clone())
+    .bind(columns.reviewed_ns)
+    .bind(i64::from(columns.rework))
     .execute(&mut *conn)
     .await?;
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
@@ -453,8 +505,12 @@ async fn relink_one(conn: &mut AnyConnection, key: &str) -> Result<Option<String
     let mut refs: BTreeSet<String> = own.into_iter().collect();
     let mut next_deploy = None;
     if span.kind == "deploy" {
-        refs.extend(crate::store::changes::change_set_refs(conn, &span).await?);
-        next_deploy = crate::store::changes::next_deploy(conn, &span).await?;
+        let changes = changes::change_set(conn, &span).await?;
+        if let Some(repo) = &span.repo {
+            changes::store_change_set(conn, key, &span.source, repo, changes.as_deref()).await?;
+        }
+        refs.extend(changes::change_set_refs(&span, changes.as_deref().unwrap_or_default()));
+        next_deploy = changes::next_deploy(conn, &span).await?;
     }
     sqlx::query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     let refs: Vec<String> = refs.into_iter().collect();

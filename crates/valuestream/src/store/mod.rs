@@ -6,6 +6,7 @@
 
 mod apply;
 pub mod changes;
+mod columns;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
@@ -82,13 +83,14 @@ impl Store {
         Ok(Store { pool, backend })
     }
 
-    /// Applies the migrations that have not run yet.
+    /// Applies the migrations that have not run yet, then any one-time task
+    /// they left (filling new derived columns of stored spans).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
         }
-        Ok(())
+        self.run_pending_tasks().await
     }
 
     pub fn backend(&self) -> Backend {
