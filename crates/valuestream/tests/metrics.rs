@@ -383,8 +383,10 @@ fn stores_written_before_the_metrics_columns_are_filled_on_migration() {
         let url = format!("sqlite://{}", dir.0.join("m.db").display());
         let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
         for statement in [
-            "UPDATE spans SET group_id = NULL, revision = NULL, reviewed_ns = NULL, rework = 0, environment = NULL",
+            "UPDATE spans SET group_id = NULL, revision = NULL, reviewed_ns = NULL, environment = NULL",
             "DELETE FROM span_groups",
+            "DELETE FROM rework_spans",
+            "DELETE FROM span_links",
             "DELETE FROM change_sets",
             "DELETE FROM change_set_commits",
             "INSERT INTO pending_tasks (name) VALUES ('backfill_metrics_columns')",

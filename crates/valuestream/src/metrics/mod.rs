@@ -1,7 +1,8 @@
 //! Delivery metrics (metrics.md): the summary statistics and the DORA keys,
 //! computed in one place and shown by the API, `valuestream report` and the
-//! dashboard. Aggregation streams rows from the database in group order and
-//! keeps one group's values at a time, never every span.
+//! dashboard. The database aggregates over narrow derived columns (see
+//! `store/columns.rs`); only per-group lists of durations leave it, which
+//! Rust sorts for the percentiles.
 
 mod dora;
 mod summary;

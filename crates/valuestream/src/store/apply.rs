@@ -3,7 +3,7 @@
 //! export — all inside the caller's transaction, so nothing is half-applied.
 
 use super::changes;
-use super::columns::{MetricColumns, ensure_group};
+use super::columns::{MetricColumns, ensure_group, store_links, store_rework, update_pull_request_times};
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError};
 use crate::export::{ExportLink, ExportSpan};
@@ -361,16 +361,16 @@ async fn refold(
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
-                            link_refs, environment, group_id, revision, reviewed_ns, rework)
+                            link_refs, environment, group_id, revision, reviewed_ns)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17,
-                 $18, $19, $20, $21)
+                 $18, $19, $20)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
             trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
             environment = excluded.environment, group_id = excluded.group_id, revision = excluded.revision,
-            reviewed_ns = excluded.reviewed_ns, rework = excluded.rework",
+            reviewed_ns = excluded.reviewed_ns",
     )
     .bind(key)
     .bind(&span.source)
@@ -392,9 +392,13 @@ async fn refold(
     .bind(group_id)
     .bind(columns.revision.clone())
     .bind(columns.reviewed_ns)
-    .bind(i64::from(columns.rework))
     .execute(&mut *conn)
     .await?;
+    if span.kind == "pull_request" {
+        let merged = span.end.filter(|_| span.outcome.as_deref() == Some("merged")).map(|e| e.nanos());
+        update_pull_request_times(conn, key, span.start.nanos(), columns.reviewed_ns, merged).await?;
+        store_rework(conn, key, columns.rework).await?;
+    }
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
 
     let mut waiting = Vec::new();
@@ -528,6 +532,7 @@ async fn relink_one(conn: &mut AnyConnection, key: &str) -> Result<Option<String
         }
     }
     let links: Vec<String> = links.into_iter().collect();
+    store_links(conn, key, &links).await?;
     sqlx::query("UPDATE spans SET links = $1 WHERE key = $2")
         .bind(serde_json::to_string(&links).expect("links serialize"))
         .bind(key)

@@ -227,9 +227,10 @@ pub async fn store_change_set(
     sqlx::query("DELETE FROM change_set_commits WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM change_sets WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
     let Some(changes) = changes else { return Ok(()) };
-    sqlx::query("INSERT INTO change_sets (deploy_key, changes) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO change_sets (deploy_key, changes, reverts) VALUES ($1, $2, $3)")
         .bind(deploy_key)
         .bind(changes.len() as i64)
+        .bind(changes.iter().filter(|c| c.revert).count() as i64)
         .execute(&mut *conn)
         .await?;
     for chunk in changes.chunks(CHUNK) {
@@ -252,6 +253,18 @@ pub async fn store_change_set(
         }
         insert.execute(&mut *conn).await?;
     }
+    // The pull requests' times as stored now; their writes keep them current.
+    sqlx::query(
+        "UPDATE change_set_commits SET
+            pr_opened_ns = (SELECT p.start_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
+            pr_reviewed_ns = (SELECT p.reviewed_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
+            pr_merged_ns = (SELECT CASE WHEN p.outcome = 'merged' THEN p.end_ns END FROM spans p
+                            WHERE p.key = change_set_commits.pull_request_key)
+         WHERE deploy_key = $1 AND pull_request_key IS NOT NULL",
+    )
+    .bind(deploy_key)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

@@ -44,7 +44,9 @@ impl GroupValues {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricColumns {
     pub group: GroupValues,
-    /// `vcs.ref.head.revision`: the commit a build ran on or a deploy shipped.
+    /// The commit a span is about: the one a build ran on or a deploy shipped
+    /// (`vcs.ref.head.revision`), or an incident's root cause
+    /// (`valuestream.root_cause`, often a prefix).
     pub revision: Option<String>,
     /// A pull request's first review (`valuestream.first_review_at`).
     pub reviewed_ns: Option<i64>,
@@ -75,7 +77,11 @@ impl MetricColumns {
                 environment: text("deployment.environment.name").map(str::to_string),
                 outcome: outcome.map(str::to_string),
             },
-            revision: text("vcs.ref.head.revision").map(str::to_string),
+            revision: match kind {
+                "incident" => text("valuestream.root_cause"),
+                _ => text("vcs.ref.head.revision"),
+            }
+            .map(str::to_string),
             reviewed_ns: text("valuestream.first_review_at").and_then(Timestamp::parse_rfc3339).map(|t| t.nanos()),
             rework: kind == "pull_request" && (is_revert(title) || hotfix),
         }
@@ -109,15 +115,69 @@ pub async fn ensure_group(conn: &mut AnyConnection, group: &GroupValues) -> Resu
 /// Rows per page when backfilling.
 const PAGE: i64 = 2_000;
 
-/// Fills the derived columns of every span from its stored attributes, a page
-/// of keys at a time. Returns the number of spans updated.
+/// Records whether the pull request `key` is rework (`rework_spans`).
+pub async fn store_rework(conn: &mut AnyConnection, key: &str, rework: bool) -> Result<(), StoreError> {
+    let sql = if rework {
+        "INSERT INTO rework_spans (span_key) VALUES ($1) ON CONFLICT (span_key) DO NOTHING"
+    } else {
+        "DELETE FROM rework_spans WHERE span_key = $1"
+    };
+    sqlx::query(sql).bind(key).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Stores `key`'s links (`spans.links`) as rows of `span_links`.
+pub async fn store_links(conn: &mut AnyConnection, key: &str, links: &[String]) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM span_links WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+    for chunk in links.chunks(LINKS_PER_INSERT) {
+        let rows: Vec<String> = (0..chunk.len()).map(|r| format!("(${}, ${})", r * 2 + 1, r * 2 + 2)).collect();
+        let sql = format!(
+            "INSERT INTO span_links (span_key, linked_key) VALUES {} ON CONFLICT (span_key, linked_key) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for linked in chunk {
+            insert = insert.bind(key.to_string()).bind(linked.clone());
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Links per INSERT (2 values each).
+const LINKS_PER_INSERT: usize = 500;
+
+/// Copies a pull request's times into the change sets that ship it.
+pub async fn update_pull_request_times(
+    conn: &mut AnyConnection,
+    key: &str,
+    opened_ns: i64,
+    reviewed_ns: Option<i64>,
+    merged_ns: Option<i64>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE change_set_commits SET pr_opened_ns = $1, pr_reviewed_ns = $2, pr_merged_ns = $3
+         WHERE pull_request_key = $4",
+    )
+    .bind(opened_ns)
+    .bind(reviewed_ns)
+    .bind(merged_ns)
+    .bind(key)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Fills the derived columns and link rows of every span from its stored
+/// attributes and links, a page of keys at a time. Returns the number of spans
+/// updated.
 pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, StoreError> {
     let mut after = String::new();
     let mut updated = 0;
     let mut groups = std::collections::HashSet::new();
     loop {
         let rows = sqlx::query(
-            "SELECT key, source, kind, repo, project, outcome, attributes FROM spans
+            "SELECT key, source, kind, repo, project, outcome, attributes, links FROM spans
              WHERE key > $1 ORDER BY key LIMIT $2",
         )
         .bind(&after)
@@ -143,17 +203,23 @@ pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, StoreError> {
                 ensure_group(conn, &columns.group).await?;
             }
             sqlx::query(
-                "UPDATE spans SET group_id = $1, environment = $2, revision = $3, reviewed_ns = $4, rework = $5
-                 WHERE key = $6",
+                "UPDATE spans SET group_id = $1, environment = $2, revision = $3, reviewed_ns = $4 WHERE key = $5",
             )
             .bind(group_id)
             .bind(columns.group.environment.clone())
             .bind(columns.revision.clone())
             .bind(columns.reviewed_ns)
-            .bind(i64::from(columns.rework))
             .bind(&key)
             .execute(&mut *conn)
             .await?;
+            if columns.rework {
+                store_rework(conn, &key, true).await?;
+            }
+            let links: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(7)?)
+                .map_err(|e| StoreError::Corrupt(format!("links of {key}: {e}")))?;
+            if !links.is_empty() {
+                store_links(conn, &key, &links).await?;
+            }
             updated += 1;
         }
     }
