@@ -69,6 +69,9 @@ CREATE TABLE change_set_commits (
     PRIMARY KEY (deploy_key, sha)
 );
 CREATE INDEX change_set_commits_by_pull_request ON change_set_commits (pull_request_key);
+-- Lead times read a deploy's changes from this index alone.
+CREATE INDEX change_set_commits_times
+    ON change_set_commits (deploy_key, committed_at, pr_opened_ns, pr_reviewed_ns, pr_merged_ns);
 
 -- Work done once in Rust after the SQL migrations (Store::migrate): fill the
 -- new columns and change sets of spans stored before this migration.

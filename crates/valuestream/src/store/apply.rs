@@ -113,6 +113,14 @@ impl Store {
         for task in &tasks {
             match task.as_str() {
                 "backfill_metrics_columns" => {
+                    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM spans").fetch_one(&mut *tx).await?.try_get(0)?;
+                    if stored > 0 {
+                        tracing::info!(
+                            spans = stored,
+                            "Filling the metrics columns and change sets of stored spans, once after an upgrade \
+                             (about 4,000 spans a second)."
+                        );
+                    }
                     let spans = super::columns::backfill(&mut tx).await?;
                     let deploys = changes::rebuild_change_sets(&mut tx).await?;
                     if spans > 0 {

@@ -114,6 +114,8 @@ pub async fn ensure_group(conn: &mut AnyConnection, group: &GroupValues) -> Resu
 
 /// Rows per page when backfilling.
 const PAGE: i64 = 2_000;
+/// Spans between progress lines when backfilling.
+const PROGRESS: u64 = 100_000;
 
 /// Records whether the pull request `key` is rework (`rework_spans`).
 pub async fn store_rework(conn: &mut AnyConnection, key: &str, rework: bool) -> Result<(), StoreError> {
@@ -221,6 +223,9 @@ pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, StoreError> {
                 store_links(conn, &key, &links).await?;
             }
             updated += 1;
+            if updated % PROGRESS == 0 {
+                tracing::info!(spans = updated, "Filled the metrics columns of stored spans so far.");
+            }
         }
     }
 }
