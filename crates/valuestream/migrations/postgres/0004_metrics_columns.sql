@@ -45,6 +45,7 @@ CREATE TABLE span_links (
     linked_key TEXT NOT NULL,
     PRIMARY KEY (span_key, linked_key)
 );
+CREATE INDEX span_links_by_linked ON span_links (linked_key, span_key);
 
 -- A successful deploy whose sha is among the recorded commits has a change
 -- set (possibly empty); a deploy without a row shipped nothing we can measure.

@@ -124,9 +124,9 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
     let scope = Scope::new(filter);
     let days = window.days();
 
-    // The window's production deploys that ended `success` or `failure`.
+    // Which deploys incidents are attributed to, and which link to rework.
     let caused = format!(
-        "SELECT CASE WHEN i.repo IS NULL THEN {} ELSE {} END FROM spans i WHERE i.kind = 'incident'{}",
+        "SELECT CASE WHEN i.repo IS NULL THEN {} ELSE {} END AS deploy_key FROM spans i WHERE i.kind = 'incident'{}",
         attribution(&scope, "x.repo IS NULL"),
         attribution(&scope, "x.repo = i.repo"),
         scope.incidents,
@@ -142,19 +142,21 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             store,
             window,
             format!(
-                "SELECT
+                "WITH caused AS ({caused}),
+                      reworked AS (SELECT l.span_key FROM span_links l
+                                   WHERE l.linked_key IN (SELECT r.span_key FROM rework_spans r))
+                 SELECT
                     CAST(COALESCE(SUM(CASE WHEN d.outcome = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT),
                     COUNT(*),
                     COUNT(DISTINCT CASE WHEN d.outcome = 'success' THEN d.end_ns / 86400000000000 END),
                     CAST(COALESCE(SUM(CASE WHEN d.outcome = 'success' AND c.deploy_key IS NULL THEN 1 ELSE 0 END), 0)
                          AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = 'failure' OR d.key IN (SELECT * FROM caused)
+                    CAST(COALESCE(SUM(CASE WHEN d.outcome = 'failure' OR d.key IN (SELECT deploy_key FROM caused)
                                            THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN d.key IN (SELECT * FROM caused)
+                    CAST(COALESCE(SUM(CASE WHEN d.key IN (SELECT deploy_key FROM caused)
                         OR d.trace_id IN (SELECT i.trace_id FROM spans i WHERE i.kind = 'incident'{incidents})
                         OR c.reverts > 0
-                        OR EXISTS (SELECT 1 FROM span_links l JOIN rework_spans r ON r.span_key = l.linked_key
-                                   WHERE l.span_key = d.key)
+                        OR d.key IN (SELECT span_key FROM reworked)
                         THEN 1 ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN d.outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT),
                     string_agg(CASE WHEN d.outcome = 'failure' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
@@ -163,8 +165,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
                    AND d.outcome IN ('success', 'failure'){}",
                 scope.deploys,
                 incidents = scope.incidents,
-            )
-            .replace("SELECT * FROM caused", &caused),
+            ),
         )
         .await?;
     let successes = count(&deploys, 0)?;

@@ -113,7 +113,8 @@ impl Store {
         for task in &tasks {
             match task.as_str() {
                 "backfill_metrics_columns" => {
-                    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM spans").fetch_one(&mut *tx).await?.try_get(0)?;
+                    let stored: i64 =
+                        sqlx::query("SELECT COUNT(*) FROM spans").fetch_one(&mut *tx).await?.try_get(0)?;
                     if stored > 0 {
                         tracing::info!(
                             spans = stored,
