@@ -192,6 +192,9 @@ struct Previous {
     parent_refs: String,
     link_refs: String,
     group_id: Option<i64>,
+    start_ns: i64,
+    reviewed_ns: Option<i64>,
+    rework: bool,
 }
 
 /// Records `events` and brings every affected span up to date. Returns the
@@ -289,7 +292,9 @@ async fn apply_events(
 
 async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
     let row = sqlx::query(
-        "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id FROM spans WHERE key = $1",
+        "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
+                CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END
+         FROM spans WHERE key = $1",
     )
     .bind(key)
     .fetch_optional(&mut *conn)
@@ -303,6 +308,9 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
             parent_refs: row.try_get(4)?,
             link_refs: row.try_get(5)?,
             group_id: row.try_get(6)?,
+            start_ns: row.try_get(7)?,
+            reviewed_ns: row.try_get(8)?,
+            rework: row.try_get::<i64, _>(9)? == 1,
         }),
         None => None,
     })
@@ -404,9 +412,19 @@ async fn refold(
     .execute(&mut *conn)
     .await?;
     if span.kind == "pull_request" {
+        // Change sets may already name this pull request (its deploy and
+        // push can arrive first): copy its times whenever they are new.
         let merged = span.end.filter(|_| span.outcome.as_deref() == Some("merged")).map(|e| e.nanos());
-        update_pull_request_times(conn, key, span.start.nanos(), columns.reviewed_ns, merged).await?;
-        store_rework(conn, key, columns.rework).await?;
+        let times_changed = before.is_none_or(|b| {
+            let was_merged = b.end_ns.filter(|_| b.outcome.as_deref() == Some("merged"));
+            (b.start_ns, b.reviewed_ns, was_merged) != (span.start.nanos(), columns.reviewed_ns, merged)
+        });
+        if times_changed {
+            update_pull_request_times(conn, key, span.start.nanos(), columns.reviewed_ns, merged).await?;
+        }
+        if before.is_some_and(|b| b.rework) != columns.rework {
+            store_rework(conn, key, columns.rework).await?;
+        }
     }
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
 
