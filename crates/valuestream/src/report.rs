@@ -47,14 +47,15 @@ pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
         environment: command.environment.clone(),
         ..SpanScope::default()
     };
-    let summary = metrics::summary(&store, window, &group_by, &scope).await?;
     let filter = DoraFilter {
         repo: command.repo.clone(),
         project: command.project.clone(),
         environment: command.environment.clone(),
         production: file.production_environments.clone().unwrap_or_default(),
     };
-    let dora = metrics::dora(&store, window, &filter).await?;
+    // Two connections, two SQLite worker threads: the statements run side by side.
+    let (summary, dora) =
+        tokio::try_join!(metrics::summary(&store, window, &group_by, &scope), metrics::dora(&store, window, &filter))?;
     store.close().await;
     if json_format {
         println!("{}", serde_json::to_string_pretty(&json!({"summary": summary, "dora": dora}))?);
