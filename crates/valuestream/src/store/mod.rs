@@ -2,7 +2,9 @@
 //! outbox, in SQLite (embedded default) or PostgreSQL, through one set of SQL.
 //!
 //! Architecture Invariant: the SQL here is portable — times are integer
-//! nanoseconds, JSON is text, placeholders are `$n` — so both databases run it.
+//! nanoseconds, JSON is text, placeholders are `$n`, lists are aggregated with
+//! `string_agg` (PostgreSQL; SQLite 3.44+, which sqlx bundles) and partial
+//! indexes are plain `WHERE kind = '…'` — so both databases run it.
 
 mod apply;
 pub mod changes;
