@@ -8,7 +8,7 @@
 //! Each returns a single row; lists of durations come back as `string_agg`
 //! strings, which Rust sorts for medians.
 
-use super::{PRODUCTION, Window};
+use super::{PRODUCTION, Window, aggregated};
 use crate::store::{Store, StoreError};
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -41,14 +41,7 @@ fn p90(mut values: Vec<f64>) -> Option<f64> {
 
 /// Seconds from column `index`, a `string_agg` of integer nanoseconds (NULL: none).
 fn seconds(row: &AnyRow, index: usize) -> Result<Vec<f64>, StoreError> {
-    let Some(text) = row.try_get::<Option<String>, _>(index)? else { return Ok(Vec::new()) };
-    text.split(',')
-        .map(|n| {
-            n.parse::<i64>()
-                .map(|n| n as f64 / 1e9)
-                .map_err(|_| StoreError::Corrupt(format!("aggregated value {n:?} is not an integer")))
-        })
-        .collect()
+    Ok(aggregated(row.try_get(index)?)?.into_iter().map(|n| n as f64 / 1e9).collect())
 }
 
 fn count(row: &AnyRow, index: usize) -> Result<u64, StoreError> {

@@ -10,7 +10,16 @@ mod summary;
 pub use dora::{DoraFilter, dora};
 pub use summary::{GROUP_KEYS, SpanScope, summary};
 
+use crate::store::StoreError;
 use valuestream_core::time::Timestamp;
+
+/// Parses a `string_agg` of integers (nanoseconds); `None` (no rows) is empty.
+fn aggregated(text: Option<String>) -> Result<Vec<i64>, StoreError> {
+    let Some(text) = text else { return Ok(Vec::new()) };
+    text.split(',')
+        .map(|n| n.parse::<i64>().map_err(|_| StoreError::Corrupt(format!("aggregated value {n:?} is not an integer"))))
+        .collect()
+}
 
 /// A metrics window `[since, until)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! `GET /api/v1/summary`: per group, closed count and duration distribution,
 //! open count and open ages, rate per day, success and merge ratios.
 
-use super::Window;
+use super::{Window, aggregated};
 use crate::store::{Store, StoreError};
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value, json};
@@ -57,14 +57,6 @@ struct Group {
 
 type Key = Vec<Option<String>>;
 
-/// Parses `string_agg`'s comma-separated integers (`None`: no rows).
-fn integers(text: Option<String>) -> Result<Vec<i64>, StoreError> {
-    let Some(text) = text else { return Ok(Vec::new()) };
-    text.split(',')
-        .map(|n| n.parse::<i64>().map_err(|_| StoreError::Corrupt(format!("aggregated value {n:?} is not an integer"))))
-        .collect()
-}
-
 /// Sorted seconds from nanoseconds.
 fn sorted_seconds(mut nanos: Vec<i64>) -> Vec<f64> {
     nanos.sort_unstable();
@@ -107,9 +99,9 @@ pub async fn summary(
     let mut rows = query.fetch(store.pool());
     while let Some(row) = rows.try_next().await? {
         let values: Vec<Option<String>> = (0..GROUP_KEYS.len()).map(|i| row.try_get(i)).collect::<Result<_, _>>()?;
-        let durations = integers(row.try_get(6)?)?;
-        let mut ages = integers(row.try_get(7)?)?;
-        ages.extend(integers(row.try_get(8)?)?);
+        let durations = aggregated(row.try_get(6)?)?;
+        let mut ages = aggregated(row.try_get(7)?)?;
+        ages.extend(aggregated(row.try_get(8)?)?);
         if durations.is_empty() && ages.is_empty() {
             continue;
         }

@@ -5,7 +5,7 @@
 use super::changes;
 use super::columns::{MetricColumns, ensure_group, store_links, store_rework, update_pull_request_times};
 use super::query::{ApiSpan, load_span};
-use super::{Backend, Store, StoreError};
+use super::{Backend, Store, StoreError, values_list};
 use crate::export::{ExportLink, ExportSpan};
 use sqlx::{AnyConnection, Row};
 use std::collections::{BTreeSet, HashSet};
@@ -326,17 +326,6 @@ struct Refolded {
     waiting: Vec<String>,
     /// Spans that link to this span's (new) references.
     waiting_links: Vec<String>,
-}
-
-/// `$1, $2, …` style placeholders for a multi-row VALUES list of `rows` × `columns`.
-fn values_list(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (1..=columns).map(|c| format!("${}", r * columns + c)).collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Folds all events of `key` into its row and refreshes what it answers to

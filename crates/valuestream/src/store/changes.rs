@@ -7,9 +7,9 @@
 //! `{source}:{repo}:sha:{sha}` for commits it carries and a deploy to
 //! `{source}:{repo}:deployed:{sha}`.
 
-use super::StoreError;
 use super::columns::is_revert;
 use super::query::ApiSpan;
+use super::{StoreError, values_list};
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 
@@ -234,13 +234,10 @@ pub async fn store_change_set(
         .execute(&mut *conn)
         .await?;
     for chunk in changes.chunks(CHUNK) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|r| format!("(${}, ${}, ${}, ${}, ${})", r * 5 + 1, r * 5 + 2, r * 5 + 3, r * 5 + 4, r * 5 + 5))
-            .collect();
         let sql = format!(
             "INSERT INTO change_set_commits (deploy_key, sha, committed_at, pull_request_key, revert) VALUES {}
              ON CONFLICT (deploy_key, sha) DO NOTHING",
-            rows.join(", ")
+            values_list(chunk.len(), 5)
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for change in chunk {

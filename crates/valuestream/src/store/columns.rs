@@ -4,7 +4,7 @@
 //! review, and whether it is rework. They keep metric queries on narrow
 //! index rows instead of parsing every span's attributes.
 
-use super::StoreError;
+use super::{StoreError, values_list};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use valuestream_core::span::Attributes;
@@ -132,10 +132,9 @@ pub async fn store_rework(conn: &mut AnyConnection, key: &str, rework: bool) -> 
 pub async fn store_links(conn: &mut AnyConnection, key: &str, links: &[String]) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM span_links WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     for chunk in links.chunks(LINKS_PER_INSERT) {
-        let rows: Vec<String> = (0..chunk.len()).map(|r| format!("(${}, ${})", r * 2 + 1, r * 2 + 2)).collect();
         let sql = format!(
             "INSERT INTO span_links (span_key, linked_key) VALUES {} ON CONFLICT (span_key, linked_key) DO NOTHING",
-            rows.join(", ")
+            values_list(chunk.len(), 2)
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
         for linked in chunk {
