@@ -7,10 +7,13 @@
 //! - [`sources`]: one module per source turns a delivery into [`span::SpanEvent`]s.
 //! - [`link`]: trace references and closing keywords found in branches and text.
 //! - [`span`]: folds a span's events, in any arrival order, into one [`span::Span`].
+//! - [`changes`]: changes in branch order, deploys' change sets, incident attribution.
+//! - [`vocab`]: the span kinds, outcomes and attribute names matched after parsing.
 //! - [`ids`]: deterministic trace and span ids from span keys.
 //! - [`stats`]: percentiles, distributions and DORA levels (metrics.md).
 //! - [`time`]: the [`time::Timestamp`] used everywhere (UTC nanoseconds).
 
+pub mod changes;
 pub mod delivery;
 pub mod ids;
 pub mod link;
@@ -19,3 +22,4 @@ pub mod span;
 pub mod stats;
 pub mod time;
 pub mod verify;
+pub mod vocab;

@@ -175,7 +175,9 @@ async fn serve(command: ServeCommand) -> anyhow::Result<()> {
 async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(common.config.as_deref())?;
     let url = database_url(&common, &file);
-    let store = Store::open(&url).await?;
+    let store = Store::open(&url)
+        .await?
+        .with_production_environments(&file.production_environments.clone().unwrap_or_default());
     store.migrate().await?;
     eprintln!("valuestream: migrations applied to {}", crate::server::redact_url(&url));
     Ok(())

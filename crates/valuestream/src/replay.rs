@@ -83,7 +83,8 @@ pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool
     let url = database_url(common, &file_config);
     let store = Store::open(&url)
         .await
-        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?;
+        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?
+        .with_production_environments(&file_config.production_environments.clone().unwrap_or_default());
     store.migrate().await?;
     let options = file_config.source_options()?;
     // Finished spans are queued in the outbox; the next `serve` exports them.

@@ -27,7 +27,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = Store::open(&config.database)
         .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?;
+        .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?
+        .with_production_environments(&config.production_environments);
     store.migrate().await.context("cannot migrate the database")?;
 
     let exporter = build_exporter(&config)?;

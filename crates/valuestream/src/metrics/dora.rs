@@ -93,37 +93,26 @@ impl Scope {
     }
 }
 
-/// The deploy an incident is attributed to (metrics.md): the deploy whose sha
-/// the root cause names — the latest successful one before the incident, else
-/// the first — else the last successful production deploy of the repository
-/// before the incident opened. `repo` matches the incident's repository
-/// (`x.repo = i.repo` or both absent).
-fn attribution(scope: &Scope, repo: &str) -> String {
-    let deploys = scope.deploys_as("x");
-    let base =
-        format!("SELECT x.key FROM spans x WHERE x.kind = 'deploy' AND x.end_ns IS NOT NULL{deploys} AND {repo}");
-    let root = "i.revision IS NOT NULL AND substr(lower(x.revision), 1, length(i.revision)) = lower(i.revision)";
-    let before = "x.outcome = 'success' AND x.end_ns <= i.start_ns";
-    format!(
-        "COALESCE(
-            ({base} AND {root} AND {before} ORDER BY x.end_ns DESC, x.key DESC LIMIT 1),
-            ({base} AND {root} ORDER BY x.end_ns, x.key LIMIT 1),
-            ({base} AND {before} ORDER BY x.end_ns DESC, x.key DESC LIMIT 1))"
-    )
-}
-
 /// The DORA object of contract.md.
 pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<Value, StoreError> {
     let scope = Scope::new(filter);
     let days = window.days();
 
-    // Which deploys incidents are attributed to, and which link to rework.
+    // The deploys incidents are attributed to (the writer derives the causes:
+    // store/changes.rs).
     let caused = format!(
-        "SELECT CASE WHEN i.repo IS NULL THEN {} ELSE {} END AS deploy_key FROM spans i WHERE i.kind = 'incident'{}",
-        attribution(&scope, "x.repo IS NULL"),
-        attribution(&scope, "x.repo = i.repo"),
+        "SELECT c.deploy_key FROM incident_causes c JOIN spans i ON i.key = c.incident_key WHERE 1 = 1{}",
         scope.incidents,
     );
+    // Rework (metrics.md): an incident among the deploy's ancestors or those
+    // of a pull request it ships, or a revert or hotfix among its changes. Being
+    // the cause of an incident is a failure, not rework.
+    let rework = "d.after_incident = 1
+        OR c.reverts > 0
+        OR EXISTS (SELECT 1 FROM change_set_commits cc JOIN spans p ON p.key = cc.pull_request_key
+                   WHERE cc.deploy_key = d.key AND p.after_incident = 1)
+        OR EXISTS (SELECT 1 FROM change_set_commits cc JOIN rework_spans r ON r.span_key = cc.pull_request_key
+                   WHERE cc.deploy_key = d.key)";
     let next_success = format!(
         "SELECT MIN(n.end_ns) FROM spans n
          WHERE n.kind = 'deploy' AND n.repo = d.repo AND n.outcome = 'success' AND n.end_ns > d.end_ns
@@ -135,9 +124,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             store,
             window,
             format!(
-                "WITH caused AS ({caused}),
-                      reworked AS (SELECT l.span_key FROM span_links l
-                                   WHERE l.linked_key IN (SELECT r.span_key FROM rework_spans r))
+                "WITH caused AS ({caused})
                  SELECT
                     CAST(COALESCE(SUM(CASE WHEN d.outcome = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT),
                     COUNT(*),
@@ -146,18 +133,13 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
                          AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN d.outcome = 'failure' OR d.key IN (SELECT deploy_key FROM caused)
                                            THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN d.key IN (SELECT deploy_key FROM caused)
-                        OR d.trace_id IN (SELECT i.trace_id FROM spans i WHERE i.kind = 'incident'{incidents})
-                        OR c.reverts > 0
-                        OR d.key IN (SELECT span_key FROM reworked)
-                        THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN {rework} THEN 1 ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN d.outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT),
                     string_agg(CASE WHEN d.outcome = 'failure' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
                  FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key
                  WHERE d.kind = 'deploy' AND d.end_ns >= $1 AND d.end_ns < $2
                    AND d.outcome IN ('success', 'failure'){}",
                 scope.deploys,
-                incidents = scope.incidents,
             ),
         )
         .await?;

@@ -41,7 +41,7 @@ impl Window {
 }
 
 /// Production environment names by default (metrics.md).
-pub const PRODUCTION: &[&str] = &["production", "prod", "live"];
+pub use valuestream_core::vocab::PRODUCTION_ENVIRONMENTS as PRODUCTION;
 
 /// Parses a `since`/`until` value: an RFC 3339 time, or a duration back from
 /// `now` (`30d`, `12h`, `15m`, `90s`). The error names the parameter.

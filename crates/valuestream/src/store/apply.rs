@@ -13,6 +13,7 @@ use valuestream_core::ids;
 use valuestream_core::sources::Parsed;
 use valuestream_core::span::{SpanEvent, SpanState, fold};
 use valuestream_core::time::Timestamp;
+use valuestream_core::vocab::{kind, outcome};
 
 /// The PostgreSQL advisory lock that serializes writers across replicas ("VSWRITER").
 const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
@@ -90,7 +91,7 @@ impl Store {
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {
-            let (ack, queued) = apply_one(&mut tx, item, export).await?;
+            let (ack, queued) = apply_one(&mut tx, item, export, &self.production).await?;
             acks.push(ack);
             exported += queued;
         }
@@ -112,7 +113,9 @@ impl Store {
         }
         for task in &tasks {
             match task.as_str() {
-                "backfill_metrics_columns" => {
+                // The derivation below fills the columns too.
+                "backfill_metrics_columns" if tasks.iter().any(|t| t == DERIVE_TASK) => {}
+                "backfill_metrics_columns" | DERIVE_TASK => {
                     let stored: i64 =
                         sqlx::query("SELECT COUNT(*) FROM spans").fetch_one(&mut *tx).await?.try_get(0)?;
                     if stored > 0 {
@@ -123,9 +126,13 @@ impl Store {
                         );
                     }
                     let spans = super::columns::backfill(&mut tx).await?;
-                    let deploys = changes::rebuild_change_sets(&mut tx).await?;
+                    let repos = derive_all(&mut tx, &self.production).await?;
                     if spans > 0 {
-                        tracing::info!(spans, deploys, "Filled the metrics columns and change sets of stored spans.");
+                        tracing::info!(
+                            spans,
+                            repos,
+                            "Filled the metrics columns, change sets and incident causes of stored spans."
+                        );
                     }
                 }
                 other => return Err(StoreError::Corrupt(format!("unknown pending task {other:?}"))),
@@ -137,7 +144,52 @@ impl Store {
     }
 }
 
-async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) -> Result<(Ack, usize), StoreError> {
+/// The one-time task that derives change sets, incident causes and the
+/// `after_incident` flags for what is already stored (migration 0005).
+const DERIVE_TASK: &str = "derive_change_sets";
+
+/// Repositories between progress lines when deriving everything.
+const DERIVE_PROGRESS: usize = 100;
+
+/// Derives the change sets and incident causes of every repository, then
+/// every span's `after_incident` flag. Returns the number of repositories.
+async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<usize, StoreError> {
+    let repos = changes::repositories(conn).await?;
+    for (done, repo) in repos.iter().enumerate() {
+        let derived = changes::recompute(conn, repo, production).await?;
+        follow_up(conn, &derived).await?;
+        if (done + 1) % DERIVE_PROGRESS == 0 {
+            tracing::info!(repos = done + 1, of = repos.len(), "Derived change sets and incident causes so far.");
+        }
+    }
+    sqlx::query("UPDATE spans SET after_incident = 0 WHERE after_incident <> 0").execute(&mut *conn).await?;
+    let sql = format!("SELECT key FROM spans WHERE kind = '{}'", kind::INCIDENT);
+    let mut queue: Vec<String> = Vec::new();
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await? {
+        queue.push(row.try_get(0)?);
+    }
+    let mut visited = HashSet::new();
+    while let Some(parent) = queue.pop() {
+        if !visited.insert(parent.clone()) {
+            continue;
+        }
+        for row in
+            sqlx::query("SELECT key FROM spans WHERE parent_key = $1").bind(&parent).fetch_all(&mut *conn).await?
+        {
+            let child: String = row.try_get(0)?;
+            sqlx::query("UPDATE spans SET after_incident = 1 WHERE key = $1").bind(&child).execute(&mut *conn).await?;
+            queue.push(child);
+        }
+    }
+    Ok(repos.len())
+}
+
+async fn apply_one(
+    conn: &mut AnyConnection,
+    item: &Applicable,
+    export: bool,
+    production: &[String],
+) -> Result<(Ack, usize), StoreError> {
     let (status, reason) = match &item.parsed {
         Parsed::Pong => (AckStatus::Pong, None),
         Parsed::Ignored { reason } => (AckStatus::Ignored, Some(reason.clone())),
@@ -170,12 +222,11 @@ async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) ->
         return Ok((ack, 0));
     }
     let (spans, queued, transitions) = match &item.parsed {
-        Parsed::Spans(events) => apply_events(conn, &item.id, events, export).await?,
+        Parsed::Spans(events) => apply_events(conn, &item.id, events, export, production).await?,
         Parsed::Push(push) => {
-            let deploys = record_push(conn, &item.source, &item.id, push).await?;
-            for deploy in &deploys {
-                relink(conn, deploy).await?;
-            }
+            record_push(conn, &item.source, &item.id, push).await?;
+            let derived = changes::recompute(conn, &push.repo, production).await?;
+            follow_up(conn, &derived).await?;
             (0, 0, Vec::new())
         }
         Parsed::Pong | Parsed::Ignored { .. } => (0, 0, Vec::new()),
@@ -185,6 +236,10 @@ async fn apply_one(conn: &mut AnyConnection, item: &Applicable, export: bool) ->
 
 /// What a span's row said before this delivery.
 struct Previous {
+    kind: String,
+    repo: Option<String>,
+    environment: Option<String>,
+    revision: Option<String>,
     state: String,
     end_ns: Option<i64>,
     outcome: Option<String>,
@@ -208,6 +263,7 @@ async fn apply_events(
     delivery_id: &str,
     events: &[SpanEvent],
     export: bool,
+    production: &[String],
 ) -> Result<(usize, usize, Vec<Transition>), StoreError> {
     for (seq, event) in events.iter().enumerate() {
         let mut event = event.clone();
@@ -232,6 +288,8 @@ async fn apply_events(
     }
     let mut to_resolve: BTreeSet<String> = BTreeSet::new();
     let mut to_relink: BTreeSet<String> = BTreeSet::new();
+    let mut to_retrace: BTreeSet<String> = BTreeSet::new();
+    let mut to_derive: BTreeSet<String> = BTreeSet::new();
     let mut previous = Vec::with_capacity(touched.len());
     let mut materialized = Vec::with_capacity(touched.len());
     for key in &touched {
@@ -242,20 +300,42 @@ async fn apply_events(
         if before.is_none() || refolded.parent_refs_changed {
             to_resolve.insert(key.clone());
         }
-        if refolded.is_deploy || refolded.link_refs_changed {
+        if refolded.link_refs_changed {
             to_relink.insert(key.clone());
         }
+        if refolded.kind_changed {
+            // An incident among a span's ancestors makes it rework: its
+            // descendants' flags follow its kind.
+            to_retrace.insert(key.clone());
+            if before.as_ref().is_some_and(|b| b.kind == kind::INCIDENT) {
+                sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await?;
+                to_resolve.insert(key.clone());
+            }
+        }
+        to_derive.extend(refolded.derive_for);
         to_resolve.extend(refolded.waiting);
         to_relink.extend(refolded.waiting_links);
         previous.push(before);
     }
     for key in &to_resolve {
         if resolve_parent(conn, key).await? {
-            retrace(conn, key).await?;
+            to_retrace.insert(key.clone());
         }
+    }
+    for key in &to_retrace {
+        retrace(conn, key).await?;
     }
     for key in &to_relink {
         relink(conn, key).await?;
+    }
+    // Change sets and incident causes of the repositories this delivery's
+    // deploys, merged pull requests and incidents belong to.
+    for repo in &to_derive {
+        let derived = changes::recompute(conn, repo, production).await?;
+        follow_up(conn, &derived).await?;
     }
 
     let mut queued = 0;
@@ -293,7 +373,8 @@ async fn apply_events(
 async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
-                CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END
+                CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
+                kind, repo, environment, revision
          FROM spans WHERE key = $1",
     )
     .bind(key)
@@ -311,6 +392,10 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
             start_ns: row.try_get(7)?,
             reviewed_ns: row.try_get(8)?,
             rework: row.try_get::<i64, _>(9)? == 1,
+            kind: row.try_get(10)?,
+            repo: row.try_get(11)?,
+            environment: row.try_get(12)?,
+            revision: row.try_get(13)?,
         }),
         None => None,
     })
@@ -320,8 +405,10 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
 struct Refolded {
     parent_refs_changed: bool,
     link_refs_changed: bool,
-    /// Deploys' links also depend on recorded commits (their change set).
-    is_deploy: bool,
+    kind_changed: bool,
+    /// The repositories whose change sets or incident causes this span's
+    /// change may move (its own, and its old one when that changed).
+    derive_for: Vec<String>,
     /// Spans that look for a parent among this span's (new) references.
     waiting: Vec<String>,
     /// Spans that link to this span's (new) references.
@@ -400,12 +487,12 @@ async fn refold(
     .bind(columns.reviewed_ns)
     .execute(&mut *conn)
     .await?;
-    if span.kind == "pull_request" {
+    if span.kind == kind::PULL_REQUEST {
         // Change sets may already name this pull request (its deploy and
         // push can arrive first): copy its times whenever they are new.
-        let merged = span.end.filter(|_| span.outcome.as_deref() == Some("merged")).map(|e| e.nanos());
+        let merged = span.end.filter(|_| span.outcome.as_deref() == Some(outcome::MERGED)).map(|e| e.nanos());
         let times_changed = before.is_none_or(|b| {
-            let was_merged = b.end_ns.filter(|_| b.outcome.as_deref() == Some("merged"));
+            let was_merged = b.end_ns.filter(|_| b.outcome.as_deref() == Some(outcome::MERGED));
             (b.start_ns, b.reviewed_ns, was_merged) != (span.start.nanos(), columns.reviewed_ns, merged)
         });
         if times_changed {
@@ -475,10 +562,12 @@ async fn refold(
             insert.execute(&mut *conn).await?;
         }
     }
+    let derive_for = derivation_inputs_changed(before, &span, &columns);
     Ok(Some(Refolded {
         parent_refs_changed,
         link_refs_changed,
-        is_deploy: span.kind == "deploy",
+        kind_changed: before.is_some_and(|b| b.kind != span.kind),
+        derive_for,
         waiting,
         waiting_links,
     }))
@@ -501,36 +590,20 @@ async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) 
 }
 
 /// Recomputes `key`'s links: every span that answers to one of its link
-/// references, plus — for a successful deploy — the pull requests of its
-/// change set (metrics.md). A deploy links to every pull request it ships,
-/// its parent included. All references are kept in `span_link_refs`, so a
-/// span arriving later finds the spans that link to it.
-///
-/// A deploy's change set ends where the previous deploy's began, so relinking
-/// a deploy also relinks the next successful deploy of its repository (whose
-/// own successor is not affected).
+/// references, plus — for a deploy — the pull requests and commits of its
+/// stored change set (metrics.md). A deploy links to every pull request it
+/// ships, its parent included. All references are kept in `span_link_refs`,
+/// so a span arriving later finds the spans that link to it.
 async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
-    if let Some(next) = relink_one(conn, key).await? {
-        relink_one(conn, &next).await?;
-    }
-    Ok(())
-}
-
-/// Relinks one span; returns the next deploy whose change set may have changed.
-async fn relink_one(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
-    let Some(span) = load_span(conn, key).await? else { return Ok(None) };
+    let Some(span) = load_span(conn, key).await? else { return Ok(()) };
     let row = sqlx::query("SELECT link_refs FROM spans WHERE key = $1").bind(key).fetch_one(&mut *conn).await?;
     let own: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(0)?)
         .map_err(|e| StoreError::Corrupt(format!("link_refs of {key}: {e}")))?;
     let mut refs: BTreeSet<String> = own.into_iter().collect();
-    let mut next_deploy = None;
-    if span.kind == "deploy" {
-        let changes = changes::change_set(conn, &span).await?;
-        if let Some(repo) = &span.repo {
-            changes::store_change_set(conn, key, &span.source, repo, changes.as_deref()).await?;
-        }
-        refs.extend(changes::change_set_refs(&span, changes.as_deref().unwrap_or_default()));
-        next_deploy = changes::next_deploy(conn, &span).await?;
+    if span.kind == kind::DEPLOY
+        && let Some(repo) = &span.repo
+    {
+        refs.extend(changes::change_set_refs(conn, &span.source, repo, key).await?);
     }
     sqlx::query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     let refs: Vec<String> = refs.into_iter().collect();
@@ -554,18 +627,75 @@ async fn relink_one(conn: &mut AnyConnection, key: &str) -> Result<Option<String
         .bind(key)
         .execute(&mut *conn)
         .await?;
-    Ok(next_deploy)
+    Ok(())
 }
 
-/// Records a push's commits (idempotent) and returns the deploys whose
-/// change set it may change: those of the same repository that deployed one
-/// of its commits.
+/// Follows up a recomputation: deploys whose change set changed are
+/// relinked, incidents whose cause changed get their parent again.
+async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> Result<(), StoreError> {
+    for deploy in &derived.deploys {
+        relink(conn, deploy).await?;
+    }
+    for incident in &derived.incidents {
+        if resolve_parent(conn, incident).await? {
+            retrace(conn, incident).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The repositories whose change sets or incident causes a span's new state
+/// can move: what the derivation reads of a span (a deploy's end, outcome,
+/// environment and sha; a merged pull request's times and merge commit; an
+/// incident's start and root cause) changed.
+fn derivation_inputs_changed(
+    before: Option<&Previous>,
+    span: &valuestream_core::span::Span,
+    columns: &MetricColumns,
+) -> Vec<String> {
+    let relevant = |kind_: &str, outcome_: Option<&str>| {
+        kind_ == kind::DEPLOY
+            || kind_ == kind::INCIDENT
+            || (kind_ == kind::PULL_REQUEST && outcome_ == Some(outcome::MERGED))
+    };
+    let now = relevant(&span.kind, span.outcome.as_deref()).then(|| {
+        (
+            span.kind.as_str(),
+            span.repo.as_deref(),
+            span.start.nanos(),
+            span.end.map(|e| e.nanos()),
+            span.outcome.as_deref(),
+            columns.group.environment.as_deref(),
+            columns.revision.as_deref(),
+        )
+    });
+    let then = before.filter(|b| relevant(&b.kind, b.outcome.as_deref())).map(|b| {
+        (
+            b.kind.as_str(),
+            b.repo.as_deref(),
+            b.start_ns,
+            b.end_ns,
+            b.outcome.as_deref(),
+            b.environment.as_deref(),
+            b.revision.as_deref(),
+        )
+    });
+    if now == then {
+        return Vec::new();
+    }
+    let mut repos: Vec<String> =
+        [now.and_then(|n| n.1), then.and_then(|t| t.1)].into_iter().flatten().map(str::to_string).collect();
+    repos.dedup();
+    repos
+}
+
+/// Records a push's commits (idempotent).
 async fn record_push(
     conn: &mut AnyConnection,
     source: &str,
     delivery_id: &str,
     push: &valuestream_core::sources::Push,
-) -> Result<Vec<String>, StoreError> {
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, repo, after_sha) DO NOTHING",
@@ -579,7 +709,6 @@ async fn record_push(
     .bind(delivery_id)
     .execute(&mut *conn)
     .await?;
-    let mut deploys = BTreeSet::new();
     for (position, commit) in push.commits.iter().enumerate() {
         sqlx::query(
             "INSERT INTO commits (source, repo, sha, push_after, position, committed_at, message, pull_request)
@@ -595,21 +724,24 @@ async fn record_push(
         .bind(commit.pull_request.map(|n| n.to_string()))
         .execute(&mut *conn)
         .await?;
-        let deployed = crate::store::changes::deployed_alias(source, &push.repo, &commit.sha);
-        for row in
-            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(deployed).fetch_all(&mut *conn).await?
-        {
-            deploys.insert(row.try_get::<String, _>(0)?);
-        }
     }
-    Ok(deploys.into_iter().collect())
+    Ok(())
 }
 
 /// Sets `key`'s parent to the first of its references that names a known span
-/// (linking.md: first match wins), skipping any that would close a cycle.
-/// Returns whether the parent changed.
+/// (linking.md: first match wins), skipping any that would close a cycle. An
+/// incident's cause (the deploy it is attributed to) comes before any
+/// reference. Returns whether the parent changed.
 async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<bool, StoreError> {
     let current = parent_of(conn, key).await?;
+    let cause: Option<String> = match sqlx::query("SELECT deploy_key FROM incident_causes WHERE incident_key = $1")
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    };
     let rows = sqlx::query(
         "SELECT p.ref, r.span_key FROM span_parent_refs p JOIN span_refs r ON r.ref = p.ref
          WHERE p.span_key = $1 ORDER BY p.position, r.span_key",
@@ -618,7 +750,7 @@ async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<bool, Sto
     .fetch_all(&mut *conn)
     .await?;
     // Candidates grouped by reference, best reference first.
-    let mut by_ref: Vec<(String, Vec<String>)> = Vec::new();
+    let mut by_ref: Vec<(String, Vec<String>)> = cause.map(|cause| (String::new(), vec![cause])).into_iter().collect();
     for row in rows {
         let (reference, candidate): (String, String) = (row.try_get(0)?, row.try_get(1)?);
         match by_ref.last_mut() {
@@ -671,37 +803,51 @@ fn owner_of(key: &str) -> String {
     key.split(':').nth(1).and_then(|repo| repo.split('/').next()).unwrap_or("").to_ascii_lowercase()
 }
 
-/// Recomputes the trace id and parent span id of `key` and of every span below it.
+/// Recomputes the trace id, parent span id and `after_incident` flag (an
+/// incident among its ancestors: metrics.md, rework) of `key` and of every
+/// span below it.
 async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
     let mut root = key.to_string();
     let mut seen = HashSet::new();
+    let mut after_incident = false;
     while let Some(parent) = parent_of(conn, &root).await? {
         if !seen.insert(parent.clone()) || seen.len() > MAX_DEPTH {
             break;
         }
+        after_incident |= kind_of(conn, &parent).await?.as_deref() == Some(kind::INCIDENT);
         root = parent;
     }
     let trace_id = ids::trace_id(&root);
-    let mut queue = vec![key.to_string()];
+    let mut queue = vec![(key.to_string(), after_incident)];
     let mut visited = HashSet::new();
-    while let Some(current) = queue.pop() {
+    while let Some((current, after_incident)) = queue.pop() {
         if !visited.insert(current.clone()) {
             continue;
         }
         let parent_span_id = parent_of(conn, &current).await?.map(|p| ids::span_id(&p));
-        sqlx::query("UPDATE spans SET trace_id = $1, parent_span_id = $2 WHERE key = $3")
+        sqlx::query("UPDATE spans SET trace_id = $1, parent_span_id = $2, after_incident = $3 WHERE key = $4")
             .bind(&trace_id)
             .bind(parent_span_id)
+            .bind(i64::from(after_incident))
             .bind(&current)
             .execute(&mut *conn)
             .await?;
+        let below = after_incident || kind_of(conn, &current).await?.as_deref() == Some(kind::INCIDENT);
         for row in
             sqlx::query("SELECT key FROM spans WHERE parent_key = $1").bind(&current).fetch_all(&mut *conn).await?
         {
-            queue.push(row.try_get(0)?);
+            queue.push((row.try_get(0)?, below));
         }
     }
     Ok(())
+}
+
+async fn kind_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT kind FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    })
 }
 
 /// Queues a finished span for the exporter, with the ids known now.

@@ -1,228 +1,229 @@
-//! Changes and change sets (metrics.md): the commits that reached a default
-//! branch, in branch order, and which of them a deploy ships.
-//!
-//! Span conventions this relies on (our vocabulary, not a vendor's): a deploy
-//! span has kind `deploy`, attributes `vcs.ref.head.revision` (the deployed
-//! sha) and `deployment.environment.name`; a span answers to
-//! `{source}:{repo}:sha:{sha}` for commits it carries and a deploy to
-//! `{source}:{repo}:deployed:{sha}`.
+//! Change sets and incident causes, kept as rows (`change_sets`,
+//! `change_set_commits`, `incident_causes`). The decisions are the core's
+//! (`valuestream_core::changes`): this module loads one repository's pushes,
+//! merged pull requests, deploys and incidents, asks the core, and writes
+//! back only what changed. The writer calls [`recompute`] in the transaction
+//! of every delivery that can change them (a push, a deploy, a merged pull
+//! request, an incident), so late and out-of-order data is always redone.
 
-use super::columns::is_revert;
-use super::query::ApiSpan;
 use super::{StoreError, values_list};
 use sqlx::{AnyConnection, Row};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use valuestream_core::changes::{
+    Change, CommitRecord, DeployRecord, IncidentRecord, MergedPullRequest, PushRecord, attribute, branch_order,
+    change_sets,
+};
+use valuestream_core::vocab::{SpanKey, is_revert, kind, outcome, pull_request_key};
 
 pub use valuestream_core::link::{deployed_alias, sha_alias};
 
-/// One recorded commit, in branch order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChangeRow {
-    pub sha: String,
-    pub committed_at: i64,
-    pub pull_request: Option<String>,
-    /// The commit message starts with `Revert "` (metrics.md, rework).
-    pub revert: bool,
+/// What a recomputation changed, for the writer to follow up.
+#[derive(Debug, Default)]
+pub struct Recomputed {
+    /// Deploys whose change set changed: their links must be rebuilt.
+    pub deploys: Vec<String>,
+    /// Incidents whose cause changed: their parent must be resolved again.
+    pub incidents: Vec<String>,
 }
 
-/// The commits of `repo` in the order they reached its default branch: pushes
-/// chained `before` → `after` (several chains by time of their first push),
-/// then each push's commits in order.
-pub async fn ordered_commits(conn: &mut AnyConnection, source: &str, repo: &str) -> Result<Vec<ChangeRow>, StoreError> {
-    let mut pushes: Vec<(String, String, i64)> = Vec::new();
-    for row in sqlx::query("SELECT before_sha, after_sha, pushed_at FROM pushes WHERE source = $1 AND repo = $2")
-        .bind(source)
+/// One stored change-set row: (sha, change time, pull request key, revert).
+type Row5 = (String, i64, Option<String>, bool);
+
+/// Everything of one repository the derivation reads, per source.
+#[derive(Default)]
+struct History {
+    pushes: Vec<PushRecord>,
+    merged: Vec<MergedPullRequest>,
+    /// Successful, ended deploys.
+    deploys: Vec<DeployRecord>,
+}
+
+async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, History>, StoreError> {
+    let mut by_source: BTreeMap<String, History> = BTreeMap::new();
+    let mut commits: HashMap<(String, String), Vec<(i64, CommitRecord)>> = HashMap::new();
+    for row in sqlx::query(
+        "SELECT source, push_after, position, sha, committed_at, pull_request, message FROM commits WHERE repo = $1",
+    )
+    .bind(repo)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let message: String = row.try_get(6)?;
+        commits.entry((row.try_get(0)?, row.try_get(1)?)).or_default().push((
+            row.try_get(2)?,
+            CommitRecord {
+                sha: row.try_get(3)?,
+                committed_at: row.try_get(4)?,
+                pull_request: row.try_get(5)?,
+                revert: is_revert(&message),
+            },
+        ));
+    }
+    for row in sqlx::query("SELECT source, before_sha, after_sha, pushed_at FROM pushes WHERE repo = $1")
         .bind(repo)
         .fetch_all(&mut *conn)
         .await?
     {
-        pushes.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+        let source: String = row.try_get(0)?;
+        let after: String = row.try_get(2)?;
+        let mut rows = commits.remove(&(source.clone(), after.clone())).unwrap_or_default();
+        rows.sort_by_key(|(position, _)| *position);
+        by_source.entry(source).or_default().pushes.push(PushRecord {
+            before: row.try_get(1)?,
+            after,
+            pushed_at: row.try_get(3)?,
+            commits: rows.into_iter().map(|(_, commit)| commit).collect(),
+        });
     }
-    let afters: std::collections::HashSet<&str> = pushes.iter().map(|(_, after, _)| after.as_str()).collect();
-    let by_before: HashMap<&str, Vec<&(String, String, i64)>> = pushes.iter().fold(HashMap::new(), |mut map, push| {
-        map.entry(push.0.as_str()).or_default().push(push);
-        map
-    });
-    let mut roots: Vec<&(String, String, i64)> = pushes.iter().filter(|p| !afters.contains(p.0.as_str())).collect();
-    roots.sort_by_key(|p| (p.2, p.1.clone()));
-    let mut order: Vec<&str> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for root in roots {
-        let mut next = Some(root);
-        while let Some(push) = next {
-            if !seen.insert(push.1.as_str()) {
-                break;
+    // A merged pull request's `revision` is its merge commit (columns.rs).
+    // Kinds are written into the SQL (not bound) so the partial indexes apply.
+    let sql = format!(
+        "SELECT source, key, start_ns, end_ns, revision FROM spans
+         WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL AND revision IS NOT NULL",
+        kind::PULL_REQUEST
+    );
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::MERGED).fetch_all(&mut *conn).await? {
+        let source: String = row.try_get(0)?;
+        let key: String = row.try_get(1)?;
+        let Some(number) = SpanKey::parse(&key).map(|k| k.id.to_string()) else { continue };
+        by_source.entry(source).or_default().merged.push(MergedPullRequest {
+            number,
+            opened_at: row.try_get(2)?,
+            merged_at: row.try_get(3)?,
+            merge_sha: row.try_get(4)?,
+        });
+    }
+    let sql = format!(
+        "SELECT source, key, end_ns, environment, revision FROM spans
+         WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL",
+        kind::DEPLOY
+    );
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::SUCCESS).fetch_all(&mut *conn).await? {
+        let source: String = row.try_get(0)?;
+        by_source.entry(source).or_default().deploys.push(DeployRecord {
+            key: row.try_get(1)?,
+            end: row.try_get(2)?,
+            environment: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+            sha: row.try_get(4)?,
+        });
+    }
+    Ok(by_source)
+}
+
+/// Recomputes the change set of every successful deploy of `repo` and the
+/// cause of every incident of `repo` (among deploys to the `production`
+/// environments), and writes the ones that changed.
+pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[String]) -> Result<Recomputed, StoreError> {
+    let history = load(conn, repo).await?;
+    let mut recomputed = Recomputed::default();
+
+    // Change sets, per source (commits are per source).
+    let mut wanted: BTreeMap<String, Option<Vec<Row5>>> = BTreeMap::new();
+    // Each production deploy with what it shipped, for attribution.
+    let mut production_deploys: Vec<DeployRecord> = Vec::new();
+    let mut shipped_by: HashMap<String, Vec<Change>> = HashMap::new();
+    for (source, history) in &history {
+        let changes = branch_order(&history.pushes, &history.merged);
+        let sets = change_sets(&changes, &history.deploys);
+        for deploy in &history.deploys {
+            let set = sets.get(&deploy.key).cloned().flatten().map(|range| changes[range].to_vec());
+            let rows = set.as_ref().map(|set| {
+                set.iter()
+                    .map(|c| {
+                        let pr = c.pull_request.as_deref().map(|n| pull_request_key(source, repo, n));
+                        (c.sha.clone(), c.committed_at, pr, c.revert)
+                    })
+                    .collect()
+            });
+            if production.contains(&deploy.environment) {
+                production_deploys.push(deploy.clone());
+                shipped_by.insert(deploy.key.clone(), set.unwrap_or_default());
             }
-            order.push(push.1.as_str());
-            next = by_before.get(push.1.as_str()).and_then(|v| v.iter().min_by_key(|p| (p.2, p.1.clone())).copied());
+            wanted.insert(deploy.key.clone(), rows);
         }
     }
-    // Pushes only reachable through a cycle (force pushes) come last, by time.
-    let mut rest: Vec<&(String, String, i64)> = pushes.iter().filter(|p| !seen.contains(p.1.as_str())).collect();
-    rest.sort_by_key(|p| (p.2, p.1.clone()));
-    order.extend(rest.iter().map(|p| p.1.as_str()));
-
-    let mut by_push: HashMap<String, Vec<(i64, ChangeRow)>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT push_after, position, sha, committed_at, pull_request, message FROM commits
-         WHERE source = $1 AND repo = $2",
-    )
-    .bind(source)
-    .bind(repo)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        let push: String = row.try_get(0)?;
-        let position: i64 = row.try_get(1)?;
-        by_push.entry(push).or_default().push((
-            position,
-            ChangeRow {
-                sha: row.try_get(2)?,
-                committed_at: row.try_get(3)?,
-                pull_request: row.try_get(4)?,
-                revert: is_revert(&row.try_get::<String, _>(5)?),
-            },
-        ));
-    }
-    let mut commits = Vec::new();
-    for push in order {
-        if let Some(mut rows) = by_push.remove(push) {
-            rows.sort_by_key(|(position, _)| *position);
-            commits.extend(rows.into_iter().map(|(_, row)| row));
+    let stored = stored_change_sets(conn, repo).await?;
+    for (key, rows) in &wanted {
+        // No stored row and an unmatched deploy are the same thing.
+        if stored.get(key).unwrap_or(&None) != rows {
+            store_change_set(conn, key, rows.as_deref()).await?;
+            recomputed.deploys.push(key.clone());
         }
     }
-    Ok(commits)
+    for key in stored.keys().filter(|key| !wanted.contains_key(*key)) {
+        // No longer a successful deploy of this repository.
+        store_change_set(conn, key, None).await?;
+        recomputed.deploys.push(key.clone());
+    }
+
+    // Incident causes, among the repository's production deploys of every source.
+    let mut incidents = Vec::new();
+    let sql = format!(
+        "SELECT i.key, i.start_ns, i.revision, c.deploy_key FROM spans i
+         LEFT JOIN incident_causes c ON c.incident_key = i.key WHERE i.kind = '{}' AND i.repo = $1",
+        kind::INCIDENT
+    );
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).fetch_all(&mut *conn).await? {
+        let incident = IncidentRecord { key: row.try_get(0)?, start: row.try_get(1)?, root_cause: row.try_get(2)? };
+        incidents.push((incident, row.try_get::<Option<String>, _>(3)?));
+    }
+    for (incident, stored) in incidents {
+        let cause = attribute(&incident, &production_deploys, |d| {
+            shipped_by.get(&d.key).map(Vec::as_slice).unwrap_or_default()
+        })
+        .map(|d| d.key.clone());
+        if cause != stored {
+            sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1")
+                .bind(&incident.key)
+                .execute(&mut *conn)
+                .await?;
+            if let Some(cause) = &cause {
+                sqlx::query("INSERT INTO incident_causes (incident_key, deploy_key) VALUES ($1, $2)")
+                    .bind(&incident.key)
+                    .bind(cause)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            recomputed.incidents.push(incident.key);
+        }
+    }
+    Ok(recomputed)
 }
 
-fn attribute<'a>(span: &'a ApiSpan, name: &str) -> Option<&'a str> {
-    span.attributes.get(name).and_then(|v| v.as_str())
-}
-
-/// A successful deploy, as change sets need it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Shipped {
-    end: i64,
-    key: String,
-    sha: Option<String>,
-}
-
-/// The successful deploys of `repo` to `environment`, in time order.
-async fn successful_deploys(
+/// The stored change sets of `repo`'s deploys, each in branch order. An
+/// unmatched deploy has no row.
+async fn stored_change_sets(
     conn: &mut AnyConnection,
-    source: &str,
     repo: &str,
-    environment: &str,
-) -> Result<Vec<Shipped>, StoreError> {
-    let mut deploys = Vec::new();
-    for row in sqlx::query(
-        "SELECT end_ns, key, revision FROM spans
-         WHERE kind = 'deploy' AND source = $1 AND repo = $2 AND COALESCE(environment, '') = $3
-           AND outcome = 'success' AND end_ns IS NOT NULL",
-    )
-    .bind(source)
-    .bind(repo)
-    .bind(environment)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        deploys.push(Shipped { end: row.try_get(0)?, key: row.try_get(1)?, sha: row.try_get(2)? });
+) -> Result<BTreeMap<String, Option<Vec<Row5>>>, StoreError> {
+    let mut sets: BTreeMap<String, Option<Vec<Row5>>> = BTreeMap::new();
+    let sql = format!(
+        "SELECT c.deploy_key FROM change_sets c JOIN spans d ON d.key = c.deploy_key
+         WHERE d.kind = '{}' AND d.repo = $1",
+        kind::DEPLOY
+    );
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).fetch_all(&mut *conn).await? {
+        sets.insert(row.try_get(0)?, Some(Vec::new()));
     }
-    deploys.sort();
-    Ok(deploys)
-}
-
-/// The next successful deploy after `deploy` of the same repository and
-/// environment: its change set starts where `deploy`'s ends.
-pub async fn next_deploy(conn: &mut AnyConnection, deploy: &ApiSpan) -> Result<Option<String>, StoreError> {
-    let (Some(end), Some(repo)) = (deploy.end, &deploy.repo) else { return Ok(None) };
-    let environment = attribute(deploy, "deployment.environment.name").unwrap_or("");
-    let position = (end.nanos(), deploy.key.as_str());
-    Ok(successful_deploys(conn, &deploy.source, repo, environment)
-        .await?
-        .into_iter()
-        .find(|other| (other.end, other.key.as_str()) > position)
-        .map(|other| other.key))
-}
-
-/// The slice of `commits` (branch order) a deploy of `sha` ships after the
-/// previous deploy shipped `previous`: `None` when `sha` is not recorded.
-fn slice<'a>(commits: &'a [ChangeRow], sha: &str, previous: Option<&str>) -> Option<&'a [ChangeRow]> {
-    let upto = commits.iter().position(|c| c.sha.eq_ignore_ascii_case(sha))?;
-    let from = previous.and_then(|p| commits.iter().position(|c| c.sha.eq_ignore_ascii_case(p))).map_or(0, |i| i + 1);
-    Some(if from <= upto { &commits[from..=upto] } else { &[] })
-}
-
-/// The changes a successful deploy ships: the recorded commits up to and
-/// including its sha that no earlier successful deploy of the same repository
-/// and environment shipped. `None` when the deploy did not succeed or its sha
-/// is unknown or not among the recorded commits (metrics.md: unmatched).
-pub async fn change_set(conn: &mut AnyConnection, deploy: &ApiSpan) -> Result<Option<Vec<ChangeRow>>, StoreError> {
-    let (Some(repo), Some(sha), Some(end)) = (&deploy.repo, attribute(deploy, "vcs.ref.head.revision"), deploy.end)
-    else {
-        return Ok(None);
-    };
-    if deploy.outcome.as_deref() != Some("success") {
-        return Ok(None);
+    let sql = format!(
+        "SELECT c.deploy_key, c.sha, c.committed_at, c.pull_request_key, c.revert, c.position
+         FROM change_set_commits c JOIN spans d ON d.key = c.deploy_key WHERE d.kind = '{}' AND d.repo = $1
+         ORDER BY c.deploy_key, c.position",
+        kind::DEPLOY
+    );
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).fetch_all(&mut *conn).await? {
+        let key: String = row.try_get(0)?;
+        let change = (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get::<i64, _>(4)? != 0);
+        sets.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(change);
     }
-    let commits = ordered_commits(conn, &deploy.source, repo).await?;
-    let environment = attribute(deploy, "deployment.environment.name").unwrap_or("");
-    // The latest earlier successful deploy of this repository and environment.
-    let position = (end.nanos(), deploy.key.as_str());
-    let previous = successful_deploys(conn, &deploy.source, repo, environment)
-        .await?
-        .into_iter()
-        .rfind(|other| (other.end, other.key.as_str()) < position)
-        .and_then(|other| other.sha);
-    Ok(slice(&commits, sha, previous.as_deref()).map(<[ChangeRow]>::to_vec))
+    Ok(sets)
 }
 
-/// Recomputes and stores the change set of every successful deploy, one
-/// repository at a time (its commits are read once). For stores written
-/// before change sets were kept; the writer keeps them from then on.
-pub async fn rebuild_change_sets(conn: &mut AnyConnection) -> Result<u64, StoreError> {
-    let mut repos: Vec<(String, String, String)> = Vec::new();
-    for row in sqlx::query(
-        "SELECT DISTINCT source, repo, COALESCE(environment, '') FROM spans
-         WHERE kind = 'deploy' AND outcome = 'success' AND end_ns IS NOT NULL AND repo IS NOT NULL
-         ORDER BY 1, 2, 3",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        repos.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-    }
-    let mut stored = 0;
-    let mut commits: Option<((String, String), Vec<ChangeRow>)> = None;
-    for (source, repo, environment) in repos {
-        if commits.as_ref().is_none_or(|(of, _)| *of != (source.clone(), repo.clone())) {
-            let rows = ordered_commits(conn, &source, &repo).await?;
-            commits = Some(((source.clone(), repo.clone()), rows));
-        }
-        let commits = &commits.as_ref().expect("loaded above").1;
-        let mut previous: Option<String> = None;
-        for deploy in successful_deploys(conn, &source, &repo, &environment).await? {
-            let changes = deploy.sha.as_deref().and_then(|sha| slice(commits, sha, previous.as_deref()));
-            store_change_set(conn, &deploy.key, &source, &repo, changes).await?;
-            previous = deploy.sha;
-            stored += 1;
-        }
-    }
-    Ok(stored)
-}
-
-/// The span key of the pull request a change came from.
-fn pull_request_key(source: &str, repo: &str, number: &str) -> String {
-    format!("{source}:{repo}:pull_request:{number}")
-}
-
-/// Replaces the stored change set of `deploy` (tables `change_sets` and
-/// `change_set_commits`, which DORA's lead time and rework read).
-pub async fn store_change_set(
+/// Replaces the stored change set of `deploy` (`None`: unmatched, no rows).
+async fn store_change_set(
     conn: &mut AnyConnection,
     deploy_key: &str,
-    source: &str,
-    repo: &str,
-    changes: Option<&[ChangeRow]>,
+    changes: Option<&[Row5]>,
 ) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM change_set_commits WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM change_sets WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
@@ -230,23 +231,24 @@ pub async fn store_change_set(
     sqlx::query("INSERT INTO change_sets (deploy_key, changes, reverts) VALUES ($1, $2, $3)")
         .bind(deploy_key)
         .bind(changes.len() as i64)
-        .bind(changes.iter().filter(|c| c.revert).count() as i64)
+        .bind(changes.iter().filter(|c| c.3).count() as i64)
         .execute(&mut *conn)
         .await?;
-    for chunk in changes.chunks(CHUNK) {
+    for (chunk_index, chunk) in changes.chunks(CHUNK).enumerate() {
         let sql = format!(
-            "INSERT INTO change_set_commits (deploy_key, sha, committed_at, pull_request_key, revert) VALUES {}
-             ON CONFLICT (deploy_key, sha) DO NOTHING",
-            values_list(chunk.len(), 5)
+            "INSERT INTO change_set_commits (deploy_key, sha, committed_at, pull_request_key, revert, position)
+             VALUES {} ON CONFLICT (deploy_key, sha) DO NOTHING",
+            values_list(chunk.len(), 6)
         );
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for change in chunk {
+        for (i, (sha, committed_at, pull_request, revert)) in chunk.iter().enumerate() {
             insert = insert
                 .bind(deploy_key.to_string())
-                .bind(&change.sha)
-                .bind(change.committed_at)
-                .bind(change.pull_request.as_ref().map(|n| pull_request_key(source, repo, n)))
-                .bind(i64::from(change.revert));
+                .bind(sha.clone())
+                .bind(*committed_at)
+                .bind(pull_request.clone())
+                .bind(i64::from(*revert))
+                .bind((chunk_index * CHUNK + i) as i64);
         }
         insert.execute(&mut *conn).await?;
     }
@@ -255,30 +257,58 @@ pub async fn store_change_set(
         "UPDATE change_set_commits SET
             pr_opened_ns = (SELECT p.start_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
             pr_reviewed_ns = (SELECT p.reviewed_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
-            pr_merged_ns = (SELECT CASE WHEN p.outcome = 'merged' THEN p.end_ns END FROM spans p
+            pr_merged_ns = (SELECT CASE WHEN p.outcome = $2 THEN p.end_ns END FROM spans p
                             WHERE p.key = change_set_commits.pull_request_key)
          WHERE deploy_key = $1 AND pull_request_key IS NOT NULL",
     )
     .bind(deploy_key)
+    .bind(outcome::MERGED)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Change-set rows per INSERT (5 values each, well under every bind limit).
-const CHUNK: usize = 500;
+/// Change-set rows per INSERT (6 values each, well under every bind limit).
+const CHUNK: usize = 400;
 
-/// The references of the spans a deploy's change set came from: each
-/// commit's sha (pull requests answer to their merge and head commits) and the
-/// pull request a commit message names.
-pub fn change_set_refs(deploy: &ApiSpan, changes: &[ChangeRow]) -> Vec<String> {
-    let Some(repo) = &deploy.repo else { return Vec::new() };
-    let mut refs = Vec::new();
-    for change in changes {
-        refs.push(sha_alias(&deploy.source, repo, &change.sha));
-        if let Some(number) = &change.pull_request {
-            refs.push(pull_request_key(&deploy.source, repo, number).to_ascii_lowercase());
+/// The references of the spans a deploy's stored change set came from: each
+/// commit's sha (pull requests answer to their merge and head commits) and
+/// the pull request a change came through.
+pub async fn change_set_refs(
+    conn: &mut AnyConnection,
+    source: &str,
+    repo: &str,
+    deploy_key: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut refs = BTreeSet::new();
+    for row in sqlx::query("SELECT sha, pull_request_key FROM change_set_commits WHERE deploy_key = $1")
+        .bind(deploy_key)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        refs.insert(sha_alias(source, repo, &row.try_get::<String, _>(0)?));
+        if let Some(pr) = row.try_get::<Option<String>, _>(1)? {
+            refs.insert(pr.to_ascii_lowercase());
         }
     }
-    refs
+    Ok(refs.into_iter().collect())
+}
+
+/// The repositories whose change sets and incident causes [`recompute`]
+/// derives: every repository with a deploy, an incident or a push.
+pub async fn repositories(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError> {
+    let mut repos = BTreeSet::new();
+    for row in sqlx::query(
+        "SELECT DISTINCT repo FROM spans WHERE kind IN ($1, $2, $3) AND repo IS NOT NULL
+         UNION SELECT DISTINCT repo FROM pushes",
+    )
+    .bind(kind::DEPLOY)
+    .bind(kind::INCIDENT)
+    .bind(kind::PULL_REQUEST)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        repos.insert(row.try_get::<String, _>(0)?);
+    }
+    Ok(repos.into_iter().collect())
 }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
+use valuestream_core::vocab::{HOTFIX_LABEL, attr, is_revert, kind as kinds};
 
 /// The values a summary can group by (`summary::GROUP_KEYS`), in that order.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -45,8 +46,8 @@ impl GroupValues {
 pub struct MetricColumns {
     pub group: GroupValues,
     /// The commit a span is about: the one a build ran on or a deploy shipped
-    /// (`vcs.ref.head.revision`), or an incident's root cause
-    /// (`valuestream.root_cause`, often a prefix).
+    /// (`vcs.ref.head.revision`), a merged pull request's merge commit, or an
+    /// incident's root cause (`valuestream.root_cause`, often a prefix).
     pub revision: Option<String>,
     /// A pull request's first review (`valuestream.first_review_at`).
     pub reviewed_ns: Option<i64>,
@@ -64,9 +65,9 @@ impl MetricColumns {
         attributes: &Attributes,
     ) -> MetricColumns {
         let text = |name: &str| attributes.get(name).and_then(|v| v.as_str());
-        let title = text("vcs.change.title").unwrap_or("");
-        let hotfix = attributes.get("valuestream.labels").and_then(|v| v.as_array()).is_some_and(|labels| {
-            labels.iter().any(|label| label.as_str().is_some_and(|l| l.eq_ignore_ascii_case("hotfix")))
+        let title = text(attr::CHANGE_TITLE).unwrap_or("");
+        let hotfix = attributes.get(attr::LABELS).and_then(|v| v.as_array()).is_some_and(|labels| {
+            labels.iter().any(|label| label.as_str().is_some_and(|l| l.eq_ignore_ascii_case(HOTFIX_LABEL)))
         });
         MetricColumns {
             group: GroupValues {
@@ -74,23 +75,19 @@ impl MetricColumns {
                 kind: kind.to_string(),
                 repo: repo.map(str::to_string),
                 project: project.map(str::to_string),
-                environment: text("deployment.environment.name").map(str::to_string),
+                environment: text(attr::ENVIRONMENT).map(str::to_string),
                 outcome: outcome.map(str::to_string),
             },
             revision: match kind {
-                "incident" => text("valuestream.root_cause"),
-                _ => text("vcs.ref.head.revision"),
+                kinds::INCIDENT => text(attr::ROOT_CAUSE),
+                kinds::PULL_REQUEST => text(attr::MERGE_COMMIT),
+                _ => text(attr::HEAD_REVISION),
             }
             .map(str::to_string),
-            reviewed_ns: text("valuestream.first_review_at").and_then(Timestamp::parse_rfc3339).map(|t| t.nanos()),
-            rework: kind == "pull_request" && (is_revert(title) || hotfix),
+            reviewed_ns: text(attr::FIRST_REVIEW_AT).and_then(Timestamp::parse_rfc3339).map(|t| t.nanos()),
+            rework: kind == kinds::PULL_REQUEST && (is_revert(title) || hotfix),
         }
     }
-}
-
-/// A revert, as git writes its default message and GitHub its pull request title.
-pub fn is_revert(text: &str) -> bool {
-    text.starts_with("Revert \"")
 }
 
 /// Makes sure `group` has its row in `span_groups` (idempotent).
@@ -258,7 +255,7 @@ mod tests {
     #[test]
     fn columns_come_from_attributes() {
         let attributes: Attributes = serde_json::from_value(json!({
-            "vcs.ref.head.revision": "abc123",
+            "valuestream.merge_commit_sha": "abc123",
             "valuestream.first_review_at": "2026-01-02T03:04:05Z",
             "vcs.change.title": "Revert \"Add login\"",
             "deployment.environment.name": "production",

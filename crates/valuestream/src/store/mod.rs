@@ -55,6 +55,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The deploy environments incidents are attributed among (metrics.md).
+    production: std::sync::Arc<Vec<String>>,
 }
 
 impl Store {
@@ -93,7 +95,17 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Store { pool, backend })
+        let production = valuestream_core::vocab::PRODUCTION_ENVIRONMENTS.iter().map(|s| s.to_string()).collect();
+        Ok(Store { pool, backend, production: std::sync::Arc::new(production) })
+    }
+
+    /// Sets the production environment names (empty: the defaults). The
+    /// writer attributes incidents to deploys to these environments.
+    pub fn with_production_environments(mut self, names: &[String]) -> Store {
+        if !names.is_empty() {
+            self.production = std::sync::Arc::new(names.to_vec());
+        }
+        self
     }
 
     /// Applies the migrations that have not run yet, then any one-time task
