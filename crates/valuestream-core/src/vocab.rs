@@ -26,6 +26,8 @@ pub mod attr {
     pub const HEAD_REVISION: &str = "vcs.ref.head.revision";
     /// A deploy's environment.
     pub const ENVIRONMENT: &str = "deployment.environment.name";
+    /// The branch a pull request, build or job ran on.
+    pub const HEAD_BRANCH: &str = "vcs.ref.head.name";
     /// A pull request's title.
     pub const CHANGE_TITLE: &str = "vcs.change.title";
     /// A merged pull request's merge (or squash) commit.

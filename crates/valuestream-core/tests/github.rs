@@ -253,7 +253,7 @@ fn deployment_statuses_end_the_deploy_whatever_their_order() {
 }
 
 #[test]
-fn pushes_to_the_default_branch_record_commits_and_others_are_ignored() {
+fn pushes_record_commits_and_say_whether_they_are_to_the_default_branch() {
     let Parsed::Push(push) = parse("push", "push.ref-created.installation-1").unwrap() else {
         panic!("expected a push")
     };
@@ -274,7 +274,12 @@ fn pushes_to_the_default_branch_record_commits_and_others_are_ignored() {
     assert_eq!(push.commits[0].pull_request, Some(42));
     assert_eq!(push.commits[1].pull_request, Some(7));
 
+    assert!(push.default_branch);
+
+    // A push to another branch is recorded too, marked as such: it dates a
+    // pull request's commits (coding time), and is no change.
     body["ref"] = "refs/heads/feature".into();
     let parsed = GitHub.parse(&delivery("push", serde_json::to_vec(&body).unwrap()), "d", &SourceOptions::default());
-    assert!(matches!(parsed, Ok(Parsed::Ignored { ref reason }) if reason.contains("feature")), "{parsed:?}");
+    let Ok(Parsed::Push(feature)) = parsed else { panic!("{parsed:?}") };
+    assert_eq!((feature.branch.as_str(), feature.default_branch), ("feature", false));
 }

@@ -572,6 +572,7 @@ fn default_branch_pushes_record_their_commits_in_order() {
         Push {
             repo: "mike/diaspora".into(),
             branch: "master".into(),
+            default_branch: true,
             before: "95790bf891e76fee5e1747ab589903a6a1f80f22".into(),
             after: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7".into(),
             pushed_at: t("2012-01-03T21:36:29Z"),
@@ -602,14 +603,16 @@ fn default_branch_pushes_record_their_commits_in_order() {
 }
 
 #[test]
-fn pushes_elsewhere_are_ignored() {
+fn pushes_to_other_branches_are_recorded_as_such_and_tags_and_deletions_ignored() {
     let ignored = |parsed: Result<Parsed, ParseError>| match parsed {
         Ok(Parsed::Ignored { reason }) => reason,
         other => panic!("expected ignored, got {other:?}"),
     };
     let options = SourceOptions::default();
-    let reason = ignored(push_of("docs.push", &options, |v| v["ref"] = json!("refs/heads/feature/x")));
-    assert!(reason.contains("feature/x") && reason.contains("master"), "{reason}");
+    let Ok(Parsed::Push(feature)) = push_of("docs.push", &options, |v| v["ref"] = json!("refs/heads/feature/x")) else {
+        panic!("a push to a feature branch is recorded (coding time)")
+    };
+    assert_eq!((feature.branch.as_str(), feature.default_branch), ("feature/x", false));
     let reason = ignored(push_of("docs.push", &options, |v| v["ref"] = json!("refs/tags/v1")));
     assert!(reason.contains("not to a branch"), "{reason}");
     let reason = ignored(push_of("docs.push", &options, |v| {
@@ -619,9 +622,11 @@ fn pushes_elsewhere_are_ignored() {
     assert!(reason.contains("deleted"), "{reason}");
     // Without the project's default branch, the configured one decides.
     let no_default = |v: &mut Value| v["project"]["default_branch"] = Value::Null;
-    assert!(matches!(push_of("docs.push", &options, no_default), Ok(Parsed::Ignored { .. })), "main is the default");
+    let Ok(Parsed::Push(push)) = push_of("docs.push", &options, no_default) else { panic!() };
+    assert!(!push.default_branch, "main is the default");
     let options = SourceOptions { default_branch: "master".into(), ..SourceOptions::default() };
-    assert!(matches!(push_of("docs.push", &options, no_default), Ok(Parsed::Push(_))));
+    let Ok(Parsed::Push(push)) = push_of("docs.push", &options, no_default) else { panic!() };
+    assert!(push.default_branch);
 }
 
 // ---------------------------------------------------------------- headers and auth

@@ -416,3 +416,119 @@ proptest! {
         prop_assert_eq!(shuffled, expected);
     }
 }
+
+/// Applies `list` to a fresh store in `order`, one delivery per transaction.
+async fn store_of(list: &[(&'static str, Value)], order: &[usize]) -> (TempDir, Store) {
+    let dir = TempDir::new();
+    let store = Store::open(&format!("sqlite://{}", dir.0.join("h.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    for &i in order {
+        let (event, body) = &list[i];
+        let headers =
+            [("X-GitHub-Event".to_string(), event.to_string()), ("X-GitHub-Delivery".to_string(), format!("h-{i}"))];
+        let delivery = Delivery::new("github", headers, serde_json::to_vec(body).unwrap(), Timestamp(0));
+        let item = prepare(by_name("github").unwrap(), delivery, &SourceOptions::default()).unwrap();
+        store.apply_batch(&[item], false).await.unwrap();
+    }
+    (dir, store)
+}
+
+/// Every order of `list` a few shuffles give (plus forwards and backwards).
+fn orders(len: usize) -> Vec<Vec<usize>> {
+    let forwards: Vec<usize> = (0..len).collect();
+    let mut all = vec![forwards.clone(), forwards.iter().rev().copied().collect()];
+    let mut seed = 0x9e37_79b9_u64;
+    for _ in 0..6 {
+        let mut order = forwards.clone();
+        for i in (1..len).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        all.push(order);
+    }
+    all
+}
+
+/// A push to a feature branch (its commits date the pull request's first commit).
+fn branch_push(branch: &str, commits: &[(&str, &str)]) -> Value {
+    let list: Vec<(&str, &str, &str)> = commits.iter().map(|(sha, at)| (*sha, "Work in progress", *at)).collect();
+    let mut body = push(&"0".repeat(40), &list);
+    body["ref"] = json!(format!("refs/heads/{branch}"));
+    body
+}
+
+/// With only `pull_request` and `deployment` webhooks (no pushes to the
+/// default branch), a merged pull request's merge commit is a change; a push
+/// to its branch gives its first commit, which times the change and the
+/// coding part of the breakdown.
+#[test]
+fn a_merged_pull_request_is_a_change_without_a_push_and_its_branch_push_dates_its_first_commit() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut list = vec![
+        ("pull_request", merged_pr(7, &t(2, "10:00"), &t(2, "12:00"), A)),
+        ("push", branch_push("feature-7", &[(B, &t(2, "08:00")), (C, &t(2, "09:00"))])),
+    ];
+    list.extend(deploy(1, A, "production", &t(2, "13:00"), "success", &t(2, "13:30")));
+    for order in orders(list.len()) {
+        let keys = runtime.block_on(async {
+            let (_dir, store) = store_of(&list, &order).await;
+            let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
+            store.close().await;
+            keys
+        });
+        let l = &keys["lead_time_for_changes"];
+        assert_eq!((l["changes"].clone(), l["unmatched_deploys"].clone()), (json!(1), json!(0)), "{order:?}: {keys}");
+        // First commit 08:00 → deploy end 13:30: 5.5 h. Coding 08:00 → opened 10:00.
+        close(&l["median_seconds"], 19800.0);
+        close(&l["breakdown"]["coding"], 7200.0);
+        close(&l["breakdown"]["deploy"], 5400.0);
+    }
+}
+
+/// Rollbacks and redeploys ship nothing again; an incident whose root cause
+/// names a commit that was shipped but never deployed on its own is the
+/// cause of the deploy that shipped it, and its parent; a pull request that
+/// fixes an incident makes the deploy shipping it rework, while the cause is
+/// not; an `Incident` label counts whatever its case.
+#[test]
+fn rollbacks_redeploys_root_causes_and_incident_fixes() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut fix = merged_pr(9, &t(4, "10:00"), &t(4, "11:00"), E);
+    fix["pull_request"]["body"] = json!("Fixes #95");
+    let mut list = vec![
+        ("push", push(&"0".repeat(40), &[(A, "Add search", &t(2, "08:00")), (B, "Tune search", &t(2, "09:00"))])),
+        ("push", push(B, &[(C, "Add cache", &t(3, "08:00")), (D, "Add metrics", &t(3, "09:00"))])),
+        ("pull_request", fix),
+    ];
+    list.extend(deploy(1, B, "production", &t(2, "10:00"), "success", &t(2, "10:10"))); // ships A, B
+    list.extend(deploy(2, D, "production", &t(3, "10:00"), "success", &t(3, "10:10"))); // ships C, D
+    list.extend(deploy(3, B, "production", &t(3, "11:00"), "success", &t(3, "11:10"))); // rollback: nothing
+    list.extend(deploy(4, D, "production", &t(3, "12:00"), "success", &t(3, "12:10"))); // redeploy: nothing
+    list.extend(deploy(5, E, "production", &t(4, "12:00"), "success", &t(4, "12:10"))); // ships the fix E
+    // Root cause C: shipped by deploy 2 (D was deployed, C never on its own).
+    let mut incident95 =
+        incident(95, &t(3, "13:00"), &t(4, "12:30"), &format!("Cache broke.\nroot cause: {}", &C[..10]));
+    for (_, body) in &mut incident95 {
+        body["issue"]["labels"] = json!([{"name": "Incident"}]);
+    }
+    list.extend(incident95);
+    for order in orders(list.len()) {
+        let (keys, parent) = runtime.block_on(async {
+            let (_dir, store) = store_of(&list, &order).await;
+            let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
+            let incident = store.span("github:octo-org/hello-world:issue:95").await.unwrap().expect("the incident");
+            store.close().await;
+            (keys, incident.parent_key)
+        });
+        assert_eq!(parent.as_deref(), Some("github:octo-org/hello-world:deploy:2"), "{order:?}");
+        let l = &keys["lead_time_for_changes"];
+        // A, B by 1 (2h10, 1h10); C, D by 2 (2h10, 1h10); E by 5, timed by #9's creation (2h10).
+        assert_eq!(l["changes"], 5, "{order:?}: {keys}");
+        close(&l["median_seconds"], 7800.0);
+        let c = &keys["change_failure_rate"];
+        assert_eq!((c["deployments"].clone(), c["failed"].clone()), (json!(5), json!(1)), "{order:?}: {keys}");
+        assert_eq!(keys["deployment_rework_rate"]["rework"], 1, "only 5, which ships the fix: {order:?}: {keys}");
+    }
+}

@@ -682,11 +682,6 @@ impl Context<'_> {
         let Some(branch) = event.git_ref.strip_prefix("refs/heads/") else {
             return Ok(Parsed::Ignored { reason: format!("push to {} is not to a branch", event.git_ref) });
         };
-        if branch != default_branch {
-            return Ok(Parsed::Ignored {
-                reason: format!("push to branch {branch} (only the default branch {default_branch} records changes)"),
-            });
-        }
         if event.deleted {
             return Ok(Parsed::Ignored { reason: format!("push deleted branch {branch}") });
         }
@@ -711,6 +706,7 @@ impl Context<'_> {
             .collect();
         Ok(Parsed::Push(Push {
             repo: event.repository.full_name,
+            default_branch: branch == default_branch,
             branch: branch.to_string(),
             before: event.before,
             after: event.after,

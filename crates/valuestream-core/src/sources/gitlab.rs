@@ -863,12 +863,6 @@ impl Context<'_> {
             let shown: String = hook.git_ref.chars().take(80).collect();
             return Ok(Parsed::Ignored { reason: format!("push to {shown} is not to a branch") });
         };
-        if branch != default_branch {
-            let shown: String = branch.chars().take(80).collect();
-            return Ok(Parsed::Ignored {
-                reason: format!("push to branch {shown} (only the default branch {default_branch} records changes)"),
-            });
-        }
         if !hook.after.is_empty() && hook.after.bytes().all(|b| b == b'0') {
             return Ok(Parsed::Ignored { reason: format!("push deleted branch {branch}") });
         }
@@ -893,6 +887,7 @@ impl Context<'_> {
             })
             .collect();
         Ok(Parsed::Push(Push {
+            default_branch: branch == default_branch,
             repo: repo.path,
             branch: branch.to_string(),
             before: hook.before,

@@ -59,6 +59,10 @@ pub struct Push {
     /// The repository, as spans name it (`octo-org/hello-world`).
     pub repo: String,
     pub branch: String,
+    /// Whether `branch` is the repository's default branch. Only those
+    /// commits are changes; a push to another branch tells when a pull
+    /// request's commits were made (metrics.md, coding time).
+    pub default_branch: bool,
     /// The branch head before and after the push; chains pushes in order.
     pub before: String,
     pub after: String,

@@ -6,6 +6,22 @@
 -- spans stored before this migration.
 
 ALTER TABLE change_set_commits ADD COLUMN position BIGINT NOT NULL DEFAULT 0;
+-- A pull request's first commit (from pushes to its head branch), copied
+-- like its other times: coding time, and the change time of what it ships.
+ALTER TABLE change_set_commits ADD COLUMN pr_first_commit_ns BIGINT;
+ALTER TABLE spans ADD COLUMN first_commit_ns BIGINT;
+
+-- Commits pushed to branches other than the default one (they date pull
+-- requests' first commits; they are not changes).
+CREATE TABLE branch_commits (
+    source TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    committed_at BIGINT NOT NULL,
+    PRIMARY KEY (source, repo, branch, sha)
+);
+CREATE INDEX branch_commits_by_time ON branch_commits (source, repo, branch, committed_at);
 ALTER TABLE spans ADD COLUMN after_incident BIGINT NOT NULL DEFAULT 0;
 
 CREATE TABLE incident_causes (

@@ -154,17 +154,19 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
 
     // Lead time for changes: each change of a successful deploy's change set;
     // one that came through a pull request is timed by the pull request's
-    // creation, any other by its commit.
+    // first commit when pushes to its branch told, else by its creation; any
+    // other by its commit.
     let lead = scope
         .fetch_one(
             store,
             window,
             format!(
                 "SELECT
-                    string_agg(CAST(d.end_ns - COALESCE(c.pr_opened_ns, c.committed_at) AS TEXT), ','),
+                    string_agg(CAST(d.end_ns - COALESCE(c.pr_first_commit_ns, c.pr_opened_ns, c.committed_at) AS TEXT), ','),
                     string_agg(CAST(c.pr_reviewed_ns - c.pr_opened_ns AS TEXT), ','),
                     string_agg(CAST(c.pr_merged_ns - c.pr_reviewed_ns AS TEXT), ','),
-                    string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ',')
+                    string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ','),
+                    string_agg(CAST(c.pr_opened_ns - c.pr_first_commit_ns AS TEXT), ',')
                  FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key
                  WHERE d.kind = 'deploy' AND d.outcome = 'success' AND d.end_ns >= $1 AND d.end_ns < $2{}",
                 scope.deploys,
@@ -211,8 +213,8 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             "unmatched_deploys": unmatched,
             "level": lead_time_level(lead_median),
             "breakdown": {
-                // The first commit of a pull request is not in its webhooks.
-                "coding": Value::Null,
+                // Known where pushes to the pull request's branch arrived.
+                "coding": median(seconds(&lead, 4)?),
                 "pickup": median(seconds(&lead, 1)?),
                 "review": median(seconds(&lead, 2)?),
                 "deploy": median(seconds(&lead, 3)?),

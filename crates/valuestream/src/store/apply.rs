@@ -3,7 +3,9 @@
 //! export — all inside the caller's transaction, so nothing is half-applied.
 
 use super::changes;
-use super::columns::{MetricColumns, ensure_group, store_links, store_rework, update_pull_request_times};
+use super::columns::{
+    MetricColumns, PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times,
+};
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
 use crate::export::{ExportLink, ExportSpan};
@@ -13,7 +15,7 @@ use valuestream_core::ids;
 use valuestream_core::sources::Parsed;
 use valuestream_core::span::{SpanEvent, SpanState, fold};
 use valuestream_core::time::Timestamp;
-use valuestream_core::vocab::{kind, outcome};
+use valuestream_core::vocab::{attr, kind, outcome};
 
 /// The PostgreSQL advisory lock that serializes writers across replicas ("VSWRITER").
 const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
@@ -223,6 +225,10 @@ async fn apply_one(
     }
     let (spans, queued, transitions) = match &item.parsed {
         Parsed::Spans(events) => apply_events(conn, &item.id, events, export, production).await?,
+        Parsed::Push(push) if !push.default_branch => {
+            record_branch_push(conn, &item.source, push).await?;
+            (0, 0, Vec::new())
+        }
         Parsed::Push(push) => {
             record_push(conn, &item.source, &item.id, push).await?;
             let derived = changes::recompute(conn, &push.repo, production).await?;
@@ -249,6 +255,7 @@ struct Previous {
     group_id: Option<i64>,
     start_ns: i64,
     reviewed_ns: Option<i64>,
+    first_commit_ns: Option<i64>,
     rework: bool,
 }
 
@@ -374,7 +381,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
                 CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
-                kind, repo, environment, revision
+                kind, repo, environment, revision, first_commit_ns
          FROM spans WHERE key = $1",
     )
     .bind(key)
@@ -396,6 +403,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
             repo: row.try_get(11)?,
             environment: row.try_get(12)?,
             revision: row.try_get(13)?,
+            first_commit_ns: row.try_get(14)?,
         }),
         None => None,
     })
@@ -491,12 +499,30 @@ async fn refold(
         // Change sets may already name this pull request (its deploy and
         // push can arrive first): copy its times whenever they are new.
         let merged = span.end.filter(|_| span.outcome.as_deref() == Some(outcome::MERGED)).map(|e| e.nanos());
+        let head = span.attributes.get(attr::HEAD_BRANCH).and_then(|v| v.as_str());
+        let first_commit = match (&span.repo, head) {
+            (Some(repo), Some(head)) => first_commit(conn, &span.source, repo, head, span.start.nanos()).await?,
+            _ => None,
+        };
+        let times =
+            PullRequestTimes { opened: span.start.nanos(), first_commit, reviewed: columns.reviewed_ns, merged };
         let times_changed = before.is_none_or(|b| {
             let was_merged = b.end_ns.filter(|_| b.outcome.as_deref() == Some(outcome::MERGED));
-            (b.start_ns, b.reviewed_ns, was_merged) != (span.start.nanos(), columns.reviewed_ns, merged)
+            let then = PullRequestTimes {
+                opened: b.start_ns,
+                first_commit: b.first_commit_ns,
+                reviewed: b.reviewed_ns,
+                merged: was_merged,
+            };
+            then != times
         });
         if times_changed {
-            update_pull_request_times(conn, key, span.start.nanos(), columns.reviewed_ns, merged).await?;
+            sqlx::query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
+                .bind(first_commit)
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+            update_pull_request_times(conn, key, times).await?;
         }
         if before.is_some_and(|b| b.rework) != columns.rework {
             store_rework(conn, key, columns.rework).await?;
@@ -687,6 +713,84 @@ fn derivation_inputs_changed(
         [now.and_then(|n| n.1), then.and_then(|t| t.1)].into_iter().flatten().map(str::to_string).collect();
     repos.dedup();
     repos
+}
+
+/// The first commit of a pull request opened at `opened` from `branch`: the
+/// earliest commit pushed to that branch by then (metrics.md, coding time).
+async fn first_commit(
+    conn: &mut AnyConnection,
+    source: &str,
+    repo: &str,
+    branch: &str,
+    opened: i64,
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "SELECT MIN(committed_at) FROM branch_commits
+         WHERE source = $1 AND repo = $2 AND branch = $3 AND committed_at <= $4",
+    )
+    .bind(source)
+    .bind(repo)
+    .bind(branch)
+    .bind(opened)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Records the commits of a push to a branch other than the default one
+/// (idempotent) and refreshes the first commit of the pull requests from
+/// that branch.
+async fn record_branch_push(
+    conn: &mut AnyConnection,
+    source: &str,
+    push: &valuestream_core::sources::Push,
+) -> Result<(), StoreError> {
+    for commit in &push.commits {
+        sqlx::query(
+            "INSERT INTO branch_commits (source, repo, branch, sha, committed_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (source, repo, branch, sha) DO NOTHING",
+        )
+        .bind(source)
+        .bind(&push.repo)
+        .bind(&push.branch)
+        .bind(&commit.sha)
+        .bind(commit.timestamp.nanos())
+        .execute(&mut *conn)
+        .await?;
+    }
+    // Pull requests answer to their head branch's alias.
+    let alias = valuestream_core::link::branch_alias(source, &push.repo, &push.branch);
+    let sql = format!(
+        "SELECT s.key, s.start_ns, s.first_commit_ns, s.reviewed_ns, s.outcome, s.end_ns FROM span_refs r
+         JOIN spans s ON s.key = r.span_key WHERE r.ref = $1 AND s.kind = '{}'",
+        kind::PULL_REQUEST
+    );
+    let mut pulls = Vec::new();
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(alias).fetch_all(&mut *conn).await? {
+        let (key, opened, stored, reviewed, outcome_, end): (
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+        ) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
+        let merged = end.filter(|_| outcome_.as_deref() == Some(outcome::MERGED));
+        pulls.push((key, PullRequestTimes { opened, first_commit: stored, reviewed, merged }));
+    }
+    for (key, mut times) in pulls {
+        let first = first_commit(conn, source, &push.repo, &push.branch, times.opened).await?;
+        if first != times.first_commit {
+            times.first_commit = first;
+            sqlx::query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
+                .bind(first)
+                .bind(&key)
+                .execute(&mut *conn)
+                .await?;
+            update_pull_request_times(conn, &key, times).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Records a push's commits (idempotent).

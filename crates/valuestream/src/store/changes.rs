@@ -258,7 +258,9 @@ async fn store_change_set(
             pr_opened_ns = (SELECT p.start_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
             pr_reviewed_ns = (SELECT p.reviewed_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
             pr_merged_ns = (SELECT CASE WHEN p.outcome = $2 THEN p.end_ns END FROM spans p
-                            WHERE p.key = change_set_commits.pull_request_key)
+                            WHERE p.key = change_set_commits.pull_request_key),
+            pr_first_commit_ns = (SELECT p.first_commit_ns FROM spans p
+                                  WHERE p.key = change_set_commits.pull_request_key)
          WHERE deploy_key = $1 AND pull_request_key IS NOT NULL",
     )
     .bind(deploy_key)

@@ -145,21 +145,31 @@ pub async fn store_links(conn: &mut AnyConnection, key: &str, links: &[String]) 
 /// Links per INSERT (2 values each).
 const LINKS_PER_INSERT: usize = 500;
 
+/// A pull request's times, as change sets copy them (nanoseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PullRequestTimes {
+    pub opened: i64,
+    /// The earliest commit pushed to its head branch before it opened.
+    pub first_commit: Option<i64>,
+    pub reviewed: Option<i64>,
+    pub merged: Option<i64>,
+}
+
 /// Copies a pull request's times into the change sets that ship it.
 pub async fn update_pull_request_times(
     conn: &mut AnyConnection,
     key: &str,
-    opened_ns: i64,
-    reviewed_ns: Option<i64>,
-    merged_ns: Option<i64>,
+    times: PullRequestTimes,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE change_set_commits SET pr_opened_ns = $1, pr_reviewed_ns = $2, pr_merged_ns = $3
-         WHERE pull_request_key = $4",
+        "UPDATE change_set_commits SET pr_opened_ns = $1, pr_reviewed_ns = $2, pr_merged_ns = $3,
+                pr_first_commit_ns = $4
+         WHERE pull_request_key = $5",
     )
-    .bind(opened_ns)
-    .bind(reviewed_ns)
-    .bind(merged_ns)
+    .bind(times.opened)
+    .bind(times.reviewed)
+    .bind(times.merged)
+    .bind(times.first_commit)
     .bind(key)
     .execute(&mut *conn)
     .await?;
