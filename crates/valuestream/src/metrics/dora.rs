@@ -16,6 +16,8 @@ use sqlx::any::AnyRow;
 use valuestream_core::stats::{
     Level, change_failure_level, deployment_frequency_level, lead_time_level, percentile, ratio, restore_level,
 };
+use valuestream_core::vocab::kind::{DEPLOY, INCIDENT};
+use valuestream_core::vocab::outcome::{FAILURE, SUCCESS};
 
 /// Which deploys count.
 #[derive(Clone, Debug, Default)]
@@ -115,7 +117,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
                    WHERE cc.deploy_key = d.key)";
     let next_success = format!(
         "SELECT MIN(n.end_ns) FROM spans n
-         WHERE n.kind = 'deploy' AND n.repo = d.repo AND n.outcome = 'success' AND n.end_ns > d.end_ns
+         WHERE n.kind = '{DEPLOY}' AND n.repo = d.repo AND n.outcome = '{SUCCESS}' AND n.end_ns > d.end_ns
            AND n.source = d.source AND n.environment = d.environment{}",
         scope.deploys_as("n"),
     );
@@ -126,19 +128,19 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             format!(
                 "WITH caused AS ({caused})
                  SELECT
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' THEN 1 ELSE 0 END), 0) AS BIGINT),
                     COUNT(*),
-                    COUNT(DISTINCT CASE WHEN d.outcome = 'success' THEN d.end_ns / 86400000000000 END),
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = 'success' AND c.deploy_key IS NULL THEN 1 ELSE 0 END), 0)
+                    COUNT(DISTINCT CASE WHEN d.outcome = '{SUCCESS}' THEN d.end_ns / 86400000000000 END),
+                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' AND c.deploy_key IS NULL THEN 1 ELSE 0 END), 0)
                          AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = 'failure' OR d.key IN (SELECT deploy_key FROM caused)
+                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' OR d.key IN (SELECT deploy_key FROM caused)
                                            THEN 1 ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN {rework} THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    string_agg(CASE WHEN d.outcome = 'failure' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
+                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                    string_agg(CASE WHEN d.outcome = '{FAILURE}' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
                  FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key
-                 WHERE d.kind = 'deploy' AND d.end_ns >= $1 AND d.end_ns < $2
-                   AND d.outcome IN ('success', 'failure'){}",
+                 WHERE d.kind = '{DEPLOY}' AND d.end_ns >= $1 AND d.end_ns < $2
+                   AND d.outcome IN ('{SUCCESS}', '{FAILURE}'){}",
                 scope.deploys,
             ),
         )
@@ -168,7 +170,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
                     string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ','),
                     string_agg(CAST(c.pr_opened_ns - c.pr_first_commit_ns AS TEXT), ',')
                  FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key
-                 WHERE d.kind = 'deploy' AND d.outcome = 'success' AND d.end_ns >= $1 AND d.end_ns < $2{}",
+                 WHERE d.kind = '{DEPLOY}' AND d.outcome = '{SUCCESS}' AND d.end_ns >= $1 AND d.end_ns < $2{}",
                 scope.deploys,
             ),
         )
@@ -183,7 +185,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             window,
             format!(
                 "SELECT string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') FROM spans i
-                 WHERE i.kind = 'incident' AND i.end_ns >= $1 AND i.end_ns < $2{}",
+                 WHERE i.kind = '{INCIDENT}' AND i.end_ns >= $1 AND i.end_ns < $2{}",
                 scope.incidents,
             ),
         )

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use valuestream_core::stats::{Ages, Distribution, ratio};
+use valuestream_core::vocab::{kind as kinds, outcome as outcomes};
 
 /// The span fields a summary can group by; each is a column of `spans`.
 pub const GROUP_KEYS: &[&str] = &["source", "kind", "repo", "project", "environment", "outcome"];
@@ -113,12 +114,14 @@ pub async fn summary(
         let outcome = values[5].as_deref();
         let closed = durations.len() as u64;
         let group = groups.entry(key).or_default();
-        match (kind, outcome) {
-            ("build" | "job" | "deploy", Some("success")) => group.success += closed,
-            ("build" | "job" | "deploy", Some("failure")) => group.failure += closed,
-            ("pull_request", Some(outcome)) => {
+        // Success ratios for builds, jobs and deploys; merge ratio for pull requests.
+        let has_success_ratio = [kinds::BUILD, kinds::JOB, kinds::DEPLOY].contains(&kind);
+        match outcome {
+            Some(outcomes::SUCCESS) if has_success_ratio => group.success += closed,
+            Some(outcomes::FAILURE) if has_success_ratio => group.failure += closed,
+            Some(outcome) if kind == kinds::PULL_REQUEST => {
                 group.pr_closed += closed;
-                if outcome == "merged" {
+                if outcome == outcomes::MERGED {
                     group.merged += closed;
                 }
             }
