@@ -575,7 +575,7 @@ async fn insert_pushes(conn: &mut SqliteConnection, chunk: &[Push]) -> Result<()
     });
     query.build().execute(&mut *conn).await?;
     let mut query = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO commits (source, repo, sha, push_after, position, committed_at, message, pull_request) ",
+        "INSERT INTO push_commits (source, repo, sha, push_after, position, committed_at, message, pull_request) ",
     );
     query.push_values(chunk, |mut row, push| {
         row.push_bind("github")
@@ -603,7 +603,7 @@ async fn describe(store_url: &str, path: &Path) -> Result<(), Box<dyn std::error
         println!("  {kind:<13} {count:>9} spans, {open:>6} open");
         total = (total.0 + count, total.1 + open);
     }
-    for table in ["pushes", "commits"] {
+    for table in ["pushes", "push_commits"] {
         let count: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
             .fetch_one(&mut conn)
             .await?

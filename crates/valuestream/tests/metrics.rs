@@ -532,3 +532,41 @@ fn rollbacks_redeploys_root_causes_and_incident_fixes() {
         assert_eq!(keys["deployment_rework_rate"]["rework"], 1, "only 5, which ships the fix: {order:?}: {keys}");
     }
 }
+
+/// A store written before migration 0005 — change sets as the old writer cut
+/// them, no incident causes or parents, no ancestor flags — gets them derived
+/// once by `migrate`, and gives the numbers of a store written from scratch.
+#[test]
+fn stores_written_before_derived_change_sets_are_rederived_on_migration() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (dir, store) = scenario_store(&(0..scenario().len()).collect::<Vec<_>>()).await;
+        let expected = measure(&store).await;
+        let parent_of_90 = store.span("github:octo-org/hello-world:issue:90").await.unwrap().unwrap().parent_key;
+        assert_eq!(parent_of_90.as_deref(), Some("github:octo-org/hello-world:deploy:83"));
+        store.close().await;
+
+        let url = format!("sqlite://{}", dir.0.join("m.db").display());
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        for statement in [
+            // The old writer shipped A again with deploy 83 (its previous deploy's sha was E's).
+            "INSERT INTO change_set_commits (deploy_key, sha, committed_at, revert)
+             VALUES ('github:octo-org/hello-world:deploy:83', 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 0, 0)
+             ON CONFLICT DO NOTHING",
+            "DELETE FROM incident_causes",
+            "UPDATE spans SET parent_key = NULL, after_incident = 0 WHERE kind = 'incident'",
+            "INSERT INTO pending_tasks (name) VALUES ('derive_change_sets')",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        sqlx::Connection::close(conn).await.unwrap();
+        let store = Store::open(&url).await.unwrap();
+        assert_ne!(measure(&store).await, expected, "the old store's numbers differ");
+
+        store.migrate().await.unwrap();
+        assert_eq!(measure(&store).await, expected);
+        let parent_of_90 = store.span("github:octo-org/hello-world:issue:90").await.unwrap().unwrap().parent_key;
+        assert_eq!(parent_of_90.as_deref(), Some("github:octo-org/hello-world:deploy:83"));
+        store.close().await;
+    });
+}

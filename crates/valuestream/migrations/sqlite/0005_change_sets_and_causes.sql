@@ -36,6 +36,24 @@ CREATE INDEX spans_pull_requests_by_repo ON spans (repo, outcome, end_ns, start_
     WHERE kind = 'pull_request';
 CREATE INDEX spans_incidents_by_repo ON spans (repo, start_ns, revision, key) WHERE kind = 'incident';
 CREATE INDEX pushes_by_repo ON pushes (repo);
-CREATE INDEX commits_by_repo ON commits (repo);
+
+-- Commits belong to their push: a sha two pushes carry (a push repeating its
+-- predecessor's head) is kept with both, so branch order does not depend on
+-- which push arrived first. Replaces `commits`, keyed by sha alone.
+CREATE TABLE push_commits (
+    source TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    push_after TEXT NOT NULL,
+    position BIGINT NOT NULL,
+    sha TEXT NOT NULL,
+    committed_at BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    pull_request TEXT,
+    PRIMARY KEY (source, repo, push_after, position)
+);
+CREATE INDEX push_commits_by_repo ON push_commits (repo);
+INSERT INTO push_commits (source, repo, push_after, position, sha, committed_at, message, pull_request)
+    SELECT source, repo, push_after, position, sha, committed_at, message, pull_request FROM commits;
+DROP TABLE commits;
 
 INSERT INTO pending_tasks (name) VALUES ('derive_change_sets');

@@ -815,8 +815,8 @@ async fn record_push(
     .await?;
     for (position, commit) in push.commits.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO commits (source, repo, sha, push_after, position, committed_at, message, pull_request)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, sha) DO NOTHING",
+            "INSERT INTO push_commits (source, repo, sha, push_after, position, committed_at, message, pull_request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, push_after, position) DO NOTHING",
         )
         .bind(source)
         .bind(&push.repo)

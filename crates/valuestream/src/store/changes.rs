@@ -42,7 +42,7 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
     let mut by_source: BTreeMap<String, History> = BTreeMap::new();
     let mut commits: HashMap<(String, String), Vec<(i64, CommitRecord)>> = HashMap::new();
     for row in sqlx::query(
-        "SELECT source, push_after, position, sha, committed_at, pull_request, message FROM commits WHERE repo = $1",
+        "SELECT source, push_after, position, sha, committed_at, pull_request, message FROM push_commits WHERE repo = $1",
     )
     .bind(repo)
     .fetch_all(&mut *conn)
