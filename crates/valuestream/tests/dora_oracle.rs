@@ -1154,6 +1154,9 @@ async fn measured(store: &Store, h: &History) -> Value {
 enum Backend {
     Sqlite,
     Postgres,
+    /// Two stores (replicas) on one PostgreSQL database, the deliveries split
+    /// between them and applied concurrently.
+    PostgresReplicas,
 }
 
 async fn store_answer(backend: &Backend, h: &History, batches: &[Vec<usize>]) -> Value {
@@ -1175,6 +1178,30 @@ async fn store_answer(backend: &Backend, h: &History, batches: &[Vec<usize>]) ->
             fill(&store, &list, batches).await;
             let answer = measured(&store, h).await;
             store.close().await;
+            db.drop_database().await;
+            answer
+        }
+        Backend::PostgresReplicas => {
+            let db = PostgresDb::create().await;
+            let (one, two) = (Store::open(&db.url).await.unwrap(), Store::open(&db.url).await.unwrap());
+            one.migrate().await.unwrap();
+            two.migrate().await.unwrap();
+            let (odd, even): (Vec<Vec<usize>>, Vec<Vec<usize>>) = batches.iter().cloned().enumerate().fold(
+                (Vec::new(), Vec::new()),
+                |(mut odd, mut even), (i, batch)| {
+                    if i % 2 == 1 {
+                        odd.push(batch)
+                    } else {
+                        even.push(batch)
+                    }
+                    (odd, even)
+                },
+            );
+            tokio::join!(fill(&one, &list, &odd), fill(&two, &list, &even));
+            let answer = measured(&one, h).await;
+            assert_eq!(measured(&two, h).await, answer, "both replicas read the same numbers");
+            one.close().await;
+            two.close().await;
             db.drop_database().await;
             answer
         }
@@ -1619,6 +1646,18 @@ proptest! {
     #[ignore = "needs PostgreSQL: run by .ci/run"]
     fn postgres_agrees_with_the_oracle(plan in plan()) {
         property(&Backend::Postgres, &plan, plan.order_seed.is_multiple_of(2));
+    }
+}
+
+proptest! {
+    #![proptest_config(postgres_config(4, 3))]
+
+    /// Two `serve` replicas sharing PostgreSQL, each taking part of the
+    /// deliveries at the same time, give the oracle's numbers too.
+    #[test]
+    #[ignore = "needs PostgreSQL: run by .ci/run"]
+    fn two_postgres_replicas_agree_with_the_oracle(plan in plan()) {
+        property(&Backend::PostgresReplicas, &plan, true);
     }
 }
 
