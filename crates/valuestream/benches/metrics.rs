@@ -12,7 +12,7 @@
 //! findings are in `docs/benchmarks.md`.
 //!
 //! The SQLite database (1.3 GB) is generated once (about a minute) as
-//! `<target dir>/tmp/valuestream-metrics-bench-v4.db` and reused by later
+//! `<target dir>/tmp/valuestream-metrics-bench-v5.db` and reused by later
 //! runs; delete it to regenerate. It is filled
 //! with direct multi-row INSERTs, not through the webhook pipeline, with the
 //! columns and attributes the pipeline writes (`store/apply.rs`,
@@ -34,7 +34,7 @@ use valuestream_core::ids;
 use valuestream_core::time::Timestamp;
 
 /// Bump when the generator changes: the file name is the cache key.
-const DB_NAME: &str = "valuestream-metrics-bench-v4.db";
+const DB_NAME: &str = "valuestream-metrics-bench-v5.db";
 const SEED: u64 = 0x5eed_0005;
 const SECOND: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * SECOND;

@@ -10,6 +10,10 @@ ALTER TABLE change_set_commits ADD COLUMN position BIGINT NOT NULL DEFAULT 0;
 -- like its other times: coding time, and the change time of what it ships.
 ALTER TABLE change_set_commits ADD COLUMN pr_first_commit_ns BIGINT;
 ALTER TABLE spans ADD COLUMN first_commit_ns BIGINT;
+-- 1 when the change's pull request is rework on its own (a revert title, a
+-- hotfix label) or has an incident among its ancestors: a deploy shipping it
+-- is rework (metrics.md). Kept current by the writer.
+ALTER TABLE change_set_commits ADD COLUMN pr_rework BIGINT NOT NULL DEFAULT 0;
 
 -- Commits pushed to branches other than the default one (they date pull
 -- requests' first commits; they are not changes).
@@ -29,6 +33,17 @@ CREATE TABLE incident_causes (
     deploy_key TEXT NOT NULL
 );
 CREATE INDEX incident_causes_by_deploy ON incident_causes (deploy_key, incident_key);
+
+-- DORA reads deploys, their changes and their rework from indexes alone
+-- (0004's versions, plus the new columns).
+DROP INDEX spans_deploys_by_end;
+CREATE INDEX spans_deploys_by_end
+    ON spans (end_ns, environment, outcome, repo, source, project, key, trace_id, after_incident, kind)
+    WHERE kind = 'deploy';
+DROP INDEX change_set_commits_times;
+CREATE INDEX change_set_commits_times
+    ON change_set_commits (deploy_key, committed_at, pr_opened_ns, pr_reviewed_ns, pr_merged_ns, pr_first_commit_ns);
+CREATE INDEX change_set_commits_rework ON change_set_commits (deploy_key, revert, pr_rework);
 
 -- A repository's merged pull requests and incidents, and its pushes and
 -- commits, as the derivation loads them.

@@ -109,12 +109,11 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
     // Rework (metrics.md): an incident among the deploy's ancestors or those
     // of a pull request it ships, or a revert or hotfix among its changes. Being
     // the cause of an incident is a failure, not rework.
+    // The writer copies each pull request's rework into the change sets
+    // (`pr_rework`), so this reads one covering index.
     let rework = "d.after_incident = 1
-        OR c.reverts > 0
-        OR EXISTS (SELECT 1 FROM change_set_commits cc JOIN spans p ON p.key = cc.pull_request_key
-                   WHERE cc.deploy_key = d.key AND p.after_incident = 1)
-        OR EXISTS (SELECT 1 FROM change_set_commits cc JOIN rework_spans r ON r.span_key = cc.pull_request_key
-                   WHERE cc.deploy_key = d.key)";
+        OR EXISTS (SELECT 1 FROM change_set_commits cc
+                   WHERE cc.deploy_key = d.key AND (cc.revert = 1 OR cc.pr_rework = 1))";
     let next_success = format!(
         "SELECT MIN(n.end_ns) FROM spans n
          WHERE n.kind = '{DEPLOY}' AND n.repo = d.repo AND n.outcome = '{SUCCESS}' AND n.end_ns > d.end_ns

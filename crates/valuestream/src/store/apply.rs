@@ -183,6 +183,7 @@ async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<u
             queue.push(child);
         }
     }
+    changes::refresh_pr_rework(conn, None).await?;
     Ok(repos.len())
 }
 
@@ -526,6 +527,7 @@ async fn refold(
         }
         if before.is_some_and(|b| b.rework) != columns.rework {
             store_rework(conn, key, columns.rework).await?;
+            changes::refresh_pr_rework(conn, Some(key)).await?;
         }
     }
     debug_assert!(span.state == SpanState::Open || span.end.is_some());
@@ -936,7 +938,12 @@ async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> 
             .bind(&current)
             .execute(&mut *conn)
             .await?;
-        let below = after_incident || kind_of(conn, &current).await?.as_deref() == Some(kind::INCIDENT);
+        let kind_here = kind_of(conn, &current).await?;
+        if kind_here.as_deref() == Some(kind::PULL_REQUEST) {
+            // Deploys shipping it read the flag from their change sets.
+            changes::refresh_pr_rework(conn, Some(&current)).await?;
+        }
+        let below = after_incident || kind_here.as_deref() == Some(kind::INCIDENT);
         for row in
             sqlx::query("SELECT key FROM spans WHERE parent_key = $1").bind(&current).fetch_all(&mut *conn).await?
         {

@@ -114,6 +114,10 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
 /// cause of every incident of `repo` (among deploys to the `production`
 /// environments), and writes the ones that changed.
 pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[String]) -> Result<Recomputed, StoreError> {
+    if !has_derived_state(conn, repo).await? {
+        // No successful deploy and nothing derived before: nothing to ship or attribute.
+        return Ok(Recomputed::default());
+    }
     let history = load(conn, repo).await?;
     let mut recomputed = Recomputed::default();
 
@@ -190,6 +194,27 @@ pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[Strin
     Ok(recomputed)
 }
 
+/// Whether `repo` has a successful deploy, or change sets or incident causes
+/// stored from one: without them a recomputation has nothing to do (most
+/// repositories' pull requests and issues, before any deploy is seen).
+async fn has_derived_state(conn: &mut AnyConnection, repo: &str) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM spans WHERE kind = '{deploy}' AND repo = $1 AND outcome = $2)
+            OR EXISTS (SELECT 1 FROM change_sets c JOIN spans d ON d.key = c.deploy_key
+                       WHERE d.kind = '{deploy}' AND d.repo = $1)
+            OR EXISTS (SELECT 1 FROM incident_causes c JOIN spans i ON i.key = c.incident_key
+                       WHERE i.kind = '{incident}' AND i.repo = $1)",
+        deploy = kind::DEPLOY,
+        incident = kind::INCIDENT,
+    );
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(repo)
+        .bind(outcome::SUCCESS)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some())
+}
+
 /// The stored change sets of `repo`'s deploys, each in branch order. An
 /// unmatched deploy has no row.
 async fn stored_change_sets(
@@ -260,13 +285,39 @@ async fn store_change_set(
             pr_merged_ns = (SELECT CASE WHEN p.outcome = $2 THEN p.end_ns END FROM spans p
                             WHERE p.key = change_set_commits.pull_request_key),
             pr_first_commit_ns = (SELECT p.first_commit_ns FROM spans p
-                                  WHERE p.key = change_set_commits.pull_request_key)
+                                  WHERE p.key = change_set_commits.pull_request_key),
+            pr_rework = CASE WHEN EXISTS (SELECT 1 FROM rework_spans r WHERE r.span_key = change_set_commits.pull_request_key)
+                               OR EXISTS (SELECT 1 FROM spans p WHERE p.key = change_set_commits.pull_request_key
+                                          AND p.after_incident = 1)
+                             THEN 1 ELSE 0 END
          WHERE deploy_key = $1 AND pull_request_key IS NOT NULL",
     )
     .bind(deploy_key)
     .bind(outcome::MERGED)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// Copies whether pull request `key` is rework (its own rework row, or an
+/// incident among its ancestors) into the change sets that ship it. `None`
+/// refreshes every change set row (after the flags were recomputed at once).
+pub async fn refresh_pr_rework(conn: &mut AnyConnection, key: Option<&str>) -> Result<(), StoreError> {
+    let rework =
+        "CASE WHEN EXISTS (SELECT 1 FROM rework_spans r WHERE r.span_key = change_set_commits.pull_request_key)
+                         OR EXISTS (SELECT 1 FROM spans p WHERE p.key = change_set_commits.pull_request_key
+                                    AND p.after_incident = 1)
+                       THEN 1 ELSE 0 END";
+    match key {
+        Some(key) => {
+            let sql = format!("UPDATE change_set_commits SET pr_rework = {rework} WHERE pull_request_key = $1");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).execute(&mut *conn).await?;
+        }
+        None => {
+            let sql = format!("UPDATE change_set_commits SET pr_rework = {rework} WHERE pull_request_key IS NOT NULL");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }
 
