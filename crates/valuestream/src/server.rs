@@ -29,7 +29,16 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?;
     store.migrate().await.context("cannot migrate the database")?;
+    serve(config, store, listener, shutdown).await
+}
 
+/// Runs the service on an opened and migrated `store` until `shutdown` resolves.
+pub async fn serve(
+    config: ServeConfig,
+    store: Store,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let exporter = build_exporter(&config)?;
     let telemetry = Telemetry::new();
     let nudge = Arc::new(Notify::new());

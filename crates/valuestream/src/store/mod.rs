@@ -9,14 +9,18 @@
 mod apply;
 pub mod changes;
 mod columns;
+mod faults;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 
+use faults::Faults;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{AnyPool, Connection, Executor};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `$1, $2, …` style placeholders for a multi-row VALUES list of `rows` × `columns`.
@@ -55,6 +59,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    faults: Arc<Faults>,
 }
 
 impl Store {
@@ -76,10 +81,13 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        let faults = Arc::new(Faults::default());
+        let (on_connect, on_acquire) = (faults.clone(), faults.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
+                let faults = on_connect.clone();
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets the API read while the writer commits; FULL
@@ -88,12 +96,26 @@ impl Store {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                     }
-                    Ok(())
+                    faults.prepare(conn).await
                 })
             })
+            .before_acquire(move |conn, _meta| {
+                let faults = on_acquire.clone();
+                Box::pin(async move {
+                    faults.prepare(conn).await?;
+                    Ok(true)
+                })
+            })
+            // SQLite rolls a whole transaction back by itself on some errors (a
+            // full disk, an I/O error); sqlx's ROLLBACK then fails and it still
+            // counts the connection inside a transaction, so its next BEGIN would
+            // only open a savepoint of a transaction that never ends. A
+            // connection that comes back still counted inside a transaction (its
+            // rollback failed, or has not run yet) is closed, never reused.
+            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .connect_with(options)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store { pool, backend, faults })
     }
 
     /// Applies the migrations that have not run yet, then any one-time task
@@ -122,5 +144,48 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// A connection for one write transaction (see [`WriteConnection`]).
+    pub(crate) async fn write_connection(&self) -> Result<WriteConnection, StoreError> {
+        Ok(WriteConnection { conn: self.pool.acquire().await?, clean: false })
+    }
+}
+
+/// A pooled connection that goes back to the pool only after its write
+/// transaction ended cleanly ([`WriteConnection::release`]). Dropped any other
+/// way — an error, a failed COMMIT, a panic, a cancelled future — it is
+/// closed: after such a failure neither the database's nor sqlx's idea of the
+/// transaction can be trusted (SQLite may already have rolled it back).
+pub(crate) struct WriteConnection {
+    conn: PoolConnection<sqlx::Any>,
+    clean: bool,
+}
+
+impl WriteConnection {
+    /// The transaction committed: the connection may serve again.
+    pub(crate) fn release(mut self) {
+        self.clean = true;
+    }
+}
+
+impl std::ops::Deref for WriteConnection {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConnection {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteConnection {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.conn.close_on_drop();
+        }
     }
 }
