@@ -1,6 +1,6 @@
 //! Wiring for `serve`: open and migrate the store, start the writer and the
 //! export task, serve HTTP until shutdown, then drain in order: stop accepting,
-//! finish in-flight deliveries, flush exports within a bound.
+//! finish in-flight deliveries, join the writer, flush exports within a bound.
 
 use crate::config::{ServeConfig, TracerBackend};
 use crate::export::{self, Exporter, OtlpExporter, OtlpSettings, Protocol};
@@ -53,7 +53,7 @@ pub async fn serve(
             telemetry.clone(),
         ))
     });
-    let ingest =
+    let (ingest, writer) =
         Ingest::start(store.clone(), config.source_options.clone(), export_task.is_some(), nudge, telemetry.clone());
 
     let state = AppState::new(store.clone(), ingest, &config, telemetry);
@@ -62,6 +62,8 @@ pub async fn serve(
     tracing::info!(%addr, database = %redact_url(&config.database), tracer = ?config.tracer, "ValueStream is listening.");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("the HTTP server failed")?;
 
+    // Every request has its answer; the writer commits what is still queued.
+    writer.stop().await;
     let _ = stop_export.send(true);
     if let Some(task) = export_task {
         let _ = tokio::time::timeout(EXPORT_FLUSH_BOUND + Duration::from_secs(1), task).await;

@@ -103,6 +103,31 @@ impl Store {
         Ok((acks, exported))
     }
 
+    /// Whether a write of a delivery's size commits now: a probe row is
+    /// inserted and deleted in one transaction under the writer lock. The
+    /// writer runs it after a failed commit to learn when the store takes
+    /// writes again (a full disk made room, a lock released).
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        /// A typical delivery's body, in bytes.
+        const PROBE_BYTES: usize = 16 * 1024;
+        let mut conn = self.write_connection().await?;
+        let mut tx = conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body)
+             VALUES ('valuestream:write-probe', 'valuestream', 'probe', 0, 'probe', '{}', $1)",
+        )
+        .bind(vec![0u8; PROBE_BYTES])
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM deliveries WHERE id = 'valuestream:write-probe'").execute(&mut *tx).await?;
+        tx.commit().await?;
+        conn.release();
+        Ok(())
+    }
+
     /// Runs the one-time tasks later migrations left in `pending_tasks`, in
     /// one transaction under the writer lock, so a replica starting at the
     /// same time waits and then finds nothing left to do.

@@ -23,6 +23,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest `/readyz` waits for the database to answer.
+const PING_WITHIN: Duration = Duration::from_secs(2);
+
 /// `$1, $2, …` style placeholders for a multi-row VALUES list of `rows` × `columns`.
 pub(crate) fn values_list(rows: usize, columns: usize) -> String {
     (0..rows)
@@ -94,7 +97,9 @@ impl Store {
                         // makes every commit durable before a 2xx goes out.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        // Shorter than the webhook's answer deadline, so a database
+                        // locked by another process is an error the writer sees, not a hang.
+                        conn.execute("PRAGMA busy_timeout = 3000").await?;
                     }
                     faults.prepare(conn).await
                 })
@@ -137,9 +142,10 @@ impl Store {
         &self.pool
     }
 
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers, within [`PING_WITHIN`] (for `/readyz`).
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(tokio::time::timeout(PING_WITHIN, ping).await, Ok(Ok(_)))
     }
 
     pub async fn close(&self) {
