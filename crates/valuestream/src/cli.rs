@@ -4,6 +4,7 @@
 
 use crate::config::{FileConfig, LogFormat, ServeConfig, database_url, log_level};
 use crate::store::Store;
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,7 +176,9 @@ async fn serve(command: ServeCommand) -> anyhow::Result<()> {
 async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(common.config.as_deref())?;
     let url = database_url(&common, &file);
-    let store = Store::open(&url).await?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?;
     store.migrate().await?;
     eprintln!("valuestream: migrations applied to {}", crate::server::redact_url(&url));
     Ok(())

@@ -9,17 +9,18 @@
 mod apply;
 pub mod changes;
 mod columns;
+mod connect;
 mod faults;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 
+pub use connect::OpenMode;
+
 use faults::Faults;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
 use sqlx::pool::PoolConnection;
-use sqlx::{AnyPool, Connection, Executor};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// The database cannot be opened; the sentence names the cause.
+    #[error("{0}")]
+    Open(String),
 }
 
 /// Which database the store runs on.
@@ -68,59 +72,13 @@ pub struct Store {
 impl Store {
     /// Connects to `url` (`sqlite://PATH`, created when missing, or `postgres://…`).
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let with_mode = if rest.contains("mode=") {
-                url.to_string()
-            } else if rest.contains('?') {
-                format!("{url}&mode=rwc")
-            } else {
-                format!("{url}?mode=rwc")
-            };
-            (Backend::Sqlite, with_mode)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
-        };
-        let options = AnyConnectOptions::from_str(&url)?;
-        let faults = Arc::new(Faults::default());
-        let (on_connect, on_acquire) = (faults.clone(), faults.clone());
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                let faults = on_connect.clone();
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets the API read while the writer commits; FULL
-                        // makes every commit durable before a 2xx goes out.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        // Shorter than the webhook's answer deadline, so a database
-                        // locked by another process is an error the writer sees, not a hang.
-                        conn.execute("PRAGMA busy_timeout = 3000").await?;
-                    }
-                    faults.prepare(conn).await
-                })
-            })
-            .before_acquire(move |conn, _meta| {
-                let faults = on_acquire.clone();
-                Box::pin(async move {
-                    faults.prepare(conn).await?;
-                    Ok(true)
-                })
-            })
-            // SQLite rolls a whole transaction back by itself on some errors (a
-            // full disk, an I/O error); sqlx's ROLLBACK then fails and it still
-            // counts the connection inside a transaction, so its next BEGIN would
-            // only open a savepoint of a transaction that never ends. A
-            // connection that comes back still counted inside a transaction (its
-            // rollback failed, or has not run yet) is closed, never reused.
-            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-            .connect_with(options)
-            .await?;
-        Ok(Store { pool, backend, faults })
+        connect::open(url, OpenMode::Create).await
+    }
+
+    /// Connects to an existing database, for commands that only read: a
+    /// SQLite file that does not exist is an error, never created.
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        connect::open(url, OpenMode::Existing).await
     }
 
     /// Applies the migrations that have not run yet, then any one-time task
