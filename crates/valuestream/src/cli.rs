@@ -4,6 +4,7 @@
 
 use crate::config::{FileConfig, LogFormat, ServeConfig, database_url, log_level};
 use crate::store::Store;
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -176,7 +177,8 @@ async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(common.config.as_deref())?;
     let url = database_url(&common, &file);
     let store = Store::open(&url)
-        .await?
+        .await
+        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?
         .with_production_environments(&file.production_environments.clone().unwrap_or_default());
     store.migrate().await?;
     eprintln!("valuestream: migrations applied to {}", crate::server::redact_url(&url));
@@ -193,27 +195,37 @@ pub fn init_logging(format: LogFormat, level: &str) {
     };
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed by this call,
+/// not when the future is first polled (axum polls it from a task of its
+/// own, maybe only after the first request): a SIGTERM right after start then
+/// still stops cleanly instead of killing the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = received(interrupt) => {}
+            _ = received(terminate) => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Shutting down: no new deliveries, finishing those in flight.");
     }
-    tracing::info!("Shutting down: no new deliveries, finishing those in flight.");
+}
+
+/// Resolves when `signal` arrives (never, when its handler could not be installed).
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The level for commands without a config file (replay, migrate).

@@ -23,6 +23,8 @@ use valuestream_core::time::Timestamp;
 
 /// Longest time one request may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `Retry-After` of a 503, in seconds.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 #[derive(Clone)]
 pub struct AppState {
@@ -90,7 +92,13 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
-        (status, Json(json!({"error": message}))).into_response()
+        let mut response = (status, Json(json!({"error": message}))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // contract.md: 503 means "the sender retries".
+            let retry = axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS);
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry);
+        }
+        response
     }
 }
 
@@ -174,11 +182,19 @@ async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok(([(axum::http::header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)], body).into_response())
 }
 
+/// `GET /readyz`: 200 only while the writer runs and can commit and the
+/// store answers; else 503 with the reason.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.store.ping().await {
-        Json(json!({"status": "ready"})).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "store unavailable"}))).into_response()
+    let readiness = match state.ingest.readiness() {
+        Ok(()) if state.store.ping().await => Ok(()),
+        Ok(()) => Err("the store does not answer".to_string()),
+        Err(reason) => Err(reason),
+    };
+    match readiness {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not ready", "reason": reason}))).into_response()
+        }
     }
 }
 

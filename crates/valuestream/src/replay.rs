@@ -88,7 +88,8 @@ pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool
     store.migrate().await?;
     let options = file_config.source_options()?;
     // Finished spans are queued in the outbox; the next `serve` exports them.
-    let ingest = Ingest::start(store.clone(), options.clone(), true, Arc::new(Notify::new()), Telemetry::new());
+    let (ingest, writer) =
+        Ingest::start(store.clone(), options.clone(), true, Arc::new(Notify::new()), Telemetry::new());
 
     let bar = if progress { ProgressBar::new(total_bytes) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -131,6 +132,7 @@ pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool
         settle(handle, &mut counts).await?;
     }
     bar.finish_and_clear();
+    writer.stop().await;
     store.close().await;
     Ok(counts)
 }

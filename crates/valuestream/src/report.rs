@@ -37,7 +37,8 @@ pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
 
     let file = FileConfig::load(command.common.config.as_deref())?;
     let url = database_url(&command.common, &file);
-    let store = Store::open(&url)
+    // Only reads: a mistyped path is an error, never a new empty database.
+    let store = Store::open_existing(&url)
         .await
         .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?;
     store.migrate().await?;

@@ -1,6 +1,6 @@
 //! Wiring for `serve`: open and migrate the store, start the writer and the
 //! export task, serve HTTP until shutdown, then drain in order: stop accepting,
-//! finish in-flight deliveries, flush exports within a bound.
+//! finish in-flight deliveries, join the writer, flush exports within a bound.
 
 use crate::config::{ServeConfig, TracerBackend};
 use crate::export::{self, Exporter, OtlpExporter, OtlpSettings, Protocol};
@@ -30,7 +30,16 @@ pub async fn run(
         .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?
         .with_production_environments(&config.production_environments);
     store.migrate().await.context("cannot migrate the database")?;
+    serve(config, store, listener, shutdown).await
+}
 
+/// Runs the service on an opened and migrated `store` until `shutdown` resolves.
+pub async fn serve(
+    config: ServeConfig,
+    store: Store,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let exporter = build_exporter(&config)?;
     let telemetry = Telemetry::new();
     let nudge = Arc::new(Notify::new());
@@ -45,7 +54,7 @@ pub async fn run(
             telemetry.clone(),
         ))
     });
-    let ingest =
+    let (ingest, writer) =
         Ingest::start(store.clone(), config.source_options.clone(), export_task.is_some(), nudge, telemetry.clone());
 
     let state = AppState::new(store.clone(), ingest, &config, telemetry);
@@ -54,6 +63,8 @@ pub async fn run(
     tracing::info!(%addr, database = %redact_url(&config.database), tracer = ?config.tracer, "ValueStream is listening.");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("the HTTP server failed")?;
 
+    // Every request has its answer; the writer commits what is still queued.
+    writer.stop().await;
     let _ = stop_export.send(true);
     if let Some(task) = export_task {
         let _ = tokio::time::timeout(EXPORT_FLUSH_BOUND + Duration::from_secs(1), task).await;

@@ -9,7 +9,7 @@ use super::columns::{
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
 use crate::export::{ExportLink, ExportSpan};
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 use std::collections::{BTreeSet, HashSet};
 use valuestream_core::ids;
 use valuestream_core::sources::Parsed;
@@ -81,15 +81,18 @@ pub struct Transition {
 impl Store {
     /// Applies `items` in order in one transaction (group commit) and returns
     /// one answer per item plus how many spans were queued for export. Either
-    /// everything is committed or nothing is.
+    /// everything is committed or nothing is; after a failure the connection
+    /// is closed, never reused (`WriteConnection`).
     pub async fn apply_batch(&self, items: &[Applicable], export: bool) -> Result<(Vec<Ack>, usize), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.write_connection().await?;
+        let mut tx = conn.begin().await?;
         if self.backend == Backend::Postgres {
             // Replicas sharing one PostgreSQL apply one group at a time, as the
             // single writer does within a process: a span's refold then always
             // sees every committed event, and parent resolution sees settled rows.
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
+        self.faults.maybe_panic();
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {
@@ -97,8 +100,35 @@ impl Store {
             acks.push(ack);
             exported += queued;
         }
+        self.faults.before_commit(&mut tx).await?;
         tx.commit().await?;
+        conn.release();
         Ok((acks, exported))
+    }
+
+    /// Whether a write of a delivery's size commits now: a probe row is
+    /// inserted and deleted in one transaction under the writer lock. The
+    /// writer runs it after a failed commit to learn when the store takes
+    /// writes again (a full disk made room, a lock released).
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        /// A typical delivery's body, in bytes.
+        const PROBE_BYTES: usize = 16 * 1024;
+        let mut conn = self.write_connection().await?;
+        let mut tx = conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body)
+             VALUES ('valuestream:write-probe', 'valuestream', 'probe', 0, 'probe', '{}', $1)",
+        )
+        .bind(vec![0u8; PROBE_BYTES])
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM deliveries WHERE id = 'valuestream:write-probe'").execute(&mut *tx).await?;
+        tx.commit().await?;
+        conn.release();
+        Ok(())
     }
 
     /// Runs the one-time tasks later migrations left in `pending_tasks`, in

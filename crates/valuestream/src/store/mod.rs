@@ -9,15 +9,23 @@
 mod apply;
 pub mod changes;
 mod columns;
+mod connect;
+mod faults;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
-use std::str::FromStr;
+pub use connect::OpenMode;
+
+use faults::Faults;
+use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Longest `/readyz` waits for the database to answer.
+const PING_WITHIN: Duration = Duration::from_secs(2);
 
 /// `$1, $2, …` style placeholders for a multi-row VALUES list of `rows` × `columns`.
 pub(crate) fn values_list(rows: usize, columns: usize) -> String {
@@ -41,6 +49,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// The database cannot be opened; the sentence names the cause.
+    #[error("{0}")]
+    Open(String),
 }
 
 /// Which database the store runs on.
@@ -57,46 +68,13 @@ pub struct Store {
     backend: Backend,
     /// The deploy environments incidents are attributed among (metrics.md).
     production: std::sync::Arc<Vec<String>>,
+    faults: Arc<Faults>,
 }
 
 impl Store {
     /// Connects to `url` (`sqlite://PATH`, created when missing, or `postgres://…`).
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
-            let with_mode = if rest.contains("mode=") {
-                url.to_string()
-            } else if rest.contains('?') {
-                format!("{url}&mode=rwc")
-            } else {
-                format!("{url}?mode=rwc")
-            };
-            (Backend::Sqlite, with_mode)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
-        };
-        let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets the API read while the writer commits; FULL
-                        // makes every commit durable before a 2xx goes out.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
-        let production = valuestream_core::vocab::PRODUCTION_ENVIRONMENTS.iter().map(|s| s.to_string()).collect();
-        Ok(Store { pool, backend, production: std::sync::Arc::new(production) })
+        connect::open(url, OpenMode::Create).await
     }
 
     /// Sets the production environment names (empty: the defaults). The
@@ -106,6 +84,12 @@ impl Store {
             self.production = std::sync::Arc::new(names.to_vec());
         }
         self
+    }
+
+    /// Connects to an existing database, for commands that only read: a
+    /// SQLite file that does not exist is an error, never created.
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        connect::open(url, OpenMode::Existing).await
     }
 
     /// Applies the migrations that have not run yet, then any one-time task
@@ -127,12 +111,56 @@ impl Store {
         &self.pool
     }
 
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers, within [`PING_WITHIN`] (for `/readyz`).
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let ping = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(tokio::time::timeout(PING_WITHIN, ping).await, Ok(Ok(_)))
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// A connection for one write transaction (see [`WriteConnection`]).
+    pub(crate) async fn write_connection(&self) -> Result<WriteConnection, StoreError> {
+        Ok(WriteConnection { conn: self.pool.acquire().await?, clean: false })
+    }
+}
+
+/// A pooled connection that goes back to the pool only after its write
+/// transaction ended cleanly ([`WriteConnection::release`]). Dropped any other
+/// way — an error, a failed COMMIT, a panic, a cancelled future — it is
+/// closed: after such a failure neither the database's nor sqlx's idea of the
+/// transaction can be trusted (SQLite may already have rolled it back).
+pub(crate) struct WriteConnection {
+    conn: PoolConnection<sqlx::Any>,
+    clean: bool,
+}
+
+impl WriteConnection {
+    /// The transaction committed: the connection may serve again.
+    pub(crate) fn release(mut self) {
+        self.clean = true;
+    }
+}
+
+impl std::ops::Deref for WriteConnection {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConnection {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteConnection {
+    fn drop(&mut self) {
+        if !self.clean {
+            self.conn.close_on_drop();
+        }
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use valuestream::config::{LogFormat, ServeConfig, TracerBackend};
 use valuestream::export::Protocol;
+use valuestream::store::Store;
 use valuestream_core::sources::SourceOptions;
 use valuestream_core::time::Timestamp;
 use valuestream_core::verify::hmac_sha256_hex;
@@ -252,6 +253,17 @@ pub async fn spawn_app_on(database: String, dir: Option<TempDir>, configure: imp
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(valuestream::server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    App { base, client: reqwest::Client::new(), stop: Some(stop), task, database, _dir: dir }
+}
+
+/// Starts the server on a store the test opened (and may inject faults into).
+pub async fn spawn_app_with_store(store: Store, database: String, dir: Option<TempDir>, config: ServeConfig) -> App {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(valuestream::server::serve(config, store, listener, async {
         let _ = stopped.await;
     }));
     App { base, client: reqwest::Client::new(), stop: Some(stop), task, database, _dir: dir }
