@@ -10,7 +10,7 @@ use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot};
 use valuestream_core::delivery::Delivery;
-use valuestream_core::sources::{ParseError, Source, SourceOptions};
+use valuestream_core::sources::{self, ParseError, Source, SourceOptions};
 use valuestream_core::verify::AuthError;
 
 /// Deliveries committed together at most (group commit).
@@ -85,16 +85,16 @@ impl Ingest {
     }
 }
 
-/// Headers never stored with a delivery: they carry credentials.
-const UNSTORED_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization", "x-gitlab-token"];
-
-/// Parses a delivery into what the store applies (no IO). Credentials in
-/// headers are dropped here: the store never sees them.
+/// Parses a delivery into what the store applies (no IO). Headers carrying
+/// credentials (the source's signatures and tokens, HTTP authentication,
+/// cookies) are dropped here, and the query string is not kept: the store
+/// never sees them.
 pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions) -> Result<Applicable, ParseError> {
     let id = format!("{}:{}", source.name(), source.delivery_id(&delivery).unwrap_or_else(|| delivery.content_id()));
     let parsed = source.parse(&delivery, &id, options)?;
     let event_type = source.event_type(&delivery);
-    let headers = delivery.headers.into_iter().filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str())).collect();
+    let headers =
+        delivery.headers.into_iter().filter(|(name, _)| !sources::is_credential_header(source, name)).collect();
     Ok(Applicable {
         id,
         source: source.name().to_string(),

@@ -34,6 +34,11 @@ impl Source for GitHub {
         "VS_GITHUB_SECRET"
     }
 
+    /// `X-Hub-Signature-256`, and the SHA-1 `X-Hub-Signature` GitHub still sends beside it.
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &[SIGNATURE_HEADER, "X-Hub-Signature"]
+    }
+
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError> {
         verify_hmac_sha256(secrets, &delivery.body, SIGNATURE_HEADER, delivery.header(SIGNATURE_HEADER))
     }

@@ -205,12 +205,30 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
     Ok(value)
 }
 
+/// Headers that carry credentials whatever the source: HTTP authentication
+/// (a proxy in front may add it) and cookies.
+pub const HTTP_CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// Whether a header carries a credential of `source` and so must never be
+/// stored: one the source declares, HTTP's own, or, as a safety net for
+/// senders behind other gateways, any whose name says token, signature,
+/// secret, password or api key.
+pub fn is_credential_header(source: &dyn Source, name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    source.credential_headers().iter().chain(HTTP_CREDENTIAL_HEADERS).any(|h| h.eq_ignore_ascii_case(&lower))
+        || ["token", "signature", "secret", "password", "api-key", "apikey"].iter().any(|word| lower.contains(word))
+}
+
 /// One system that sends deliveries.
 pub trait Source: Sync {
     /// Lowercase name: `github`, `gitlab`, `jenkins`, `jira`, `customhttp`.
     fn name(&self) -> &'static str;
     /// The environment variable that holds this source's secrets (comma-separated).
     fn secret_variable(&self) -> &'static str;
+    /// The headers that carry this source's credentials: its signatures and
+    /// tokens (any case). They are dropped before a delivery is stored; HTTP's
+    /// own ([`HTTP_CREDENTIAL_HEADERS`]) are dropped for every source.
+    fn credential_headers(&self) -> &'static [&'static str];
     /// Checks the delivery's signature or token against the configured secrets.
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError>;
     /// The sender's delivery id, when it sends one.
@@ -219,4 +237,30 @@ pub trait Source: Sync {
     fn event_type(&self, delivery: &Delivery) -> String;
     /// What the delivery means. `delivery_id` is the id the store knows it by.
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_source_drops_its_credentials_and_keeps_the_rest() {
+        let check = |source: &dyn Source, name: &str, expected: bool| {
+            assert_eq!(is_credential_header(source, name), expected, "{} {name}", source.name());
+        };
+        for source in SOURCES {
+            for name in source.credential_headers().iter().chain(HTTP_CREDENTIAL_HEADERS) {
+                check(*source, name, true);
+                check(*source, &name.to_ascii_uppercase(), true);
+            }
+            for name in ["Authorization", "Cookie", "X-Hub-Signature", "X-Hub-Signature-256", "X-VS-Signature"] {
+                check(*source, name, true);
+            }
+            check(*source, "X-Gitlab-Token", true);
+            check(*source, "x-api-key", true);
+            for name in ["content-type", "x-github-event", "x-github-delivery", "x-gitlab-event", "user-agent"] {
+                check(*source, name, false);
+            }
+        }
+    }
 }
