@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources;
 use valuestream_core::time::Timestamp;
+use valuestream_core::verify::AuthError;
 
 /// Longest time one request may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,6 +132,8 @@ async fn webhook(
     let delivery = Delivery::new(source.name(), headers, body.to_vec(), now()).with_query(query);
     let event = source.event_type(&delivery);
     let secrets = state.secrets.get(source.name()).cloned().unwrap_or_default();
+    // Known before the delivery moves into the pipeline, for the rejection's log line.
+    let delivery_id = crate::ingest::delivery_id(source, &delivery);
     match state.ingest.submit(source, delivery, &secrets).await {
         Ok(ack) => {
             state.telemetry.delivery(source.name(), &event, ack.status.as_str());
@@ -139,17 +142,32 @@ async fn webhook(
         }
         Err(error) => {
             state.telemetry.delivery(source.name(), &event, "rejected");
-            // The reason can quote a payload value (serde names the bad value),
-            // so it is logged at debug only; the sender gets it in the answer.
+            // The full error can quote a payload value (serde names the bad
+            // value), so it is logged at debug only; the sender gets it in the
+            // answer. At info, a reason that quotes none.
             let kind = match &error {
                 IngestError::Unauthorized(_) => "unauthorized",
                 IngestError::BadRequest(_) => "bad request",
                 IngestError::Unavailable(_) => "store unavailable",
             };
-            tracing::info!(source = source.name(), event, kind, "Delivery rejected.");
-            tracing::debug!(source = source.name(), event, %error, "Why the delivery was rejected.");
+            let reason = rejection_reason(&error, secrets.len());
+            tracing::info!(source = source.name(), event, delivery = %delivery_id, kind, reason, "Delivery rejected.");
+            tracing::debug!(source = source.name(), event, delivery = %delivery_id, %error, "Why the delivery was rejected.");
             Err(error.into())
         }
+    }
+}
+
+/// Why a delivery was rejected, quoting no payload value (for info logs).
+fn rejection_reason(error: &IngestError, secrets: usize) -> String {
+    let plural = if secrets == 1 { "" } else { "s" };
+    match error {
+        IngestError::Unauthorized(AuthError::Mismatch(header)) => {
+            format!("{header} matches none of {secrets} configured secret{plural}")
+        }
+        IngestError::Unauthorized(other) => other.to_string(),
+        IngestError::BadRequest(parse) => parse.reason(),
+        IngestError::Unavailable(_) => "the store cannot take the delivery".to_string(),
     }
 }
 

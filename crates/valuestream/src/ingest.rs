@@ -85,12 +85,18 @@ impl Ingest {
     }
 }
 
+/// The id the store knows a delivery by: `{source}:{the sender's delivery id}`,
+/// else `{source}:{SHA-256 of source + body}`.
+pub fn delivery_id(source: &dyn Source, delivery: &Delivery) -> String {
+    format!("{}:{}", source.name(), source.delivery_id(delivery).unwrap_or_else(|| delivery.content_id()))
+}
+
 /// Parses a delivery into what the store applies (no IO). Headers carrying
 /// credentials (the source's signatures and tokens, HTTP authentication,
 /// cookies) are dropped here, and the query string is not kept: the store
 /// never sees them.
 pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions) -> Result<Applicable, ParseError> {
-    let id = format!("{}:{}", source.name(), source.delivery_id(&delivery).unwrap_or_else(|| delivery.content_id()));
+    let id = delivery_id(source, &delivery);
     let parsed = source.parse(&delivery, &id, options)?;
     let event_type = source.event_type(&delivery);
     let headers =
