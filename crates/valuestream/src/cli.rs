@@ -118,6 +118,15 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes; larger ones get 413 [default: 26214400]
     #[arg(long, env = "VS_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Longest wait for a request's headers, from connecting or from the next request's first byte; then the connection is closed [default: 10s]
+    #[arg(long, env = "VS_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// How long a kept-alive connection may stay idle between requests [default: 60s]
+    #[arg(long, env = "VS_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Connections served at once; more get 503 with Retry-After [default: 512]
+    #[arg(long, env = "VS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]

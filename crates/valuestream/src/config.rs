@@ -9,6 +9,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 use valuestream_core::sources::{SOURCES, SourceOptions};
 use valuestream_core::verify::split_secrets;
 
@@ -16,6 +17,13 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 pub const DEFAULT_DATABASE: &str = "sqlite://valuestream.db";
 /// GitHub's own payload limit: 25 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 26_214_400;
+
+/// Longest wait for a request's headers (`--header-timeout`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle kept-alive connection stays open (`--idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// The optional TOML file. Every key is optional; unknown keys are an error.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +38,10 @@ pub struct FileConfig {
     pub api_token: Option<String>,
     pub allow_unsigned: Option<bool>,
     pub max_body_bytes: Option<usize>,
+    /// Durations as text: `"10s"`, `"500ms"`, `"2m"`.
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
     /// Labels that make an issue an incident (default `["incident"]`).
     pub incident_labels: Option<Vec<String>>,
     /// A regular expression: CI jobs whose full name matches are deploys.
@@ -102,6 +114,82 @@ pub enum LogFormat {
     Text,
 }
 
+/// What keeps slow and flooding senders from hurting the others
+/// (docs/operations.md, "Limits and timeouts").
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// From connecting, or from the first byte of the next request on a kept-alive
+    /// connection, to the end of the request's headers; else the connection is closed.
+    pub header_timeout: Duration,
+    /// Between requests on a kept-alive connection; else it is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are answered 503.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl Limits {
+    /// Flags and environment (merged by clap) over the file and the defaults, checked.
+    fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Limits> {
+        let duration = |flag: &Option<String>, key: &Option<String>, names: &str, default: Duration| match flag
+            .as_deref()
+            .or(key.as_deref())
+        {
+            None => Ok(default),
+            Some(text) => match parse_duration(text) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => bail!("{names} must be more than 0"),
+                Err(error) => bail!("{names} {text:?} is not a duration: {error}"),
+            },
+        };
+        let limits = Limits {
+            header_timeout: duration(
+                &args.header_timeout,
+                &file.header_timeout,
+                "--header-timeout / VS_HEADER_TIMEOUT / header_timeout",
+                DEFAULT_HEADER_TIMEOUT,
+            )?,
+            idle_timeout: duration(
+                &args.idle_timeout,
+                &file.idle_timeout,
+                "--idle-timeout / VS_IDLE_TIMEOUT / idle_timeout",
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        };
+        if limits.max_connections == 0 {
+            bail!("--max-connections / VS_MAX_CONNECTIONS must be more than 0");
+        }
+        Ok(limits)
+    }
+}
+
+/// Parses a duration: a whole number with a unit (`500ms`, `10s`, `2m`, `1h`),
+/// or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| "expected a number and a unit, like 10s or 500ms".to_string())?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| "too long".to_string())
+}
+
 /// Everything `serve` needs, resolved.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -114,6 +202,7 @@ pub struct ServeConfig {
     pub api_token: Option<String>,
     pub allow_unsigned: bool,
     pub max_body_bytes: usize,
+    pub limits: Limits,
     /// Secrets per source name; empty means unsigned.
     pub secrets: BTreeMap<&'static str, Vec<String>>,
     pub source_options: SourceOptions,
@@ -150,6 +239,7 @@ impl ServeConfig {
         if max_body_bytes == 0 {
             bail!("--max-body-bytes / VS_MAX_BODY_BYTES must be more than 0");
         }
+        let limits = Limits::resolve(args, &file)?;
         let source_options = file.source_options()?;
         let database = database_url(common, &file);
         let otlp_protocol =
@@ -174,6 +264,7 @@ impl ServeConfig {
             api_token: args.api_token.clone().or(file.api_token).filter(|t| !t.is_empty()),
             allow_unsigned: args.allow_unsigned || file.allow_unsigned.unwrap_or(false),
             max_body_bytes,
+            limits,
             secrets,
             source_options,
         })
@@ -216,5 +307,51 @@ pub fn log_level(file_level: Option<&str>) -> anyhow::Result<String> {
     match level.as_str() {
         "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
         other => bail!("VS_LOG_LEVEL {other:?} is not one of error, warn, info, debug, trace"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_mean_seconds() {
+        let check = |text: &str, expected: Result<Duration, &str>| {
+            assert_eq!(
+                parse_duration(text).map_err(|e| e.split(':').next().unwrap().to_string()),
+                expected.map_err(String::from),
+                "{text}"
+            )
+        };
+        check("10s", Ok(Duration::from_secs(10)));
+        check("500ms", Ok(Duration::from_millis(500)));
+        check("2m", Ok(Duration::from_secs(120)));
+        check("1h", Ok(Duration::from_secs(3600)));
+        check(" 30 ", Ok(Duration::from_secs(30)));
+        check("0s", Ok(Duration::ZERO));
+        check("10 s", Ok(Duration::from_secs(10)));
+        check("1.5s", Err("unknown unit \".5s\""));
+        check("s", Err("expected a number and a unit, like 10s or 500ms"));
+        check("10d", Err("unknown unit \"d\""));
+    }
+
+    #[test]
+    fn limits_take_the_flag_else_the_file_else_the_default_and_are_checked() {
+        let file: FileConfig =
+            toml::from_str("header_timeout = \"5s\"\nidle_timeout = \"2m\"\nmax_connections = 64").unwrap();
+        let args = ServeArgs { header_timeout: Some("750ms".into()), ..ServeArgs::default() };
+        let limits = Limits::resolve(&args, &file).unwrap();
+        assert_eq!(limits.header_timeout, Duration::from_millis(750), "the flag wins");
+        assert_eq!(limits.idle_timeout, Duration::from_secs(120), "the file");
+        assert_eq!(limits.max_connections, 64);
+        let defaults = Limits::resolve(&ServeArgs::default(), &FileConfig::default()).unwrap();
+        assert_eq!(defaults.header_timeout, DEFAULT_HEADER_TIMEOUT, "the default");
+        let error = |args: ServeArgs| Limits::resolve(&args, &FileConfig::default()).unwrap_err().to_string();
+        let message = error(ServeArgs { header_timeout: Some("soon".into()), ..ServeArgs::default() });
+        assert!(message.starts_with("--header-timeout / VS_HEADER_TIMEOUT / header_timeout \"soon\""), "{message}");
+        let message = error(ServeArgs { idle_timeout: Some("0s".into()), ..ServeArgs::default() });
+        assert!(message.contains("--idle-timeout") && message.contains("more than 0"), "{message}");
+        let message = error(ServeArgs { max_connections: Some(0), ..ServeArgs::default() });
+        assert!(message.contains("--max-connections"), "{message}");
     }
 }

@@ -24,6 +24,9 @@ use valuestream_core::verify::AuthError;
 
 /// Longest time one request may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a 503 for a full server (connections, in-flight bodies) tells the
+/// sender to wait, in seconds.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -80,6 +83,8 @@ pub enum ApiError {
     NotFound(String),
     TooLarge(String),
     Unavailable(String),
+    /// 503 with `Retry-After`: the server is full (connections, bodies in memory).
+    Busy(String),
 }
 
 impl IntoResponse for ApiError {
@@ -90,6 +95,10 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Busy(m) => {
+                let retry_after = [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())];
+                return (StatusCode::SERVICE_UNAVAILABLE, retry_after, Json(json!({"error": m}))).into_response();
+            }
         };
         (status, Json(json!({"error": message}))).into_response()
     }

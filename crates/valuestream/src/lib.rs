@@ -5,6 +5,7 @@
 //! - [`config`]: flags, environment, TOML file and defaults, resolved once.
 //! - [`event`]: `valuestream event start|end`, a customhttp event sent to a running server.
 //! - [`server`]: wires the store, the writer, the exporter and HTTP for `serve`.
+//! - [`connections`]: HTTP connections within the limits (connection cap, header and idle timeouts).
 //! - [`http`]: webhook routes, the span/trace API, health checks.
 //! - [`ingest`]: authenticate → parse → the single writer with group commit.
 //! - [`store`]: deliveries, span events, spans, references, the export outbox.
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod event;
 pub mod export;
 pub mod http;
