@@ -1,6 +1,7 @@
 //! HTTP: the webhook routes, the span and trace API, health checks. Errors map
 //! to status codes in one place ([`ApiError`]).
 
+use crate::body::{self, BodyError, InflightBudget};
 use crate::config::ServeConfig;
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::{self, DoraFilter, SpanScope, Window};
@@ -22,7 +23,8 @@ use valuestream_core::sources;
 use valuestream_core::time::Timestamp;
 use valuestream_core::verify::AuthError;
 
-/// Longest time one request may take before it is answered 408.
+/// Longest time one request may take before it is answered 408 (at least
+/// this, and longer than `--body-timeout`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a 503 for a full server (connections, in-flight bodies) tells the
 /// sender to wait, in seconds.
@@ -35,6 +37,8 @@ pub struct AppState {
     secrets: Arc<BTreeMap<&'static str, Vec<String>>>,
     api_token: Option<Arc<str>>,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    inflight: Arc<InflightBudget>,
     telemetry: Telemetry,
     production_environments: Arc<Vec<String>>,
 }
@@ -49,11 +53,14 @@ impl AppState {
             secrets: Arc::new(config.secrets.clone()),
             api_token: config.api_token.as_deref().map(Arc::from),
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.limits.body_timeout,
+            inflight: InflightBudget::new(config.limits.max_inflight_bytes),
         }
     }
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let request_timeout = REQUEST_TIMEOUT.max(state.body_timeout + Duration::from_secs(10));
     let api = Router::new()
         .route("/api/v1/spans", get(list_spans))
         .route("/api/v1/traces", get(trace_by_ref))
@@ -71,7 +78,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         // We enforce --max-body-bytes ourselves (413 with a reason); axum's own
         // 2 MB default would otherwise cut GitHub's 25 MB deliveries short.
         .layer(DefaultBodyLimit::max(max_body_bytes.saturating_add(1)))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .with_state(state)
 }
 
@@ -82,6 +89,8 @@ pub enum ApiError {
     Unauthorized(String),
     NotFound(String),
     TooLarge(String),
+    /// 408: the sender was too slow.
+    Timeout(String),
     Unavailable(String),
     /// 503 with `Retry-After`: the server is full (connections, bodies in memory).
     Busy(String),
@@ -94,6 +103,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
             ApiError::Busy(m) => {
                 let retry_after = [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())];
@@ -128,17 +138,30 @@ async fn webhook(
 ) -> Result<Response, ApiError> {
     let source =
         sources::by_name(&source_name).ok_or_else(|| ApiError::NotFound(format!("unknown source `{source_name}`")))?;
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    let (parts, body) = request.into_parts();
     let limit = state.max_body_bytes;
-    let too_large = || ApiError::TooLarge(format!("body is larger than {limit} bytes (--max-body-bytes)"));
-    let declared =
-        request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let headers = stored_headers(request.headers());
-    let query = request.uri().query().map(str::to_string);
-    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| too_large())?;
-    let delivery = Delivery::new(source.name(), headers, body.to_vec(), now()).with_query(query);
+    // Held until the delivery is answered: the body stays in memory until then.
+    let (body, _reservation) =
+        body::read(&parts.headers, body, limit, deadline, &state.inflight).await.map_err(|error| match error {
+            BodyError::TooLarge => ApiError::TooLarge(format!("body is larger than {limit} bytes (--max-body-bytes)")),
+            BodyError::TimedOut => ApiError::Timeout(format!(
+                "the body did not arrive within {} s (--body-timeout)",
+                state.body_timeout.as_secs_f64()
+            )),
+            BodyError::OverBudget => {
+                tracing::info!(
+                    source = source.name(),
+                    max_inflight_bytes = state.inflight.limit(),
+                    "Delivery refused: request bodies in memory are at --max-inflight-bytes."
+                );
+                ApiError::Busy("too many request bodies in memory at once (--max-inflight-bytes); retry later".into())
+            }
+            BodyError::Broken(error) => ApiError::BadRequest(format!("the body could not be read: {error}")),
+        })?;
+    let headers = stored_headers(&parts.headers);
+    let query = parts.uri.query().map(str::to_string);
+    let delivery = Delivery::new(source.name(), headers, body, now()).with_query(query);
     let event = source.event_type(&delivery);
     let secrets = state.secrets.get(source.name()).cloned().unwrap_or_default();
     // Known before the delivery moves into the pipeline, for the rejection's log line.
