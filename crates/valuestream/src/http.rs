@@ -143,21 +143,40 @@ async fn webhook(
     let limit = state.max_body_bytes;
     // Held until the delivery is answered: the body stays in memory until then.
     let (body, _reservation) =
-        body::read(&parts.headers, body, limit, deadline, &state.inflight).await.map_err(|error| match error {
-            BodyError::TooLarge => ApiError::TooLarge(format!("body is larger than {limit} bytes (--max-body-bytes)")),
-            BodyError::TimedOut => ApiError::Timeout(format!(
-                "the body did not arrive within {} s (--body-timeout)",
-                state.body_timeout.as_secs_f64()
-            )),
-            BodyError::OverBudget => {
-                tracing::info!(
-                    source = source.name(),
-                    max_inflight_bytes = state.inflight.limit(),
-                    "Delivery refused: request bodies in memory are at --max-inflight-bytes."
-                );
-                ApiError::Busy("too many request bodies in memory at once (--max-inflight-bytes); retry later".into())
-            }
-            BodyError::Broken(error) => ApiError::BadRequest(format!("the body could not be read: {error}")),
+        body::read(&parts.headers, body, limit, deadline, &state.inflight).await.map_err(|error| {
+            let (kind, reason, answer) = match error {
+                BodyError::TooLarge => (
+                    "too large",
+                    format!("body is larger than --max-body-bytes ({limit} bytes)"),
+                    ApiError::TooLarge(format!("body is larger than {limit} bytes (--max-body-bytes)")),
+                ),
+                BodyError::TimedOut => {
+                    let seconds = state.body_timeout.as_secs_f64();
+                    (
+                        "too slow",
+                        format!("body did not arrive within --body-timeout ({seconds} s)"),
+                        ApiError::Timeout(format!("the body did not arrive within {seconds} s (--body-timeout)")),
+                    )
+                }
+                BodyError::OverBudget => (
+                    "server full",
+                    format!("request bodies in memory are at --max-inflight-bytes ({} bytes)", state.inflight.limit()),
+                    ApiError::Busy(
+                        "too many request bodies in memory at once (--max-inflight-bytes); retry later".into(),
+                    ),
+                ),
+                BodyError::Broken(error) => (
+                    "bad request",
+                    "the body could not be read".to_string(),
+                    ApiError::BadRequest(format!("the body could not be read: {error}")),
+                ),
+            };
+            // Only the sender's id is known without the body.
+            let unread = Delivery::new(source.name(), stored_headers(&parts.headers), Vec::new(), now());
+            let delivery =
+                source.delivery_id(&unread).map_or("unknown".to_string(), |id| format!("{}:{id}", source.name()));
+            tracing::info!(source = source.name(), %delivery, kind, reason, "Delivery rejected.");
+            answer
         })?;
     let headers = stored_headers(&parts.headers);
     let query = parts.uri.query().map(str::to_string);

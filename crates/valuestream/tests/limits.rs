@@ -228,7 +228,7 @@ fn a_flood_of_large_bodies_stays_within_the_inflight_budget_and_the_excess_gets_
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--tracer", "none"])
         .args(["--max-inflight-bytes", &BUDGET.to_string(), "--body-timeout", "60s"])
         .env("VS_DATABASE_URL", format!("sqlite://{}", dir.0.join("vs.db").display()))
-        .env("VS_LOG_LEVEL", "warn")
+        .env("VS_LOG_LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -289,12 +289,21 @@ fn a_flood_of_large_bodies_stays_within_the_inflight_budget_and_the_excess_gets_
         assert!(answer.to_ascii_lowercase().contains("retry-after: 5"), "{answer}");
         assert!(answer.contains("--max-inflight-bytes"), "{answer}");
     }
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let refusal = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["fields"]["kind"] == "server full")
+        .unwrap_or_else(|| panic!("no refusal logged: {logs}"));
+    assert_eq!(refusal["fields"]["message"], "Delivery rejected.");
+    assert!(refusal["fields"]["delivery"].as_str().unwrap().starts_with("github:flood-"), "{refusal}");
+    assert!(refusal["fields"]["reason"].as_str().unwrap().contains("--max-inflight-bytes"), "{refusal}");
     assert!(
         peak < BUDGET + OVERHEAD,
         "peak resident memory {} MiB is over the budget ({} MiB) plus {} MiB: {summary}\n{}",
         peak / MIB,
         BUDGET / MIB,
         OVERHEAD / MIB,
-        String::from_utf8_lossy(&output.stderr)
+        logs
     );
 }
