@@ -8,6 +8,10 @@
 //!   means as fast as `--connections` allow; otherwise a fixed rate per second.
 //! `cargo run --release --example loadgen -- file --out deliveries.jsonl --count 100000`
 //!   writes a JSON Lines recording for `valuestream replay`.
+//! `cargo run --release --example loadgen -- flood --url http://127.0.0.1:5000 --pid PID --senders 50 --mb 20`
+//!   sends that many unsigned GitHub deliveries of that many MB (10^6 bytes) at
+//!   once, each on its own connection, and reports their answers and the
+//!   server's resident memory (`/proc/PID/status`) at its peak and after.
 
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -73,9 +77,10 @@ async fn main() {
     match args.first().map(String::as_str) {
         Some("http") => http(&args).await,
         Some("file") => file(&args),
+        Some("flood") => flood(&args),
         _ => {
             eprintln!(
-                "usage: loadgen http --url URL --secret S [--rate N] [--seconds N] [--connections N]\n       loadgen file --out PATH [--count N]"
+                "usage: loadgen http --url URL --secret S [--rate N] [--seconds N] [--connections N]\n       loadgen file --out PATH [--count N]\n       loadgen flood --url URL --pid PID [--senders N] [--mb N]"
             );
             std::process::exit(2);
         }
@@ -194,5 +199,72 @@ async fn http(args: &[String]) {
         pct(0.9),
         pct(0.99),
         pct(1.0)
+    );
+}
+
+/// Resident memory and its peak, in MB, of process `pid`.
+fn resident_mb(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server's /proc/PID/status");
+    let kb = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    let mb = |v: Option<u64>| v.unwrap_or(0) * 1024 / 1_000_000;
+    (mb(kb("VmRSS:")), mb(kb("VmHWM:")))
+}
+
+fn flood(args: &[String]) {
+    use std::io::{Read, Write};
+    let url = arg(args, "--url", "http://127.0.0.1:5000");
+    let address = url.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let pid = arg(args, "--pid", "");
+    let senders: usize = arg(args, "--senders", "50").parse().unwrap();
+    let size: usize = arg(args, "--mb", "20").parse::<usize>().unwrap() * 1_000_000;
+    let mut body = templates().issue;
+    body["issue"]["body"] = json!("");
+    let shell = body.to_string();
+    let body = Arc::new(shell.replacen(r#""body":"""#, &format!(r#""body":"{}""#, "x".repeat(size - shell.len())), 1));
+    let (before, _) = resident_mb(&pid);
+    let barrier = Arc::new(std::sync::Barrier::new(senders));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..senders)
+        .map(|i| {
+            let (address, body, barrier) = (address.clone(), body.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(&address).unwrap();
+                let head = format!(
+                    "POST /webhooks/github HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+                     X-GitHub-Event: issues\r\nX-GitHub-Delivery: flood-{}-{i}\r\nContent-Length: {}\r\n\r\n",
+                    std::process::id(),
+                    body.len()
+                );
+                barrier.wait();
+                let mut answer = String::new();
+                let sent = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+                match sent.and_then(|_| stream.read_to_string(&mut answer)) {
+                    Ok(_) => answer.lines().next().unwrap_or("(no answer)").to_string(),
+                    Err(error) => format!("error: {}", error.kind()),
+                }
+            })
+        })
+        .collect();
+    let mut peak_sampled = 0;
+    while threads.iter().any(|t| !t.is_finished()) {
+        peak_sampled = peak_sampled.max(resident_mb(&pid).0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for thread in threads {
+        *answers.entry(thread.join().unwrap()).or_default() += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (after, peak) = resident_mb(&pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let (later, _) = resident_mb(&pid);
+    println!("{senders} senders of {} MB in {elapsed:.1} s: {answers:?}", size / 1_000_000);
+    println!(
+        "server resident memory: {before} MB before, peak {peak} MB (sampled {peak_sampled} MB), {after} MB right after, {later} MB 3 s later"
     );
 }

@@ -119,6 +119,21 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes; larger ones get 413 [default: 26214400]
     #[arg(long, env = "VS_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Longest wait for a request's headers, from connecting or from the next request's first byte; then the connection is closed [default: 10s]
+    #[arg(long, env = "VS_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// Longest wait for a request's body once its headers arrived; slower bodies get 408 [default: 20s]
+    #[arg(long, env = "VS_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<String>,
+    /// How long a kept-alive connection may stay idle between requests [default: 60s]
+    #[arg(long, env = "VS_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Connections served at once; more get 503 with Retry-After [default: 512]
+    #[arg(long, env = "VS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Request bodies held in memory at once, in bytes; a body beyond gets 503 with Retry-After [default: 268435456]
+    #[arg(long, env = "VS_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    pub max_inflight_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -132,6 +147,7 @@ pub struct ReplayCommand {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    crate::body::map_large_allocations();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 use valuestream_core::sources::{SOURCES, SourceOptions};
 use valuestream_core::verify::split_secrets;
 
@@ -16,6 +17,17 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 pub const DEFAULT_DATABASE: &str = "sqlite://valuestream.db";
 /// GitHub's own payload limit: 25 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 26_214_400;
+
+/// Longest wait for a request's headers (`--header-timeout`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a request's body once its headers arrived (`--body-timeout`).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an idle kept-alive connection stays open (`--idle-timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections served at once (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Request bodies held in memory at once, in bytes (`--max-inflight-bytes`): 256 MiB.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 268_435_456;
 
 /// The optional TOML file. Every key is optional; unknown keys are an error.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +42,12 @@ pub struct FileConfig {
     pub api_token: Option<String>,
     pub allow_unsigned: Option<bool>,
     pub max_body_bytes: Option<usize>,
+    /// Durations as text: `"10s"`, `"500ms"`, `"2m"`.
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_inflight_bytes: Option<usize>,
     /// Labels that make an issue an incident (default `["incident"]`).
     pub incident_labels: Option<Vec<String>>,
     /// A regular expression: CI jobs whose full name matches are deploys.
@@ -102,6 +120,105 @@ pub enum LogFormat {
     Text,
 }
 
+/// What keeps slow and flooding senders from hurting the others
+/// (docs/operations.md, "Limits and timeouts").
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// From connecting, or from the first byte of the next request on a kept-alive
+    /// connection, to the end of the request's headers; else the connection is closed.
+    pub header_timeout: Duration,
+    /// From the end of the headers to the end of the body; else 408.
+    pub body_timeout: Duration,
+    /// Between requests on a kept-alive connection; else it is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are answered 503.
+    pub max_connections: usize,
+    /// Request bodies held in memory at once, in bytes, from their arrival until
+    /// their delivery is committed or refused; a body beyond is answered 503.
+    pub max_inflight_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+        }
+    }
+}
+
+impl Limits {
+    /// Flags and environment (merged by clap) over the file and the defaults, checked.
+    fn resolve(args: &ServeArgs, file: &FileConfig, max_body_bytes: usize) -> anyhow::Result<Limits> {
+        let duration = |flag: &Option<String>, key: &Option<String>, names: &str, default: Duration| match flag
+            .as_deref()
+            .or(key.as_deref())
+        {
+            None => Ok(default),
+            Some(text) => match parse_duration(text) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => bail!("{names} must be more than 0"),
+                Err(error) => bail!("{names} {text:?} is not a duration: {error}"),
+            },
+        };
+        let limits = Limits {
+            header_timeout: duration(
+                &args.header_timeout,
+                &file.header_timeout,
+                "--header-timeout / VS_HEADER_TIMEOUT / header_timeout",
+                DEFAULT_HEADER_TIMEOUT,
+            )?,
+            body_timeout: duration(
+                &args.body_timeout,
+                &file.body_timeout,
+                "--body-timeout / VS_BODY_TIMEOUT / body_timeout",
+                DEFAULT_BODY_TIMEOUT,
+            )?,
+            idle_timeout: duration(
+                &args.idle_timeout,
+                &file.idle_timeout,
+                "--idle-timeout / VS_IDLE_TIMEOUT / idle_timeout",
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_inflight_bytes: args
+                .max_inflight_bytes
+                .or(file.max_inflight_bytes)
+                .unwrap_or(DEFAULT_MAX_INFLIGHT_BYTES),
+        };
+        if limits.max_connections == 0 {
+            bail!("--max-connections / VS_MAX_CONNECTIONS must be more than 0");
+        }
+        if limits.max_inflight_bytes < max_body_bytes {
+            bail!(
+                "--max-inflight-bytes / VS_MAX_INFLIGHT_BYTES ({}) must be at least --max-body-bytes ({max_body_bytes}), or no body of the largest accepted size could ever be read",
+                limits.max_inflight_bytes
+            );
+        }
+        Ok(limits)
+    }
+}
+
+/// Parses a duration: a whole number with a unit (`500ms`, `10s`, `2m`, `1h`),
+/// or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| "expected a number and a unit, like 10s or 500ms".to_string())?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    millis.map(Duration::from_millis).ok_or_else(|| "too long".to_string())
+}
+
 /// Everything `serve` needs, resolved.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -114,6 +231,7 @@ pub struct ServeConfig {
     pub api_token: Option<String>,
     pub allow_unsigned: bool,
     pub max_body_bytes: usize,
+    pub limits: Limits,
     /// Secrets per source name; empty means unsigned.
     pub secrets: BTreeMap<&'static str, Vec<String>>,
     pub source_options: SourceOptions,
@@ -150,6 +268,7 @@ impl ServeConfig {
         if max_body_bytes == 0 {
             bail!("--max-body-bytes / VS_MAX_BODY_BYTES must be more than 0");
         }
+        let limits = Limits::resolve(args, &file, max_body_bytes)?;
         let source_options = file.source_options()?;
         let database = database_url(common, &file);
         let otlp_protocol =
@@ -174,6 +293,7 @@ impl ServeConfig {
             api_token: args.api_token.clone().or(file.api_token).filter(|t| !t.is_empty()),
             allow_unsigned: args.allow_unsigned || file.allow_unsigned.unwrap_or(false),
             max_body_bytes,
+            limits,
             secrets,
             source_options,
         })
@@ -216,5 +336,59 @@ pub fn log_level(file_level: Option<&str>) -> anyhow::Result<String> {
     match level.as_str() {
         "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
         other => bail!("VS_LOG_LEVEL {other:?} is not one of error, warn, info, debug, trace"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_mean_seconds() {
+        let check = |text: &str, expected: Result<Duration, &str>| {
+            assert_eq!(
+                parse_duration(text).map_err(|e| e.split(':').next().unwrap().to_string()),
+                expected.map_err(String::from),
+                "{text}"
+            )
+        };
+        check("10s", Ok(Duration::from_secs(10)));
+        check("500ms", Ok(Duration::from_millis(500)));
+        check("2m", Ok(Duration::from_secs(120)));
+        check("1h", Ok(Duration::from_secs(3600)));
+        check(" 30 ", Ok(Duration::from_secs(30)));
+        check("0s", Ok(Duration::ZERO));
+        check("10 s", Ok(Duration::from_secs(10)));
+        check("1.5s", Err("unknown unit \".5s\""));
+        check("s", Err("expected a number and a unit, like 10s or 500ms"));
+        check("10d", Err("unknown unit \"d\""));
+    }
+
+    #[test]
+    fn limits_take_the_flag_else_the_file_else_the_default_and_are_checked() {
+        let file: FileConfig = toml::from_str(
+            "header_timeout = \"5s\"\nbody_timeout = \"1m\"\nmax_connections = 64\nmax_inflight_bytes = 100000000",
+        )
+        .unwrap();
+        let args = ServeArgs { header_timeout: Some("750ms".into()), ..ServeArgs::default() };
+        let limits = Limits::resolve(&args, &file, DEFAULT_MAX_BODY_BYTES).unwrap();
+        assert_eq!(limits.header_timeout, Duration::from_millis(750), "the flag wins");
+        assert_eq!(limits.body_timeout, Duration::from_secs(60), "the file");
+        assert_eq!(limits.idle_timeout, DEFAULT_IDLE_TIMEOUT, "the default");
+        assert_eq!((limits.max_connections, limits.max_inflight_bytes), (64, 100_000_000));
+
+        let defaults = Limits::resolve(&ServeArgs::default(), &FileConfig::default(), DEFAULT_MAX_BODY_BYTES).unwrap();
+        assert_eq!(defaults.max_inflight_bytes, 256 * 1024 * 1024);
+        let error = |args: ServeArgs| {
+            Limits::resolve(&args, &FileConfig::default(), DEFAULT_MAX_BODY_BYTES).unwrap_err().to_string()
+        };
+        let message = error(ServeArgs { body_timeout: Some("soon".into()), ..ServeArgs::default() });
+        assert!(message.starts_with("--body-timeout / VS_BODY_TIMEOUT / body_timeout \"soon\""), "{message}");
+        let message = error(ServeArgs { idle_timeout: Some("0s".into()), ..ServeArgs::default() });
+        assert!(message.contains("--idle-timeout") && message.contains("more than 0"), "{message}");
+        let message = error(ServeArgs { max_connections: Some(0), ..ServeArgs::default() });
+        assert!(message.contains("--max-connections"), "{message}");
+        let message = error(ServeArgs { max_inflight_bytes: Some(1_000_000), ..ServeArgs::default() });
+        assert!(message.contains("--max-inflight-bytes") && message.contains("--max-body-bytes"), "{message}");
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP: the webhook routes, the span and trace API, health checks. Errors map
 //! to status codes in one place ([`ApiError`]).
 
+use crate::body::{self, BodyError, InflightBudget};
 use crate::config::ServeConfig;
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::{self, DoraFilter, SpanScope, Window};
@@ -20,11 +21,14 @@ use subtle::ConstantTimeEq;
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources;
 use valuestream_core::time::Timestamp;
+use valuestream_core::verify::AuthError;
 
-/// Longest time one request may take before it is answered 408.
+/// Longest time one request may take before it is answered 408 (at least
+/// this, and longer than `--body-timeout`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// `Retry-After` of a 503, in seconds.
-const RETRY_AFTER_SECONDS: &str = "5";
+/// What a 503 for a full server (connections, in-flight bodies) tells the
+/// sender to wait, in seconds.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -33,6 +37,8 @@ pub struct AppState {
     secrets: Arc<BTreeMap<&'static str, Vec<String>>>,
     api_token: Option<Arc<str>>,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    inflight: Arc<InflightBudget>,
     telemetry: Telemetry,
     production_environments: Arc<Vec<String>>,
 }
@@ -47,11 +53,14 @@ impl AppState {
             secrets: Arc::new(config.secrets.clone()),
             api_token: config.api_token.as_deref().map(Arc::from),
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.limits.body_timeout,
+            inflight: InflightBudget::new(config.limits.max_inflight_bytes),
         }
     }
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let request_timeout = REQUEST_TIMEOUT.max(state.body_timeout + Duration::from_secs(10));
     let api = Router::new()
         .route("/api/v1/spans", get(list_spans))
         .route("/api/v1/traces", get(trace_by_ref))
@@ -69,7 +78,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         // We enforce --max-body-bytes ourselves (413 with a reason); axum's own
         // 2 MB default would otherwise cut GitHub's 25 MB deliveries short.
         .layer(DefaultBodyLimit::max(max_body_bytes.saturating_add(1)))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .with_state(state)
 }
 
@@ -80,7 +89,11 @@ pub enum ApiError {
     Unauthorized(String),
     NotFound(String),
     TooLarge(String),
+    /// 408: the sender was too slow.
+    Timeout(String),
     Unavailable(String),
+    /// 503 with `Retry-After`: the server is full (connections, bodies in memory).
+    Busy(String),
 }
 
 impl IntoResponse for ApiError {
@@ -90,13 +103,17 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Busy(m) => {
+                let retry_after = [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string())];
+                return (StatusCode::SERVICE_UNAVAILABLE, retry_after, Json(json!({"error": m}))).into_response();
+            }
         };
         let mut response = (status, Json(json!({"error": message}))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // contract.md: 503 means "the sender retries".
-            let retry = axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS);
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, retry);
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
         }
         response
     }
@@ -126,19 +143,53 @@ async fn webhook(
 ) -> Result<Response, ApiError> {
     let source =
         sources::by_name(&source_name).ok_or_else(|| ApiError::NotFound(format!("unknown source `{source_name}`")))?;
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    let (parts, body) = request.into_parts();
     let limit = state.max_body_bytes;
-    let too_large = || ApiError::TooLarge(format!("body is larger than {limit} bytes (--max-body-bytes)"));
-    let declared =
-        request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let headers = stored_headers(request.headers());
-    let query = request.uri().query().map(str::to_string);
-    let body = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| too_large())?;
-    let delivery = Delivery::new(source.name(), headers, body.to_vec(), now()).with_query(query);
+    // Held until the delivery is answered: the body stays in memory until then.
+    let (body, _reservation) =
+        body::read(&parts.headers, body, limit, deadline, &state.inflight).await.map_err(|error| {
+            let (kind, reason, answer) = match error {
+                BodyError::TooLarge => (
+                    "too large",
+                    format!("body is larger than --max-body-bytes ({limit} bytes)"),
+                    ApiError::TooLarge(format!("body is larger than {limit} bytes (--max-body-bytes)")),
+                ),
+                BodyError::TimedOut => {
+                    let seconds = state.body_timeout.as_secs_f64();
+                    (
+                        "too slow",
+                        format!("body did not arrive within --body-timeout ({seconds} s)"),
+                        ApiError::Timeout(format!("the body did not arrive within {seconds} s (--body-timeout)")),
+                    )
+                }
+                BodyError::OverBudget => (
+                    "server full",
+                    format!("request bodies in memory are at --max-inflight-bytes ({} bytes)", state.inflight.limit()),
+                    ApiError::Busy(
+                        "too many request bodies in memory at once (--max-inflight-bytes); retry later".into(),
+                    ),
+                ),
+                BodyError::Broken(error) => (
+                    "bad request",
+                    "the body could not be read".to_string(),
+                    ApiError::BadRequest(format!("the body could not be read: {error}")),
+                ),
+            };
+            // Only the sender's id is known without the body.
+            let unread = Delivery::new(source.name(), stored_headers(&parts.headers), Vec::new(), now());
+            let delivery =
+                source.delivery_id(&unread).map_or("unknown".to_string(), |id| format!("{}:{id}", source.name()));
+            tracing::info!(source = source.name(), %delivery, kind, reason, "Delivery rejected.");
+            answer
+        })?;
+    let headers = stored_headers(&parts.headers);
+    let query = parts.uri.query().map(str::to_string);
+    let delivery = Delivery::new(source.name(), headers, body, now()).with_query(query);
     let event = source.event_type(&delivery);
     let secrets = state.secrets.get(source.name()).cloned().unwrap_or_default();
+    // Known before the delivery moves into the pipeline, for the rejection's log line.
+    let delivery_id = crate::ingest::delivery_id(source, &delivery);
     match state.ingest.submit(source, delivery, &secrets).await {
         Ok(ack) => {
             state.telemetry.delivery(source.name(), &event, ack.status.as_str());
@@ -147,17 +198,32 @@ async fn webhook(
         }
         Err(error) => {
             state.telemetry.delivery(source.name(), &event, "rejected");
-            // The reason can quote a payload value (serde names the bad value),
-            // so it is logged at debug only; the sender gets it in the answer.
+            // The full error can quote a payload value (serde names the bad
+            // value), so it is logged at debug only; the sender gets it in the
+            // answer. At info, a reason that quotes none.
             let kind = match &error {
                 IngestError::Unauthorized(_) => "unauthorized",
                 IngestError::BadRequest(_) => "bad request",
                 IngestError::Unavailable(_) => "store unavailable",
             };
-            tracing::info!(source = source.name(), event, kind, "Delivery rejected.");
-            tracing::debug!(source = source.name(), event, %error, "Why the delivery was rejected.");
+            let reason = rejection_reason(&error, secrets.len());
+            tracing::info!(source = source.name(), event, delivery = %delivery_id, kind, reason, "Delivery rejected.");
+            tracing::debug!(source = source.name(), event, delivery = %delivery_id, %error, "Why the delivery was rejected.");
             Err(error.into())
         }
+    }
+}
+
+/// Why a delivery was rejected, quoting no payload value (for info logs).
+fn rejection_reason(error: &IngestError, secrets: usize) -> String {
+    let plural = if secrets == 1 { "" } else { "s" };
+    match error {
+        IngestError::Unauthorized(AuthError::Mismatch(header)) => {
+            format!("{header} matches none of {secrets} configured secret{plural}")
+        }
+        IngestError::Unauthorized(other) => other.to_string(),
+        IngestError::BadRequest(parse) => parse.reason(),
+        IngestError::Unavailable(_) => "the store cannot take the delivery".to_string(),
     }
 }
 

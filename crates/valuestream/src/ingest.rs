@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use valuestream_core::delivery::Delivery;
-use valuestream_core::sources::{ParseError, Source, SourceOptions};
+use valuestream_core::sources::{self, ParseError, Source, SourceOptions};
 use valuestream_core::verify::AuthError;
 
 /// Deliveries committed together at most (group commit).
@@ -180,16 +180,22 @@ fn settle(answer: Result<Result<Ack, String>, oneshot::error::RecvError>) -> Res
         .map_err(IngestError::Unavailable)
 }
 
-/// Headers never stored with a delivery: they carry credentials.
-const UNSTORED_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization", "x-gitlab-token"];
+/// The id the store knows a delivery by: `{source}:{the sender's delivery id}`,
+/// else `{source}:{SHA-256 of source + body}`.
+pub fn delivery_id(source: &dyn Source, delivery: &Delivery) -> String {
+    format!("{}:{}", source.name(), source.delivery_id(delivery).unwrap_or_else(|| delivery.content_id()))
+}
 
-/// Parses a delivery into what the store applies (no IO). Credentials in
-/// headers are dropped here: the store never sees them.
+/// Parses a delivery into what the store applies (no IO). Headers carrying
+/// credentials (the source's signatures and tokens, HTTP authentication,
+/// cookies) are dropped here, and the query string is not kept: the store
+/// never sees them.
 pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions) -> Result<Applicable, ParseError> {
-    let id = format!("{}:{}", source.name(), source.delivery_id(&delivery).unwrap_or_else(|| delivery.content_id()));
+    let id = delivery_id(source, &delivery);
     let parsed = source.parse(&delivery, &id, options)?;
     let event_type = source.event_type(&delivery);
-    let headers = delivery.headers.into_iter().filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str())).collect();
+    let headers =
+        delivery.headers.into_iter().filter(|(name, _)| !sources::is_credential_header(source, name)).collect();
     Ok(Applicable {
         id,
         source: source.name().to_string(),

@@ -5,7 +5,9 @@
 //! - [`config`]: flags, environment, TOML file and defaults, resolved once.
 //! - [`event`]: `valuestream event start|end`, a customhttp event sent to a running server.
 //! - [`server`]: wires the store, the writer, the exporter and HTTP for `serve`.
+//! - [`connections`]: HTTP connections within the limits (connection cap, header and idle timeouts).
 //! - [`http`]: webhook routes, the span/trace API, health checks.
+//! - [`body`]: reading a webhook's body within its size, its deadline and the in-flight budget.
 //! - [`ingest`]: authenticate → parse → the single writer with group commit.
 //! - [`store`]: deliveries, span events, spans, references, the export outbox.
 //! - [`export`]: the outbox drain to the logging tracer or OTLP.
@@ -13,8 +15,10 @@
 //! - [`report`]: `valuestream report`, the metrics as a table or JSON.
 //! - [`replay`]: recorded deliveries (JSON Lines) through the same pipeline.
 
+pub mod body;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod event;
 pub mod export;
 pub mod http;

@@ -61,7 +61,9 @@ pub async fn serve(
     let app = router(state, config.max_body_bytes);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %redact_url(&config.database), tracer = ?config.tracer, "ValueStream is listening.");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("the HTTP server failed")?;
+    crate::connections::serve(listener, app, config.limits.clone(), shutdown)
+        .await
+        .context("the HTTP server failed")?;
 
     // Every request has its answer; the writer commits what is still queued.
     writer.stop().await;

@@ -67,6 +67,16 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "VS_ALLOW_UNSIGNED",
         "--max-body-bytes",
         "VS_MAX_BODY_BYTES",
+        "--header-timeout",
+        "VS_HEADER_TIMEOUT",
+        "--body-timeout",
+        "VS_BODY_TIMEOUT",
+        "--idle-timeout",
+        "VS_IDLE_TIMEOUT",
+        "--max-connections",
+        "VS_MAX_CONNECTIONS",
+        "--max-inflight-bytes",
+        "VS_MAX_INFLIGHT_BYTES",
         "--config",
         "VS_CONFIG",
         "VS_GITHUB_SECRET",
@@ -530,4 +540,63 @@ fn an_unknown_postgres_database_is_named_at_start() {
     let url = format!("{server}/no_such_database_{}", std::process::id());
     let line = fails_with_one_line(&["serve", "--addr", "127.0.0.1:0", "--database", &url]);
     assert!(line.contains(&format!("database \"no_such_database_{}\" does not exist", std::process::id())), "{line}");
+}
+
+#[test]
+fn a_rejected_delivery_is_logged_at_info_with_its_id_source_and_a_reason_quoting_no_value() {
+    // Issue 10, point 8: operators see rejections; the detail that may quote
+    // payload values stays at debug.
+    let marker = "ghp_R3ALLYS3CRETL00KING";
+    let sign = |body: &str| format!("sha256={}", valuestream_core::verify::hmac_sha256_hex(b"new", body.as_bytes()));
+    let mut bad: serde_json::Value = serde_json::from_str(&fixture("issues.opened.plain")).unwrap();
+    bad["issue"]["number"] = serde_json::json!(marker);
+    let bad = bad.to_string();
+    let mut good: serde_json::Value = serde_json::from_str(&fixture("issues.opened.plain")).unwrap();
+    good["issue"]["title"] = serde_json::json!(marker);
+    let good = good.to_string();
+    for level in ["info", "debug"] {
+        let dir = TempDir::new(&format!("rejections-{level}"));
+        let (child, base) = start_server(
+            &dir,
+            &[("VS_GITHUB_SECRET", "old,new"), ("VS_LOG_LEVEL", level), ("VS_TRACER_BACKEND", "none")],
+        );
+        fn headers<'a>(id: &'a str, signature: &'a str) -> [(&'a str, &'a str); 3] {
+            [("X-GitHub-Event", "issues"), ("X-GitHub-Delivery", id), ("X-Hub-Signature-256", signature)]
+        }
+        let (signed, wrong) = (sign(&bad), format!("sha256={}", "0".repeat(64)));
+        let response = post(&base, "/webhooks/github", &headers("reject-1", &signed), &bad);
+        assert!(response.starts_with("HTTP/1.1 400") && response.contains(marker), "the sender is told: {response}");
+        let response = post(&base, "/webhooks/github", &headers("reject-2", &wrong), &good);
+        assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let output = child.wait_with_output().unwrap();
+        let logs = String::from_utf8_lossy(&output.stderr).to_string();
+        let lines: Vec<serde_json::Value> = logs.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+        let rejected = |id: &str| {
+            lines
+                .iter()
+                .find(|l| l["fields"]["message"] == "Delivery rejected." && l["fields"]["delivery"] == id)
+                .unwrap_or_else(|| panic!("no info line for {id}: {logs}"))
+                .clone()
+        };
+        let parse = rejected("github:reject-1");
+        assert_eq!((parse["level"].as_str(), parse["fields"]["source"].as_str()), (Some("INFO"), Some("github")));
+        assert_eq!(
+            parse["fields"]["reason"], "invalid payload at `issue.number`: invalid type, expected u64",
+            "{parse}"
+        );
+        let auth = rejected("github:reject-2");
+        assert_eq!(auth["fields"]["reason"], "X-Hub-Signature-256 matches none of 2 configured secrets", "{auth}");
+        let leaking: Vec<&serde_json::Value> =
+            lines.iter().filter(|l| l["level"] != "DEBUG" && l.to_string().contains(marker)).collect();
+        assert!(leaking.is_empty(), "a payload value reached a log line above debug: {leaking:?}");
+        if level == "debug" {
+            assert!(
+                lines.iter().any(|l| l["level"] == "DEBUG"
+                    && l["fields"]["delivery"] == "github:reject-1"
+                    && l.to_string().contains("invalid type")),
+                "the detailed error is at debug: {logs}"
+            );
+        }
+    }
 }

@@ -581,3 +581,94 @@ async fn a_jenkins_deploy_known_only_by_its_type_parameter_is_one_span_in_either
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn no_stored_delivery_keeps_a_credential_of_any_source() {
+    // Issue 10, point 6: each source declares the headers carrying its
+    // credentials; signatures, tokens, Authorization and cookies are dropped
+    // before the store, and so is Jenkins' `?token=`.
+    type Headers = Vec<(&'static str, String)>;
+    let secret = |name: &str| format!("{name}-S3CRET-value");
+    let app = spawn_app(|db| {
+        let mut c = config(db, TracerBackend::None, None, &[]);
+        for source in ["github", "gitlab", "jenkins", "jira", "customhttp"] {
+            c.secrets.insert(source, vec![secret(source)]);
+        }
+        c
+    })
+    .await;
+    let sign = |source: &str, body: &[u8]| format!("sha256={}", hmac_sha256_hex(secret(source).as_bytes(), body));
+    let common = |h: &mut Headers| {
+        h.push(("content-type", "application/json".to_string()));
+        h.push(("cookie", "session=COOKIE-VALUE".to_string()));
+        h.push(("proxy-authorization", "Basic UFJPWFktVkFMVUU=".to_string()));
+    };
+    let mut deliveries: Vec<(&str, Headers, Vec<u8>)> = Vec::new();
+
+    let body = serde_json::to_vec(&issue("opened", "open", "2026-11-20T09:00:00Z", None)).unwrap();
+    let sha1 = "sha1=0123456789abcdef0123456789abcdef01234567".to_string();
+    let mut h = vec![
+        ("x-github-event", "issues".to_string()),
+        ("x-github-delivery", "cred-1".to_string()),
+        ("x-hub-signature-256", sign("github", &body)),
+        ("x-hub-signature", sha1),
+    ];
+    common(&mut h);
+    deliveries.push(("/webhooks/github", h, body));
+
+    let body = serde_json::to_vec(&source_fixture("gitlab/docs/pipeline.json")).unwrap();
+    let mut h = vec![
+        ("x-gitlab-event", "Pipeline Hook".to_string()),
+        ("x-gitlab-event-uuid", "cred-2".to_string()),
+        ("x-gitlab-token", secret("gitlab")),
+    ];
+    common(&mut h);
+    deliveries.push(("/webhooks/gitlab", h, body));
+
+    let body = serde_json::to_vec(&source_fixture("jenkins/notification/deploy-completed.json")).unwrap();
+    let mut h = vec![("authorization", format!("Bearer {}", secret("jenkins")))];
+    common(&mut h);
+    deliveries.push(("/webhooks/jenkins", h, body));
+    let body = serde_json::to_vec(&source_fixture("jenkins/build/success.json")).unwrap();
+    let mut h = Vec::new();
+    common(&mut h);
+    deliveries.push(("/webhooks/jenkins?token=jenkins-S3CRET-value", h, body));
+
+    let body = serde_json::to_vec(&jira_issue("jira:issue_created", "new", None, 1_795_680_000_000)).unwrap();
+    let mut h =
+        vec![("x-atlassian-webhook-identifier", "cred-3".to_string()), ("x-hub-signature", sign("jira", &body))];
+    common(&mut h);
+    deliveries.push(("/webhooks/jira", h, body));
+
+    let body = serde_json::to_vec(&json!({"id": "c-1", "action": "start", "type": "deploy", "namespace": "payments",
+                                          "timestamp": "2026-11-21T09:00:00Z"}))
+    .unwrap();
+    let mut h = vec![("x-vs-signature", sign("customhttp", &body)), ("x-api-token", "GATEWAY-TOKEN".to_string())];
+    common(&mut h);
+    deliveries.push(("/webhooks/customhttp", h, body));
+
+    for (path, headers, body) in deliveries {
+        let (status, answer) = app.post(path, &headers, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&app.database).await.unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT source, headers FROM deliveries ORDER BY source").fetch_all(&mut conn).await.unwrap();
+    let sources: Vec<&str> = rows.iter().map(|(source, _)| source.as_str()).collect();
+    assert_eq!(sources, ["customhttp", "github", "gitlab", "jenkins", "jenkins", "jira"]);
+    for (source, headers) in &rows {
+        let headers: std::collections::BTreeMap<String, String> = serde_json::from_str(headers).unwrap();
+        assert!(headers.contains_key("content-type"), "{source}: other headers are kept: {headers:?}");
+        for (name, value) in &headers {
+            for word in ["authorization", "cookie", "token", "signature"] {
+                assert!(!name.contains(word), "{source} stored the credential header {name}: {headers:?}");
+            }
+            for leak in ["S3CRET", "COOKIE-VALUE", "UFJPWFktVkFMVUU", "GATEWAY-TOKEN", "sha256=", "sha1="] {
+                assert!(!value.contains(leak), "{source} stored {leak} in {name}: {headers:?}");
+            }
+        }
+    }
+    app.stop().await;
+}

@@ -34,6 +34,11 @@ impl Source for GitHub {
         "VS_GITHUB_SECRET"
     }
 
+    /// `X-Hub-Signature-256`, and the SHA-1 `X-Hub-Signature` GitHub still sends beside it.
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &[SIGNATURE_HEADER, "X-Hub-Signature"]
+    }
+
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError> {
         verify_hmac_sha256(secrets, &delivery.body, SIGNATURE_HEADER, delivery.header(SIGNATURE_HEADER))
     }
@@ -716,13 +721,17 @@ impl Context<'_> {
     }
 }
 
-/// The commit named by a `root cause: <sha>` line (any case), if any.
+/// The commit named by a `root cause: <sha>` line (any case), if any. Only
+/// the prefix is compared: a line is never copied (an issue body may be 25 MB).
 fn root_cause(body: &str) -> Option<String> {
     body.lines().find_map(|line| {
-        let lower = line.trim().to_ascii_lowercase();
-        let rest = lower.strip_prefix("root cause:").or_else(|| lower.strip_prefix("root-cause:"))?;
+        let line = line.trim();
+        let rest = ["root cause:", "root-cause:"].iter().find_map(|prefix| {
+            let head = line.get(..prefix.len())?;
+            head.eq_ignore_ascii_case(prefix).then(|| &line[prefix.len()..])
+        })?;
         let sha = rest.split_whitespace().next()?;
-        (sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_string())
+        (sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| sha.to_ascii_lowercase())
     })
 }
 
@@ -769,4 +778,22 @@ fn repo_attributes(repository: &Repository) -> Attributes {
         attributes.insert("vcs.repository.url.full".into(), json!(url));
     }
     attributes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::root_cause;
+
+    #[test]
+    fn root_cause_reads_a_sha_after_the_prefix_in_any_case() {
+        let check = |body: &str, expected: Option<&str>| assert_eq!(root_cause(body).as_deref(), expected, "{body:?}");
+        check("Down.\nroot cause: 9F8E7D6C5B4A", Some("9f8e7d6c5b4a"));
+        check("  Root-Cause: abcdef1 see the deploy", Some("abcdef1"));
+        check("ROOT CAUSE:abcdef12", Some("abcdef12"));
+        check("root cause: abc", None);
+        check("root cause: not-a-sha", None);
+        check("the root cause: abcdef1", None);
+        check("rööt cause: abcdef1", None);
+        check("", None);
+    }
 }

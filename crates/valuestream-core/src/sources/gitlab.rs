@@ -95,6 +95,10 @@ impl Source for GitLab {
 
     /// GitLab sends the webhook's secret token as is; it is compared in
     /// constant time against every configured token.
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &[TOKEN_HEADER]
+    }
+
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError> {
         verify_token(secrets, TOKEN_HEADER, delivery.header(TOKEN_HEADER))
     }

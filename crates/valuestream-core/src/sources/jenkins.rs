@@ -53,6 +53,11 @@ impl Source for Jenkins {
         "VS_JENKINS_TOKEN"
     }
 
+    /// `Authorization: Bearer …` (the `?token=` query parameter is never stored either).
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &["Authorization"]
+    }
+
     /// The token of `Authorization: Bearer …`, else of the `?token=` query parameter.
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError> {
         let token = delivery

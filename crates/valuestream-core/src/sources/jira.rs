@@ -60,6 +60,10 @@ impl Source for Jira {
         "VS_JIRA_SECRET"
     }
 
+    fn credential_headers(&self) -> &'static [&'static str] {
+        &[SIGNATURE_HEADER]
+    }
+
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError> {
         verify_hmac_sha256(secrets, &delivery.body, SIGNATURE_HEADER, delivery.header(SIGNATURE_HEADER))
     }

@@ -109,6 +109,18 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// The problem without any payload value, for logs at info: the kind of
+    /// problem and where, never what the payload said there (serde's messages
+    /// quote the bad value; the sender still gets the full message).
+    pub fn reason(&self) -> String {
+        match self {
+            ParseError::MissingHeader(header) => format!("missing {header} header"),
+            ParseError::Json(_) => "body is not valid JSON".to_string(),
+            ParseError::Field { path, message } => format!("invalid payload at `{path}`: {}", value_free(message)),
+            ParseError::Body(message) => value_free(message),
+        }
+    }
+
     /// Turns a serde error, with the path where it happened, into a `ParseError`.
     pub fn from_path_error(error: serde_path_to_error::Error<serde_json::Error>) -> ParseError {
         let path = error.path().to_string();
@@ -121,6 +133,28 @@ impl ParseError {
             let message = message.split(" at line ").next().unwrap_or(&message).to_string();
             ParseError::Field { path, message }
         }
+    }
+}
+
+/// A parse message with the payload values taken out. serde writes
+/// `invalid type: string "x", expected u64`, `unknown variant `x`, expected …`
+/// and custom errors may quote their input; `missing field `x`` names our own
+/// field and is kept.
+fn value_free(message: &str) -> String {
+    if message.starts_with("missing field `") {
+        return message.to_string();
+    }
+    for kind in ["invalid type", "invalid value", "invalid length", "unknown variant", "unknown field"] {
+        if message.starts_with(kind) {
+            return match message.split_once(", expected ") {
+                Some((_, expected)) => format!("{kind}, expected {expected}"),
+                None => kind.to_string(),
+            };
+        }
+    }
+    match message.find(['"', '`', '\'']) {
+        Some(quote) => format!("{}…", message[..quote].trim_end()),
+        None => message.to_string(),
     }
 }
 
@@ -209,12 +243,30 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
     Ok(value)
 }
 
+/// Headers that carry credentials whatever the source: HTTP authentication
+/// (a proxy in front may add it) and cookies.
+pub const HTTP_CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// Whether a header carries a credential of `source` and so must never be
+/// stored: one the source declares, HTTP's own, or, as a safety net for
+/// senders behind other gateways, any whose name says token, signature,
+/// secret, password or api key.
+pub fn is_credential_header(source: &dyn Source, name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    source.credential_headers().iter().chain(HTTP_CREDENTIAL_HEADERS).any(|h| h.eq_ignore_ascii_case(&lower))
+        || ["token", "signature", "secret", "password", "api-key", "apikey"].iter().any(|word| lower.contains(word))
+}
+
 /// One system that sends deliveries.
 pub trait Source: Sync {
     /// Lowercase name: `github`, `gitlab`, `jenkins`, `jira`, `customhttp`.
     fn name(&self) -> &'static str;
     /// The environment variable that holds this source's secrets (comma-separated).
     fn secret_variable(&self) -> &'static str;
+    /// The headers that carry this source's credentials: its signatures and
+    /// tokens (any case). They are dropped before a delivery is stored; HTTP's
+    /// own ([`HTTP_CREDENTIAL_HEADERS`]) are dropped for every source.
+    fn credential_headers(&self) -> &'static [&'static str];
     /// Checks the delivery's signature or token against the configured secrets.
     fn authenticate(&self, delivery: &Delivery, secrets: &[String]) -> Result<(), AuthError>;
     /// The sender's delivery id, when it sends one.
@@ -223,4 +275,59 @@ pub trait Source: Sync {
     fn event_type(&self, delivery: &Delivery) -> String;
     /// What the delivery means. `delivery_id` is the id the store knows it by.
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_quote_no_payload_value() {
+        let check = |error: ParseError, expected: &str| assert_eq!(error.reason(), expected, "{error}");
+        let field = |message: &str| field_error("issue.number", message);
+        check(
+            field("invalid type: string \"ghp_SECRET\", expected u64"),
+            "invalid payload at `issue.number`: invalid type, expected u64",
+        );
+        check(
+            field("invalid value: integer `-4`, expected u32"),
+            "invalid payload at `issue.number`: invalid value, expected u32",
+        );
+        check(
+            field("unknown variant `ghp_SECRET`, expected `open` or `closed`"),
+            "invalid payload at `issue.number`: unknown variant, expected `open` or `closed`",
+        );
+        check(field("missing field `number`"), "invalid payload at `issue.number`: missing field `number`");
+        check(
+            field("not an RFC 3339 time: \"ghp_SECRET\""),
+            "invalid payload at `issue.number`: not an RFC 3339 time:…",
+        );
+        check(field("time before 1970"), "invalid payload at `issue.number`: time before 1970");
+        check(ParseError::Json("expected `,` or `}` at line 1 column 9".into()), "body is not valid JSON");
+        check(ParseError::MissingHeader("X-GitHub-Event"), "missing X-GitHub-Event header");
+        check(ParseError::Body("body must be a JSON object".into()), "body must be a JSON object");
+        let serde = parse_json::<std::collections::BTreeMap<String, u64>>(br#"{"a": "ghp_SECRET"}"#).unwrap_err();
+        assert!(serde.to_string().contains("ghp_SECRET") && !serde.reason().contains("ghp_SECRET"), "{serde:?}");
+    }
+
+    #[test]
+    fn every_source_drops_its_credentials_and_keeps_the_rest() {
+        let check = |source: &dyn Source, name: &str, expected: bool| {
+            assert_eq!(is_credential_header(source, name), expected, "{} {name}", source.name());
+        };
+        for source in SOURCES {
+            for name in source.credential_headers().iter().chain(HTTP_CREDENTIAL_HEADERS) {
+                check(*source, name, true);
+                check(*source, &name.to_ascii_uppercase(), true);
+            }
+            for name in ["Authorization", "Cookie", "X-Hub-Signature", "X-Hub-Signature-256", "X-VS-Signature"] {
+                check(*source, name, true);
+            }
+            check(*source, "X-Gitlab-Token", true);
+            check(*source, "x-api-key", true);
+            for name in ["content-type", "x-github-event", "x-github-delivery", "x-gitlab-event", "user-agent"] {
+                check(*source, name, false);
+            }
+        }
+    }
 }

@@ -231,6 +231,7 @@ pub fn config(database: &str, tracer: TracerBackend, otlp_endpoint: Option<Strin
         api_token: None,
         allow_unsigned: false,
         max_body_bytes: 1_000_000,
+        limits: valuestream::config::Limits::default(),
         secrets: all,
         source_options: SourceOptions::default(),
         otlp_protocol: Protocol::HttpProtobuf,
