@@ -118,6 +118,9 @@ pub struct ServeArgs {
     /// Largest accepted webhook body, in bytes; larger ones get 413 [default: 26214400]
     #[arg(long, env = "VS_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// How long a finished span must stay unchanged before it is exported (10s, 500ms, 0) [default: 10s]
+    #[arg(long, env = "VS_EXPORT_DELAY", value_name = "DELAY")]
+    pub export_delay: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -39,6 +39,7 @@ pub async fn run(
         tokio::spawn(export::run(
             store.clone(),
             exporter,
+            export::Settle { delay: config.export_delay },
             nudge.clone(),
             export_stopped,
             EXPORT_FLUSH_BOUND,

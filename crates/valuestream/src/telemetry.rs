@@ -148,6 +148,8 @@ struct Metrics {
     span_duration: HistogramFamily<SpanLabels>,
     export_failures: Counter,
     export_failed_spans: Counter,
+    exported_spans: Counter,
+    reexported_spans: Counter,
     store_commit: Histogram,
     /// Event labels handed out so far (at most [`MAX_EVENT_LABELS`]).
     events: Mutex<HashSet<String>>,
@@ -171,6 +173,8 @@ impl Telemetry {
             Family::new_with_constructor(span_duration_histogram as fn() -> Histogram);
         let export_failures = Counter::default();
         let export_failed_spans = Counter::default();
+        let exported_spans = Counter::default();
+        let reexported_spans = Counter::default();
         let store_commit = Histogram::new(STORE_COMMIT_BUCKETS_SECONDS);
 
         // prometheus-client appends `_total` to counters itself.
@@ -207,6 +211,16 @@ impl Telemetry {
             export_failed_spans.clone(),
         );
         registry.register(
+            "valuestream_exported_spans",
+            "Finished spans the trace backend acknowledged",
+            exported_spans.clone(),
+        );
+        registry.register(
+            "valuestream_export_reexported_spans",
+            "Spans exported again because their end or outcome changed after the backend had them",
+            reexported_spans.clone(),
+        );
+        registry.register(
             "valuestream_store_commit_seconds",
             "Time one store transaction (group commit) took, in seconds",
             store_commit.clone(),
@@ -222,6 +236,8 @@ impl Telemetry {
                 span_duration,
                 export_failures,
                 export_failed_spans,
+                exported_spans,
+                reexported_spans,
                 store_commit,
                 events: Mutex::new(HashSet::new()),
             }),
@@ -267,6 +283,12 @@ impl Telemetry {
     pub fn export_failed(&self, spans: usize) {
         self.inner.export_failures.inc();
         self.inner.export_failed_spans.inc_by(spans as u64);
+    }
+
+    /// The backend acknowledged `sent` spans, `resent` of which it had received before.
+    pub fn exported(&self, sent: usize, resent: usize) {
+        self.inner.exported_spans.inc_by(sent as u64);
+        self.inner.reexported_spans.inc_by(resent as u64);
     }
 
     /// How long one store transaction (group commit) took.
@@ -383,6 +405,7 @@ mod tests {
         telemetry.span_started("github", "pull_request");
         telemetry.span_ended("github", "pull_request", "merged", 5_400.0);
         telemetry.export_failed(3);
+        telemetry.exported(4, 1);
         telemetry.store_commit(0.004);
         telemetry
     }
@@ -400,6 +423,8 @@ mod tests {
             ("valuestream_export_queue_spans", "gauge"),
             ("valuestream_export_failures_total", "counter"),
             ("valuestream_export_failed_spans_total", "counter"),
+            ("valuestream_exported_spans_total", "counter"),
+            ("valuestream_export_reexported_spans_total", "counter"),
             ("valuestream_store_commit_seconds", "histogram"),
         ] {
             assert!(text.contains(&format!("\n# TYPE {name} {kind}\n")), "no TYPE line for {name}:\n{text}");
@@ -407,6 +432,8 @@ mod tests {
         }
         assert_eq!(sample(&text, r#"valuestream_open_spans{source="github",kind="issue"}"#), Some(4.0));
         assert_eq!(sample(&text, "valuestream_export_queue_spans"), Some(7.0));
+        assert_eq!(sample(&text, "valuestream_exported_spans_total"), Some(4.0));
+        assert_eq!(sample(&text, "valuestream_export_reexported_spans_total"), Some(1.0));
         assert!(!text.contains("# EOF"), "Prometheus text format has no EOF marker");
     }
 

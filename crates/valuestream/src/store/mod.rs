@@ -9,9 +9,11 @@
 mod apply;
 pub mod changes;
 mod columns;
+mod outbox;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
+pub use outbox::{Due, Sent};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

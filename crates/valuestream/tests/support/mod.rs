@@ -235,6 +235,8 @@ pub fn config(database: &str, tracer: TracerBackend, otlp_endpoint: Option<Strin
         otlp_protocol: Protocol::HttpProtobuf,
         production_environments: Vec::new(),
         otlp_endpoint,
+        // Tests that want the settle delay set their own.
+        export_delay: Duration::ZERO,
     }
 }
 
