@@ -27,7 +27,7 @@ pub struct ExportSpan {
     pub key: String,
     pub source: String,
     pub kind: String,
-    /// `{kind} {short name}`, e.g. `pull_request hello-world#42`.
+    /// As [`valuestream_core::export::name`] gives it, e.g. `pull_request hello-world#42`.
     pub name: String,
     pub trace_id: String,
     pub span_id: String,
@@ -47,18 +47,13 @@ pub struct ExportLink {
 
 impl ExportSpan {
     pub fn from_api(span: &ApiSpan, links: Vec<ExportLink>) -> ExportSpan {
-        let mut attributes = span.attributes.clone();
-        attributes.insert("valuestream.span.key".into(), span.key.clone().into());
-        attributes.insert("valuestream.kind".into(), span.kind.clone().into());
-        if let Some(outcome) = &span.outcome {
-            attributes.insert("valuestream.outcome".into(), outcome.clone().into());
-            if outcome == "failure" {
-                attributes.insert("error.type".into(), outcome.clone().into());
-            }
-        }
-        if let Some(repo) = &span.repo {
-            attributes.insert("valuestream.repo".into(), repo.clone().into());
-        }
+        let attributes = valuestream_core::export::attributes(
+            &span.key,
+            &span.kind,
+            span.outcome.as_deref(),
+            span.repo.as_deref(),
+            &span.attributes,
+        );
         ExportSpan {
             key: span.key.clone(),
             source: span.source.clone(),

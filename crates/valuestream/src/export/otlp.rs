@@ -11,6 +11,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use valuestream_core::export;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,9 +137,9 @@ pub fn span_data(span: &ExportSpan) -> SpanData {
         .iter()
         .map(|link| opentelemetry::trace::Link::with_context(context(&link.trace_id, &link.span_id)))
         .collect();
-    let status = match span.outcome.as_deref() {
-        Some("failure") => Status::error("failure"),
-        _ => Status::Unset,
+    let status = match export::error(&span.attributes) {
+        Some(reason) => Status::error(reason),
+        None => Status::Unset,
     };
     let mut span_links = SpanLinks::default();
     span_links.links = links;
@@ -150,7 +151,10 @@ pub fn span_data(span: &ExportSpan) -> SpanData {
             .and_then(|id| SpanId::from_hex(id).ok())
             .unwrap_or(SpanId::INVALID),
         parent_span_is_remote: false,
-        span_kind: if span.kind == "build" { SpanKind::Server } else { SpanKind::Internal },
+        span_kind: match export::span_kind(&span.kind, &span.attributes) {
+            export::SpanKind::Server => SpanKind::Server,
+            export::SpanKind::Internal => SpanKind::Internal,
+        },
         name: span.name.clone().into(),
         start_time: system_time(span.start),
         end_time: system_time(span.end),

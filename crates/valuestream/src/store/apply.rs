@@ -448,7 +448,7 @@ async fn refold(
         return Ok(None);
     }
     let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
-    let name = format!("{} {}", span.kind, span.name);
+    let name = valuestream_core::export::name(&span.kind, &span.name, &span.attributes);
     let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
     let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
     let link_refs = serde_json::to_string(&span.link_refs).expect("refs serialize");

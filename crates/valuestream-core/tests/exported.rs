@@ -1,0 +1,140 @@
+//! Every vendored delivery of every source (tests/data), as a trace backend
+//! would receive the spans it makes on its own: name, span kind, status and
+//! every exported attribute, pinned as one reviewed snapshot per fixture.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use valuestream_core::delivery::Delivery;
+use valuestream_core::export::{self, View};
+use valuestream_core::sources::{self, Parsed, SourceOptions};
+use valuestream_core::span::{Span, SpanEvent, fold};
+use valuestream_core::time::Timestamp;
+
+/// A receipt time before any time the recordings report.
+fn received() -> Timestamp {
+    Timestamp::parse_rfc3339("2019-01-01T00:00:00Z").unwrap()
+}
+
+/// One vendored delivery.
+struct Fixture {
+    /// `github.workflow_run.completed.success.org`, `gitlab.original.build.success` …
+    name: String,
+    source: &'static str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The `X-Gitlab-Event` of a GitLab documentation example, from its file name.
+fn gitlab_documented_event(stem: &str) -> &'static str {
+    match stem.split('.').next().unwrap() {
+        "issue" => "Issue Hook",
+        "merge_request" => "Merge Request Hook",
+        "pipeline" => "Pipeline Hook",
+        "job" => "Job Hook",
+        "deployment" => "Deployment Hook",
+        "push" => "Push Hook",
+        other => panic!("no hook for docs/{other}"),
+    }
+}
+
+fn json_files(folder: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            json_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "json") {
+            found.push(path);
+        }
+    }
+}
+
+/// Every fixture: recorded `{"headers", "payload"}` files, `{"payload"}`
+/// wrappers and plain bodies; GitHub's event comes from the file name.
+fn fixtures() -> Vec<Fixture> {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let mut fixtures = Vec::new();
+    for source in sources::SOURCES {
+        let source = source.name();
+        let mut files = Vec::new();
+        json_files(&data.join(source), &mut files);
+        for path in files {
+            let relative = path.strip_prefix(data.join(source)).unwrap().with_extension("");
+            let stem = relative.to_string_lossy().replace('/', ".");
+            let Ok(value) = serde_json::from_slice::<Value>(&std::fs::read(&path).unwrap()) else {
+                continue; // a recording kept as a bad-input case (its README says which)
+            };
+            let mut headers: Vec<(String, String)> = value["headers"]
+                .as_object()
+                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .unwrap_or_default();
+            let body = if value.get("payload").is_some() { value["payload"].clone() } else { value };
+            match source {
+                "github" => {
+                    headers.push(("X-GitHub-Event".into(), stem.split('.').next().unwrap().into()));
+                    headers.push(("X-GitHub-Delivery".into(), "d-1".into()));
+                }
+                "gitlab" if stem.starts_with("docs.") => {
+                    headers.push(("X-Gitlab-Event".into(), gitlab_documented_event(&stem["docs.".len()..]).into()));
+                }
+                _ => {}
+            }
+            let body = serde_json::to_vec(&body).unwrap();
+            fixtures.push(Fixture { name: format!("{source}.{stem}"), source, headers, body });
+        }
+    }
+    fixtures.sort_by(|a, b| a.name.cmp(&b.name));
+    fixtures
+}
+
+fn events(fixture: &Fixture) -> Vec<SpanEvent> {
+    let source = sources::by_name(fixture.source).unwrap();
+    let delivery = Delivery::new(fixture.source, fixture.headers.clone(), fixture.body.clone(), received());
+    let parsed = source
+        .parse(&delivery, &fixture.name, &SourceOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", fixture.name));
+    match parsed {
+        Parsed::Spans(events) => events,
+        _ => Vec::new(),
+    }
+}
+
+/// The spans a fixture makes. A message that alone makes no span (a Jenkins
+/// completion that cannot tell build from deploy, sent to both tentatively)
+/// is taken with the running message recorded beside it.
+fn spans(fixture: &Fixture, all: &[Fixture]) -> Vec<Span> {
+    let mut events = events(fixture);
+    if !events.is_empty() && events.iter().all(|e| e.tentative) {
+        let folder = fixture.name.rsplit_once('.').unwrap().0;
+        let running = all
+            .iter()
+            .find(|f| [".inprogress", ".started"].iter().any(|stem| f.name == format!("{folder}{stem}")))
+            .unwrap_or_else(|| panic!("{}: no running message beside it", fixture.name));
+        events.extend(self::events(running));
+    }
+    let mut by_key: BTreeMap<String, Vec<SpanEvent>> = BTreeMap::new();
+    for event in events {
+        by_key.entry(event.key.clone()).or_default().push(event);
+    }
+    by_key.values().filter(|events| events.iter().any(|e| !e.tentative)).filter_map(|events| fold(events)).collect()
+}
+
+#[test]
+fn every_fixture_is_exported_as_its_snapshot_says() {
+    let fixtures = fixtures();
+    assert!(fixtures.len() > 100, "all vendored deliveries: {}", fixtures.len());
+    for fixture in &fixtures {
+        let spans = spans(fixture, &fixtures);
+        if spans.is_empty() {
+            continue; // pings, pushes, ignored events
+        }
+        let exported: Vec<Value> = spans
+            .iter()
+            .map(|span| {
+                let View { name, kind, error, attributes } = export::view(span);
+                json!({"state": span.state, "name": name, "kind": kind, "error": error, "attributes": attributes})
+            })
+            .collect();
+        insta::assert_json_snapshot!(fixture.name.as_str(), exported);
+    }
+}
