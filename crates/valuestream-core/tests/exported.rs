@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::export::{self, View};
 use valuestream_core::sources::{self, Parsed, SourceOptions};
-use valuestream_core::span::{Span, SpanEvent, fold};
+use valuestream_core::span::{Span, SpanEvent, SpanState, fold};
 use valuestream_core::time::Timestamp;
 
 /// A receipt time before any time the recordings report.
@@ -137,4 +137,75 @@ fn every_fixture_is_exported_as_its_snapshot_says() {
             .collect();
         insta::assert_json_snapshot!(fixture.name.as_str(), exported);
     }
+}
+
+// ---------------------------------------------------------------- conformance
+
+/// What the OpenTelemetry CI/CD and VCS conventions (as contract.md, "Exported
+/// spans", reads them) require of an exported span, by the span it is.
+struct Rule {
+    /// Which spans the rule is about.
+    about: &'static str,
+    applies: fn(&View) -> bool,
+    /// Attributes that must be there (with a non-empty value).
+    required: &'static [&'static str],
+}
+
+fn is_pipeline_run(view: &View) -> bool {
+    view.kind == export::SpanKind::Server
+}
+
+fn is_task_run(view: &View) -> bool {
+    view.attributes["valuestream.kind"] == "job"
+}
+
+const RULES: &[Rule] = &[
+    Rule {
+        about: "a pipeline run (SERVER)",
+        applies: is_pipeline_run,
+        required: &["cicd.pipeline.name", "cicd.pipeline.run.id", "cicd.pipeline.run.url.full", "cicd.pipeline.result"],
+    },
+    Rule {
+        about: "a job (task run)",
+        applies: is_task_run,
+        required: &[
+            "cicd.pipeline.task.name",
+            "cicd.pipeline.task.run.id",
+            "cicd.pipeline.task.run.url.full",
+            "cicd.pipeline.task.run.result",
+        ],
+    },
+];
+
+/// What is wrong with one exported span, by the rules.
+fn violations(view: &View) -> Vec<String> {
+    let mut problems = Vec::new();
+    for rule in RULES.iter().filter(|rule| (rule.applies)(view)) {
+        for name in rule.required {
+            let present = match view.attributes.get(*name) {
+                Some(Value::String(text)) => !text.is_empty(),
+                Some(Value::Null) | None => false,
+                Some(_) => true,
+            };
+            if !present {
+                problems.push(format!("{} lacks {name}", rule.about));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_exported_span_carries_what_the_conventions_require() {
+    let fixtures = fixtures();
+    let mut problems = Vec::new();
+    for fixture in &fixtures {
+        // Only finished spans are exported.
+        for span in spans(fixture, &fixtures).iter().filter(|s| s.state == SpanState::Closed) {
+            for problem in violations(&export::view(span)) {
+                problems.push(format!("{} ({}): {problem}", fixture.name, span.key));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }

@@ -505,7 +505,7 @@ impl Context<'_> {
         attributes.insert("valuestream.run_attempt".into(), json!(attempt));
         insert_opt(&mut attributes, "valuestream.run_number", run.run_number);
         insert_opt(&mut attributes, "valuestream.trigger", run.event);
-        insert_opt(&mut attributes, "valuestream.url", run.html_url);
+        insert_opt(&mut attributes, "cicd.pipeline.run.url.full", run.html_url);
         if let Some(conclusion) = run.conclusion.as_deref().filter(|_| finished) {
             attributes.insert("cicd.pipeline.result".into(), json!(pipeline_result(conclusion)));
         }
@@ -571,7 +571,7 @@ impl Context<'_> {
         insert_opt(&mut attributes, "vcs.ref.head.name", job.head_branch);
         insert_opt(&mut attributes, "vcs.ref.head.revision", job.head_sha);
         insert_opt(&mut attributes, "valuestream.runner", job.runner_name);
-        insert_opt(&mut attributes, "valuestream.url", job.html_url);
+        insert_opt(&mut attributes, "cicd.pipeline.task.run.url.full", job.html_url);
         if let (Some(created), Some(started)) = (job.created_at, job.started_at) {
             attributes.insert("valuestream.queued_seconds".into(), json!(created.seconds_until(started).max(0.0)));
         }

@@ -691,7 +691,8 @@ impl Context<'_> {
         if let Some((_, otel)) = result {
             attributes.insert("cicd.pipeline.result".into(), json!(otel));
         }
-        insert_opt(&mut attributes, "valuestream.url", pipeline.url.or_else(|| repo.page(&format!("pipelines/{id}"))));
+        let url = pipeline.url.or_else(|| repo.page(&format!("pipelines/{id}")));
+        insert_opt(&mut attributes, "cicd.pipeline.run.url.full", url);
         insert_opt(&mut attributes, "valuestream.trigger", pipeline.source);
         insert_opt(&mut attributes, "valuestream.gitlab.detailed_status", pipeline.detailed_status);
         insert_opt(&mut attributes, "valuestream.pipeline.iid", pipeline.iid);
@@ -781,7 +782,7 @@ impl Context<'_> {
         insert_opt(&mut attributes, "vcs.ref.head.revision", hook.sha);
         insert_opt(&mut attributes, "valuestream.runner", hook.runner.and_then(|r| r.description));
         insert_opt(&mut attributes, "valuestream.allow_failure", hook.build_allow_failure);
-        insert_opt(&mut attributes, "valuestream.url", repo.page(&format!("jobs/{id}")));
+        insert_opt(&mut attributes, "cicd.pipeline.task.run.url.full", repo.page(&format!("jobs/{id}")));
 
         let draft = Draft {
             key: repo.key("job", &id),

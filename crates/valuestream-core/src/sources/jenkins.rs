@@ -498,7 +498,7 @@ impl Build {
         attributes.insert("cicd.pipeline.run.id".into(), json!(number));
         insert_opt(&mut attributes, "vcs.ref.head.name", self.branch.clone());
         insert_opt(&mut attributes, "vcs.ref.head.revision", self.commit.clone());
-        insert_opt(&mut attributes, "valuestream.url", self.url.clone());
+        insert_opt(&mut attributes, "cicd.pipeline.run.url.full", self.url.clone());
         if deploy {
             attributes.insert("deployment.environment.name".into(), json!(self.environment()));
         }
