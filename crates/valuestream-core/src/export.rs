@@ -39,8 +39,16 @@ pub fn span_kind(kind: &str, _attributes: &Attributes) -> SpanKind {
     if kind == crate::vocab::kind::BUILD { SpanKind::Server } else { SpanKind::Internal }
 }
 
-/// The attributes exported for a span: its own plus its key, kind, outcome,
-/// repository and `error.type` when it failed.
+/// Results (`cicd.pipeline.result`, `cicd.pipeline.task.run.result`) that
+/// end a run with an error status; success, cancellation and skip do not.
+pub const FAILED_RESULTS: &[&str] = &["failure", "error", "timeout"];
+
+/// The attributes exported for a span: its own plus its key, kind, outcome and
+/// repository, and `error.type` exactly when it failed: its result is a
+/// failure, an error or a timeout, or (a span without a result: a deploy, a
+/// custom event) its outcome is `failure`. `error.type` is the most specific
+/// reason the source gave (an `error.type` it set, such as GitLab's failure
+/// reason), else the result, else `failure`.
 pub fn attributes(
     key: &str,
     kind: &str,
@@ -53,12 +61,22 @@ pub fn attributes(
     exported.insert("valuestream.kind".into(), kind.into());
     if let Some(outcome) = outcome {
         exported.insert("valuestream.outcome".into(), outcome.into());
-        if outcome == crate::vocab::outcome::FAILURE {
-            exported.insert("error.type".into(), outcome.into());
-        }
     }
     if let Some(repo) = repo {
         exported.insert("valuestream.repo".into(), repo.into());
+    }
+    let text = |name: &str| attributes.get(name).and_then(Value::as_str).filter(|t| !t.is_empty());
+    let result = text("cicd.pipeline.result").or(text("cicd.pipeline.task.run.result"));
+    let failed = match result {
+        Some(result) => FAILED_RESULTS.contains(&result),
+        None => outcome == Some(crate::vocab::outcome::FAILURE),
+    };
+    if failed {
+        let reason = text("error.type").or(result).unwrap_or(crate::vocab::outcome::FAILURE).to_string();
+        exported.insert("error.type".into(), reason.into());
+    } else {
+        // A reason from an earlier failed attempt of a span that ended well since.
+        exported.remove("error.type");
     }
     exported
 }

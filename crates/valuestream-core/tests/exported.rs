@@ -177,9 +177,32 @@ const RULES: &[Rule] = &[
     },
 ];
 
+/// Results of the conventions that end a run with an error status.
+const FAILED_RESULTS: &[&str] = &["failure", "error", "timeout"];
+
+/// contract.md: error status and `error.type` exactly when the result is a
+/// failure, an error or a timeout (or, without a result, a failed deploy or
+/// custom event); never `Ok`.
+fn status_problem(view: &View) -> Option<String> {
+    let text = |name: &str| view.attributes.get(name).and_then(Value::as_str);
+    let result = text("cicd.pipeline.result").or(text("cicd.pipeline.task.run.result"));
+    let failed = match result {
+        Some(result) => FAILED_RESULTS.contains(&result),
+        None => text("valuestream.outcome") == Some("failure"),
+    };
+    let error_type = text("error.type");
+    if failed != error_type.is_some() {
+        return Some(format!(
+            "result {result:?}, outcome {:?}, error.type {error_type:?}",
+            text("valuestream.outcome")
+        ));
+    }
+    (view.error.as_deref() != error_type).then(|| format!("status {:?} but error.type {error_type:?}", view.error))
+}
+
 /// What is wrong with one exported span, by the rules.
 fn violations(view: &View) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = status_problem(view).into_iter().collect();
     for rule in RULES.iter().filter(|rule| (rule.applies)(view)) {
         for name in rule.required {
             let present = match view.attributes.get(*name) {
@@ -208,4 +231,60 @@ fn every_exported_span_carries_what_the_conventions_require() {
         }
     }
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// The view of one fixture's only span, the fixture's body edited first.
+fn view_of(name: &str, edit: impl FnOnce(&mut Value)) -> View {
+    let all = fixtures();
+    let fixture = all.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no fixture {name}"));
+    let mut body: Value = serde_json::from_slice(&fixture.body).unwrap();
+    edit(&mut body);
+    let edited = Fixture {
+        name: fixture.name.clone(),
+        source: fixture.source,
+        headers: fixture.headers.clone(),
+        body: serde_json::to_vec(&body).unwrap(),
+    };
+    let spans = spans(&edited, &all);
+    assert_eq!(spans.len(), 1, "{name}");
+    export::view(&spans[0])
+}
+
+#[test]
+fn a_failed_job_keeps_the_reason_gitlab_gives() {
+    let view = view_of("gitlab.docs.job", |job| {
+        job["build_status"] = json!("failed");
+        job["build_started_at"] = json!("2021-02-23T02:41:37.886Z");
+        job["build_finished_at"] = json!("2021-02-23T02:43:37.886Z");
+    });
+    assert_eq!(view.attributes["cicd.pipeline.task.run.result"], "failure");
+    assert_eq!(view.attributes["error.type"], "script_failure", "{view:#?}");
+    assert_eq!(view.error.as_deref(), Some("script_failure"));
+    // A reason that says the runner, not the script, failed is an error; a timeout, a timeout.
+    for (reason, result) in [("runner_system_failure", "error"), ("job_execution_timeout", "timeout")] {
+        let view = view_of("gitlab.docs.job", |job| {
+            job["build_status"] = json!("failed");
+            job["build_failure_reason"] = json!(reason);
+            job["build_started_at"] = json!("2021-02-23T02:41:37.886Z");
+            job["build_finished_at"] = json!("2021-02-23T02:43:37.886Z");
+        });
+        assert_eq!(view.attributes["cicd.pipeline.task.run.result"], result, "{reason}");
+        assert_eq!(view.error.as_deref(), Some(reason));
+    }
+}
+
+#[test]
+fn runs_that_end_in_an_error_or_a_timeout_have_an_error_status() {
+    let view = view_of("github.workflow_run.requested.action_required.org", |_| {});
+    assert_eq!(view.attributes["cicd.pipeline.result"], "error");
+    assert_eq!(view.error.as_deref(), Some("action_required"), "the conclusion is the most specific reason");
+    let view = view_of("github.workflow_run.completed.success.org", |run| {
+        run["workflow_run"]["conclusion"] = json!("timed_out");
+    });
+    assert_eq!(view.attributes["cicd.pipeline.result"], "timeout");
+    assert_eq!(view.error.as_deref(), Some("timeout"));
+    let view = view_of("github.workflow_run.completed.success.org", |run| {
+        run["workflow_run"]["conclusion"] = json!("cancelled");
+    });
+    assert_eq!((view.attributes.get("error.type"), view.error), (None, None), "a cancellation is no error");
 }

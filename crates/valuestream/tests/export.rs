@@ -197,3 +197,23 @@ async fn a_reopen_while_settling_withdraws_the_end_and_an_unchanged_end_is_not_r
     assert_eq!(drain_at(&store, &mut exporter, seconds(100)).await, Drained::default());
     assert_eq!(received.spans.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_failed_gitlab_job_goes_out_with_an_error_status_naming_gitlabs_reason() {
+    let (app, received) = exporting_app(Duration::ZERO).await;
+    let path = format!("{}/../valuestream-core/tests/data/gitlab/docs/job.json", env!("CARGO_MANIFEST_DIR"));
+    let mut job: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    job["build_status"] = json!("failed");
+    job["build_started_at"] = json!("2021-02-23T02:41:37.886Z");
+    job["build_finished_at"] = json!("2021-02-23T02:43:37.886Z");
+    let headers = [("content-type", "application/json".to_string()), ("x-gitlab-event", "Job Hook".to_string())];
+    let (status, answer) = app.post("/webhooks/gitlab", &headers, serde_json::to_vec(&job).unwrap()).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{answer}");
+    let exported = settled(&app, &received, 1).await;
+    let span = &exported[0].1;
+    let status = span.status.as_ref().expect("a status");
+    assert_eq!((status.code, status.message.as_str()), (2, "script_failure"), "ERROR, with GitLab's reason");
+    let error_type = span.attributes.iter().find(|kv| kv.key == "error.type").expect("error.type");
+    assert_eq!(format!("{:?}", error_type.value), r#"Some(AnyValue { value: Some(StringValue("script_failure")) })"#);
+    app.stop().await;
+}

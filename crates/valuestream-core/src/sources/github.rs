@@ -508,6 +508,7 @@ impl Context<'_> {
         insert_opt(&mut attributes, "cicd.pipeline.run.url.full", run.html_url);
         if let Some(conclusion) = run.conclusion.as_deref().filter(|_| finished) {
             attributes.insert("cicd.pipeline.result".into(), json!(pipeline_result(conclusion)));
+            insert_opt(&mut attributes, "error.type", error_reason(conclusion));
         }
 
         // linking.md: the pull request it runs for, then its branch's pull request, then references.
@@ -577,6 +578,7 @@ impl Context<'_> {
         }
         if let Some(conclusion) = job.conclusion.as_deref().filter(|_| finished) {
             attributes.insert("cicd.pipeline.task.run.result".into(), json!(pipeline_result(conclusion)));
+            insert_opt(&mut attributes, "error.type", error_reason(conclusion));
         }
         let job_id = job.id.to_string();
         Ok(Parsed::Spans(vec![SpanEvent {
@@ -635,6 +637,9 @@ impl Context<'_> {
         insert_opt(&mut attributes, "valuestream.description", deployment.description.clone());
         if let Some(status) = &status {
             attributes.insert("valuestream.deployment.state".into(), json!(status.state));
+            if matches!(status.state.as_str(), "failure" | "error") {
+                attributes.insert("error.type".into(), json!(status.state));
+            }
             insert_opt(&mut attributes, "valuestream.url", status.log_url.clone().or(status.target_url.clone()));
         }
 
@@ -747,6 +752,12 @@ fn pipeline_result(conclusion: &str) -> &str {
         "skipped" => "skip",
         _ => "error",
     }
+}
+
+/// The conclusion itself when it says more than its `error` result
+/// (`action_required`, `stale`, `startup_failure`): the span's `error.type`.
+fn error_reason(conclusion: &str) -> Option<&str> {
+    (pipeline_result(conclusion) == "error").then_some(conclusion)
 }
 
 /// The pull request a default-branch commit came from, when its first line

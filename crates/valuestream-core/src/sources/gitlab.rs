@@ -766,10 +766,10 @@ impl Context<'_> {
             attributes.insert("valuestream.gitlab.status".into(), json!(hook.build_status));
         }
         if let Some((outcome, otel)) = result.filter(|_| !timeless) {
+            let reason = hook.build_failure_reason.filter(|r| !r.is_empty() && outcome == "failure");
+            let otel = reason.as_deref().map_or(otel, failure_result);
             attributes.insert("cicd.pipeline.task.run.result".into(), json!(otel));
-            if outcome == "failure" {
-                insert_opt(&mut attributes, "error.type", hook.build_failure_reason);
-            }
+            insert_opt(&mut attributes, "error.type", reason);
         }
         let queued = hook.build_queued_duration.or_else(|| {
             let (created, started) = (hook.build_created_at?, hook.build_started_at?);
@@ -931,6 +931,19 @@ fn ci_result(status: &str) -> Option<(&'static str, &'static str)> {
         // created, waiting_for_resource, preparing, pending, running,
         // manual, scheduled, canceling …
         _ => None,
+    }
+}
+
+/// The OpenTelemetry result of a job that failed for `reason`
+/// (`build_failure_reason`): the conventions tell a failure of the job's own
+/// script from an error of the CI system and from a timeout.
+fn failure_result(reason: &str) -> &'static str {
+    match reason {
+        "script_failure" | "unknown_failure" => "failure",
+        "job_execution_timeout" | "stuck_or_timeout_failure" => "timeout",
+        // runner_system_failure, api_failure, missing_dependency_failure,
+        // scheduler_failure, data_integrity_failure …: the system, not the job.
+        _ => "error",
     }
 }
 

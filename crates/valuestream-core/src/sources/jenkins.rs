@@ -512,6 +512,10 @@ impl Build {
                     attributes.insert("cicd.pipeline.result".into(), json!(result));
                 }
                 if let Some(result) = jenkins_result.filter(|r| JENKINS_RESULTS.contains(&r.as_str())) {
+                    if result == "UNSTABLE" {
+                        // More specific than `failure`: the build ran, its tests failed.
+                        attributes.insert("error.type".into(), json!("unstable"));
+                    }
                     attributes.insert("valuestream.jenkins.result".into(), json!(result));
                 }
                 // A finished message sorts after the running one of the same build.
