@@ -7,6 +7,7 @@
 //! exactly when it carries `error.type`.
 
 use crate::span::{Attributes, Span};
+use crate::vocab::attr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,14 +30,32 @@ pub struct View {
     pub attributes: Attributes,
 }
 
-/// The span's name, as stored and exported: `{kind} {short name}`.
-pub fn name(kind: &str, short_name: &str, _attributes: &Attributes) -> String {
+/// The span's name, as stored and exported. A pipeline run is named
+/// `{cicd.pipeline.action.name} {cicd.pipeline.name}` (just the action when the
+/// payload names no pipeline), a job by its task, anything else
+/// `{kind} {short name}`. Pipeline runs' and jobs' names carry no run ids.
+pub fn name(kind: &str, short_name: &str, attributes: &Attributes) -> String {
+    let text = |name: &str| attributes.get(name).and_then(Value::as_str).filter(|t| !t.is_empty());
+    if let Some(action) = text(attr::PIPELINE_ACTION) {
+        return match text(attr::PIPELINE_NAME) {
+            Some(pipeline) => format!("{action} {pipeline}"),
+            None => action.to_string(),
+        };
+    }
+    if let (true, Some(task)) = (kind == crate::vocab::kind::JOB, text(attr::TASK_NAME)) {
+        return task.to_string();
+    }
     format!("{kind} {short_name}")
 }
 
-/// The OpenTelemetry span kind of a span of `kind`.
-pub fn span_kind(kind: &str, _attributes: &Attributes) -> SpanKind {
-    if kind == crate::vocab::kind::BUILD { SpanKind::Server } else { SpanKind::Internal }
+/// The OpenTelemetry span kind: SERVER for a pipeline run (a span the source
+/// gave a `cicd.pipeline.action.name`), INTERNAL for everything else.
+pub fn span_kind(_kind: &str, attributes: &Attributes) -> SpanKind {
+    if attributes.get(attr::PIPELINE_ACTION).and_then(Value::as_str).is_some_and(|a| !a.is_empty()) {
+        SpanKind::Server
+    } else {
+        SpanKind::Internal
+    }
 }
 
 /// Results (`cicd.pipeline.result`, `cicd.pipeline.task.run.result`) that
@@ -72,7 +91,7 @@ pub fn attributes(
         None => outcome == Some(crate::vocab::outcome::FAILURE),
     };
     if failed {
-        let reason = text("error.type").or(result).unwrap_or(crate::vocab::outcome::FAILURE).to_string();
+        let reason = text(attr::ERROR_TYPE).or(result).unwrap_or(crate::vocab::outcome::FAILURE).to_string();
         exported.insert("error.type".into(), reason.into());
     } else {
         // A reason from an earlier failed attempt of a span that ended well since.

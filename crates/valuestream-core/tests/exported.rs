@@ -163,7 +163,13 @@ const RULES: &[Rule] = &[
     Rule {
         about: "a pipeline run (SERVER)",
         applies: is_pipeline_run,
-        required: &["cicd.pipeline.name", "cicd.pipeline.run.id", "cicd.pipeline.run.url.full", "cicd.pipeline.result"],
+        required: &[
+            "cicd.pipeline.action.name",
+            "cicd.pipeline.name",
+            "cicd.pipeline.run.id",
+            "cicd.pipeline.run.url.full",
+            "cicd.pipeline.result",
+        ],
     },
     Rule {
         about: "a job (task run)",
@@ -200,9 +206,41 @@ fn status_problem(view: &View) -> Option<String> {
     (view.error.as_deref() != error_type).then(|| format!("status {:?} but error.type {error_type:?}", view.error))
 }
 
+/// contract.md: every pipeline run (a CI source's build, a Jenkins deploy) is
+/// SERVER and named `{cicd.pipeline.action.name} {cicd.pipeline.name}`; a job
+/// is named by its task; no name carries a run id.
+fn naming_problem(view: &View) -> Option<String> {
+    let text = |name: &str| view.attributes.get(name).and_then(Value::as_str);
+    let key = text("valuestream.span.key").unwrap_or_default();
+    let kind = text("valuestream.kind").unwrap_or_default();
+    let ci_source = ["github:", "gitlab:", "jenkins:"].iter().any(|prefix| key.starts_with(prefix));
+    let pipeline_run = (ci_source && kind == "build") || (key.starts_with("jenkins:") && kind == "deploy");
+    if pipeline_run && view.kind != export::SpanKind::Server {
+        return Some("a pipeline run that is not SERVER".into());
+    }
+    let expected = if view.kind == export::SpanKind::Server {
+        let action = text("cicd.pipeline.action.name").unwrap_or("?");
+        if !["RUN", "BUILD"].contains(&action) {
+            return Some(format!("cicd.pipeline.action.name {action:?}"));
+        }
+        format!("{action} {}", text("cicd.pipeline.name").unwrap_or("?"))
+    } else if kind == "job" {
+        text("cicd.pipeline.task.name").unwrap_or("?").to_string()
+    } else {
+        return None;
+    };
+    if view.name != expected {
+        return Some(format!("named {:?}, not {expected:?}", view.name));
+    }
+    match text("cicd.pipeline.run.id") {
+        Some(id) if view.name.contains(id) => Some(format!("the name {:?} carries the run id", view.name)),
+        _ => None,
+    }
+}
+
 /// What is wrong with one exported span, by the rules.
 fn violations(view: &View) -> Vec<String> {
-    let mut problems: Vec<String> = status_problem(view).into_iter().collect();
+    let mut problems: Vec<String> = status_problem(view).into_iter().chain(naming_problem(view)).collect();
     for rule in RULES.iter().filter(|rule| (rule.applies)(view)) {
         for name in rule.required {
             let present = match view.attributes.get(*name) {
@@ -287,4 +325,59 @@ fn runs_that_end_in_an_error_or_a_timeout_have_an_error_status() {
         run["workflow_run"]["conclusion"] = json!("cancelled");
     });
     assert_eq!((view.attributes.get("error.type"), view.error), (None, None), "a cancellation is no error");
+}
+
+#[test]
+fn pipeline_runs_are_named_by_their_action_and_the_pipeline_the_payload_names() {
+    let view = view_of("github.workflow_run.completed.success.org", |_| {});
+    assert_eq!(view.attributes["cicd.pipeline.name"], "test", "workflow.name (the run's own name is empty)");
+    assert_eq!(view.attributes["cicd.pipeline.action.name"], "RUN");
+    assert_eq!(view.name, "RUN test");
+    let view = view_of("gitlab.docs.pipeline", |_| {});
+    assert_eq!((view.name.as_str(), view.kind), ("RUN Pipeline for branch: master", export::SpanKind::Server));
+    let view = view_of("jenkins.notification.deploy-completed", |_| {});
+    assert_eq!((view.name.as_str(), view.kind), ("BUILD team-a/deploy-service", export::SpanKind::Server));
+    assert_eq!(view.attributes["deployment.environment.name"], "staging", "still a deploy");
+    let view = view_of("github.workflow_job.completed.success.org", |_| {});
+    assert_eq!((view.name.as_str(), view.kind), ("linters", export::SpanKind::Internal), "its task");
+}
+
+/// A custom event (the original ValueStream's format) as one folded span.
+fn custom_span(events: &[Value]) -> Span {
+    let mut parsed = Vec::new();
+    for (i, body) in events.iter().enumerate() {
+        let delivery = Delivery::new("customhttp", Vec::new(), serde_json::to_vec(body).unwrap(), received());
+        match sources::by_name("customhttp").unwrap().parse(&delivery, &format!("c-{i}"), &SourceOptions::default()) {
+            Ok(Parsed::Spans(events)) => parsed.extend(events),
+            other => panic!("{other:?}"),
+        }
+    }
+    fold(&parsed).unwrap()
+}
+
+#[test]
+fn a_custom_build_is_a_pipeline_run_with_the_cicd_attributes_and_other_custom_events_are_not() {
+    let event = |action: &str, kind: &str, at: &str| {
+        json!({"id": "42", "action": action, "type": kind, "namespace": "payments", "error": true,
+               "timestamp": at, "metadata": {"url": "https://ci.example.com/payments/42"}})
+    };
+    let build =
+        custom_span(&[event("start", "build", "2026-11-20T10:00:00Z"), event("end", "build", "2026-11-20T10:05:00Z")]);
+    let view = export::view(&build);
+    assert_eq!(view.kind, export::SpanKind::Server);
+    assert_eq!(view.name, "RUN payments");
+    for (name, value) in [
+        ("cicd.pipeline.name", "payments"),
+        ("cicd.pipeline.run.id", "42"),
+        ("cicd.pipeline.result", "failure"),
+        ("cicd.pipeline.run.url.full", "https://ci.example.com/payments/42"),
+        ("error.type", "failure"),
+    ] {
+        assert_eq!(view.attributes[name], value, "{name}");
+    }
+    assert!(violations(&view).is_empty(), "{:?}", violations(&view));
+    let deploy = custom_span(&[event("end", "deploy", "2026-11-20T10:05:00Z")]);
+    let view = export::view(&deploy);
+    assert_eq!((view.kind, view.name.as_str()), (export::SpanKind::Internal, "deploy payments#42"));
+    assert!(!view.attributes.contains_key("cicd.pipeline.result"));
 }

@@ -17,6 +17,7 @@ use crate::link::{
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_hmac_sha256};
+use crate::vocab::{action, attr};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -103,13 +104,24 @@ struct Repository {
 #[derive(Deserialize)]
 struct WorkflowRunEvent {
     workflow_run: WorkflowRun,
+    /// The workflow the run belongs to: its `name` is the pipeline's.
+    #[serde(default)]
+    workflow: Option<Workflow>,
     repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct Workflow {
+    name: Option<String>,
+    path: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct WorkflowRun {
     id: u64,
     name: Option<String>,
+    /// The workflow file, `.github/workflows/test.yml`.
+    path: Option<String>,
     run_attempt: Option<u64>,
     run_number: Option<u64>,
     head_branch: Option<String>,
@@ -480,7 +492,7 @@ fn sha_ref(repo: &str, sha: &str) -> String {
 }
 impl Context<'_> {
     fn workflow_run(&self, event: WorkflowRunEvent) -> Result<Parsed, ParseError> {
-        let WorkflowRunEvent { workflow_run: run, repository } = event;
+        let WorkflowRunEvent { workflow_run: run, workflow, repository } = event;
         let repo = repository.full_name.clone();
         let attempt = run.run_attempt.unwrap_or(1);
         let start = run.run_started_at.unwrap_or(run.created_at);
@@ -494,11 +506,18 @@ impl Context<'_> {
             _ => Change::Start { start },
         };
         let at = snapshot_time(&change, run.updated_at);
-        let name = run.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| format!("workflow {}", run.id));
+        // The pipeline is the workflow, as the payload names it: the workflow's
+        // name, else the run's, else the workflow file; never made up.
+        let (workflow_name, workflow_path) = workflow.map_or((None, None), |w| (w.name, w.path));
+        let pipeline = [workflow_name, run.name.clone(), workflow_path, run.path.clone()]
+            .into_iter()
+            .flatten()
+            .find(|name| !name.trim().is_empty());
         let branch = run.head_branch.clone().unwrap_or_default();
 
         let mut attributes = repo_attributes(&repository);
-        attributes.insert("cicd.pipeline.name".into(), json!(name));
+        attributes.insert(attr::PIPELINE_ACTION.into(), json!(action::RUN));
+        insert_opt(&mut attributes, attr::PIPELINE_NAME, pipeline.clone());
         attributes.insert("cicd.pipeline.run.id".into(), json!(run.id.to_string()));
         attributes.insert("vcs.ref.head.name".into(), json!(branch));
         attributes.insert("vcs.ref.head.revision".into(), json!(run.head_sha));
@@ -530,7 +549,7 @@ impl Context<'_> {
             key: format!("github:{repo}:build:{run_id}:{attempt}"),
             source: "github".into(),
             kind: "build".into(),
-            name,
+            name: pipeline.unwrap_or_else(|| action::RUN.to_string()),
             repo: Some(repo.clone()),
             project: Some(repository.name.clone()),
             at,

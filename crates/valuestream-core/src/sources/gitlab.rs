@@ -27,6 +27,7 @@ use crate::link::{
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_token};
+use crate::vocab::{action, attr};
 use chrono::{DateTime, NaiveDateTime};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
@@ -681,9 +682,12 @@ impl Context<'_> {
         let at = snapshot_time(&change, latest);
 
         let id = pipeline.id.to_string();
+        // A pipeline is named only when its project sets `workflow:name`; else
+        // it is the project's pipeline, named by the project's path.
+        let pipeline_name = pipeline.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| repo.path.clone());
         let mut attributes = repo.attributes();
-        attributes
-            .insert("cicd.pipeline.name".into(), json!(pipeline.name.clone().unwrap_or_else(|| repo.path.clone())));
+        attributes.insert(attr::PIPELINE_ACTION.into(), json!(action::RUN));
+        attributes.insert(attr::PIPELINE_NAME.into(), json!(pipeline_name));
         attributes.insert("cicd.pipeline.run.id".into(), json!(id));
         attributes.insert("vcs.ref.head.name".into(), json!(pipeline.git_ref));
         attributes.insert("vcs.ref.head.revision".into(), json!(pipeline.sha));
@@ -716,7 +720,7 @@ impl Context<'_> {
         let draft = Draft {
             key: repo.key("build", &id),
             kind: "build",
-            name: pipeline.name.unwrap_or_else(|| format!("pipeline {id}")),
+            name: pipeline_name,
             at,
             change,
             attributes,

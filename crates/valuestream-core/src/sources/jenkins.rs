@@ -25,6 +25,7 @@ use crate::link::{ParentRef, branch_alias, deployed_alias, find_trace_refs, gene
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_token};
+use crate::vocab::{action, attr};
 use regex::Regex;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -493,8 +494,10 @@ impl Build {
         let number = self.number.to_string();
         let repo = self.scm_url.as_deref().and_then(repo_of_url);
 
+        // Builds and deploys alike are pipeline runs: Jenkins builds a job.
         let mut attributes = Attributes::new();
-        attributes.insert("cicd.pipeline.name".into(), json!(self.full_name));
+        attributes.insert(attr::PIPELINE_ACTION.into(), json!(action::BUILD));
+        attributes.insert(attr::PIPELINE_NAME.into(), json!(self.full_name));
         attributes.insert("cicd.pipeline.run.id".into(), json!(number));
         insert_opt(&mut attributes, "vcs.ref.head.name", self.branch.clone());
         insert_opt(&mut attributes, "vcs.ref.head.revision", self.commit.clone());
