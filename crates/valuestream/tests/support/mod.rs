@@ -348,6 +348,8 @@ pub fn workflow_run(
 ) -> Value {
     let mut body = in_hello_world(fixture("workflow_run.completed.success.with-pr.org"));
     body["action"] = json!(if status == "completed" { "completed" } else { "in_progress" });
+    // GitHub names the workflow in both places; the workflow's name is the pipeline's.
+    body["workflow"]["name"] = json!("CI");
     let run = &mut body["workflow_run"];
     run["id"] = json!(id);
     run["name"] = json!("CI");
