@@ -381,3 +381,28 @@ fn a_custom_build_is_a_pipeline_run_with_the_cicd_attributes_and_other_custom_ev
     assert_eq!((view.kind, view.name.as_str()), (export::SpanKind::Internal, "deploy payments#42"));
     assert!(!view.attributes.contains_key("cicd.pipeline.result"));
 }
+
+#[test]
+fn sources_declare_every_event_type_and_span_kind_they_give() {
+    // The metrics publish each declared (source, kind) and event type at 0
+    // from start-up: one a source gives but does not declare would be born at 1.
+    let fixtures = fixtures();
+    for fixture in &fixtures {
+        let source = sources::by_name(fixture.source).unwrap();
+        let delivery = Delivery::new(fixture.source, fixture.headers.clone(), fixture.body.clone(), received());
+        let event = source.event_type(&delivery);
+        assert!(source.event_types().contains(&event.as_str()), "{}: event type {event:?}", fixture.name);
+        if let Some(kinds) = source.span_kinds() {
+            for span in spans(fixture, &fixtures) {
+                assert!(kinds.contains(&span.kind.as_str()), "{}: kind {}", fixture.name, span.kind);
+            }
+        }
+    }
+    let incident = SourceOptions { incident_labels: vec!["bug".into()], ..SourceOptions::default() };
+    let labeled = fixtures.iter().find(|f| f.name == "github.issues.labeled.plain").unwrap();
+    let delivery = Delivery::new("github", labeled.headers.clone(), labeled.body.clone(), received());
+    let Ok(Parsed::Spans(events)) = sources::by_name("github").unwrap().parse(&delivery, "d", &incident) else {
+        panic!("an issue")
+    };
+    assert!(sources::by_name("github").unwrap().span_kinds().unwrap().contains(&events[0].kind.as_str()));
+}

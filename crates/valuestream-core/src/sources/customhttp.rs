@@ -62,6 +62,15 @@ impl Source for CustomHttp {
         }
     }
 
+    fn event_types(&self) -> Vec<&'static str> {
+        vec!["start", "end", "other", "missing"]
+    }
+
+    /// `type` is free text.
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     fn parse(&self, delivery: &Delivery, delivery_id: &str, _options: &SourceOptions) -> Result<Parsed, ParseError> {
         let body = delivery.json_body().map_err(ParseError::Body)?;
         let event: Event = parse_json(&body)?;

@@ -51,6 +51,14 @@ impl Source for GitHub {
         }
     }
 
+    fn event_types(&self) -> Vec<&'static str> {
+        SUPPORTED.iter().copied().chain(["other", "missing"]).collect()
+    }
+
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        Some(&["issue", "incident", "pull_request", "build", "job", "deploy"])
+    }
+
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
         let event = delivery.header("X-GitHub-Event").ok_or(ParseError::MissingHeader("X-GitHub-Event"))?;
         if !SUPPORTED.contains(&event) {

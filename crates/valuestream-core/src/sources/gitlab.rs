@@ -111,6 +111,17 @@ impl Source for GitLab {
         }
     }
 
+    fn event_types(&self) -> Vec<&'static str> {
+        let mut labels: Vec<&'static str> = HOOKS.iter().map(|(_, hook)| hook.label()).collect();
+        labels.dedup();
+        labels.extend(["other", "missing"]);
+        labels
+    }
+
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        Some(&["issue", "incident", "pull_request", "build", "job", "deploy"])
+    }
+
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
         let header = delivery.header(EVENT_HEADER).ok_or(ParseError::MissingHeader(EVENT_HEADER))?;
         let Some(hook) = hook_of(header) else {

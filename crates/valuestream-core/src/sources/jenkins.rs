@@ -79,6 +79,14 @@ impl Source for Jenkins {
         .to_string()
     }
 
+    fn event_types(&self) -> Vec<&'static str> {
+        vec!["build", "notification", "other"]
+    }
+
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        Some(&["build", "deploy"])
+    }
+
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
         let body = delivery.json_body().map_err(ParseError::Body)?;
         let received_at = delivery.received_at;
