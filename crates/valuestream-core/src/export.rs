@@ -62,8 +62,9 @@ pub fn span_kind(_kind: &str, attributes: &Attributes) -> SpanKind {
 /// end a run with an error status; success, cancellation and skip do not.
 pub const FAILED_RESULTS: &[&str] = &["failure", "error", "timeout"];
 
-/// The attributes exported for a span: its own plus its key, kind, outcome and
-/// repository, and `error.type` exactly when it failed: its result is a
+/// The attributes exported for a span: its own (without empty values) plus its
+/// key, kind, outcome and repository, a deploy's `deployment.status`
+/// (`succeeded`, `failed`), and `error.type` exactly when it failed: its result is a
 /// failure, an error or a timeout, or (a span without a result: a deploy, a
 /// custom event) its outcome is `failure`. `error.type` is the most specific
 /// reason the source gave (an `error.type` it set, such as GitLab's failure
@@ -75,7 +76,17 @@ pub fn attributes(
     repo: Option<&str>,
     attributes: &Attributes,
 ) -> Attributes {
-    let mut exported = attributes.clone();
+    // Empty values are left out, never exported as `""` or `[]`.
+    let mut exported: Attributes = attributes
+        .iter()
+        .filter(|(_, value)| match value {
+            Value::String(text) => !text.is_empty(),
+            Value::Array(items) => !items.is_empty(),
+            Value::Null => false,
+            _ => true,
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
     exported.insert("valuestream.span.key".into(), key.into());
     exported.insert("valuestream.kind".into(), kind.into());
     if let Some(outcome) = outcome {
@@ -90,6 +101,18 @@ pub fn attributes(
         Some(result) => FAILED_RESULTS.contains(&result),
         None => outcome == Some(crate::vocab::outcome::FAILURE),
     };
+    // The conventions' deployment status: a deploy either succeeded or failed.
+    if kind == crate::vocab::kind::DEPLOY {
+        match outcome {
+            Some(crate::vocab::outcome::SUCCESS) => {
+                exported.insert("deployment.status".into(), "succeeded".into());
+            }
+            Some(crate::vocab::outcome::FAILURE) => {
+                exported.insert("deployment.status".into(), "failed".into());
+            }
+            _ => {}
+        }
+    }
     if failed {
         let reason = text(attr::ERROR_TYPE).or(result).unwrap_or(crate::vocab::outcome::FAILURE).to_string();
         exported.insert("error.type".into(), reason.into());

@@ -159,6 +159,101 @@ fn is_task_run(view: &View) -> bool {
     view.attributes["valuestream.kind"] == "job"
 }
 
+fn is_change(view: &View) -> bool {
+    view.attributes["valuestream.kind"] == "pull_request"
+}
+
+/// A deploy a CI or VCS source reports (a custom event names its environment only if it wants to).
+fn is_deploy(view: &View) -> bool {
+    view.attributes["valuestream.kind"] == "deploy"
+        && !view.attributes["valuestream.span.key"].as_str().unwrap_or("").starts_with("customhttp:")
+}
+
+fn is_done_deploy(view: &View) -> bool {
+    view.attributes["valuestream.kind"] == "deploy"
+        && ["success", "failure"].contains(&view.attributes["valuestream.outcome"].as_str().unwrap_or(""))
+}
+
+fn is_from_a_repository(view: &View) -> bool {
+    view.attributes.contains_key("vcs.repository.url.full")
+}
+
+fn names_a_head_ref_kind(view: &View) -> bool {
+    // Pull requests' refs are branches; a GitLab pipeline or job says `tag`.
+    is_change(view)
+        || view.attributes.get("valuestream.span.key").and_then(Value::as_str).is_some_and(|key| {
+            key.starts_with("gitlab:")
+                && ["build", "job"].contains(&view.attributes["valuestream.kind"].as_str().unwrap())
+        })
+}
+
+/// Every attribute of the conventions ValueStream exports, with the values
+/// the conventions allow where they enumerate them (`None`: any value). An
+/// attribute outside `valuestream.*` that is not here breaks the test: check
+/// the conventions, then add it.
+const CONVENTIONS: &[(&str, Option<&[&str]>)] = &[
+    ("cicd.pipeline.action.name", Some(&["BUILD", "RUN", "SYNC"])),
+    ("cicd.pipeline.name", None),
+    ("cicd.pipeline.result", Some(&["success", "failure", "error", "timeout", "cancellation", "skip"])),
+    ("cicd.pipeline.run.id", None),
+    ("cicd.pipeline.run.url.full", None),
+    ("cicd.pipeline.task.name", None),
+    ("cicd.pipeline.task.run.id", None),
+    ("cicd.pipeline.task.run.result", Some(&["success", "failure", "error", "timeout", "cancellation", "skip"])),
+    ("cicd.pipeline.task.run.url.full", None),
+    ("cicd.worker.id", None),
+    ("cicd.worker.name", None),
+    ("deployment.environment.name", None),
+    ("deployment.id", None),
+    ("deployment.name", None),
+    ("deployment.status", Some(&["failed", "succeeded"])),
+    ("error.type", None),
+    ("vcs.change.id", None),
+    ("vcs.change.state", Some(&["open", "wip", "closed", "merged"])),
+    ("vcs.change.title", None),
+    ("vcs.owner.name", None),
+    ("vcs.provider.name", Some(&["github", "gitlab", "gittea", "gitea", "bitbucket"])),
+    ("vcs.ref.base.name", None),
+    ("vcs.ref.base.revision", None),
+    ("vcs.ref.base.type", Some(&["branch", "tag"])),
+    ("vcs.ref.head.name", None),
+    ("vcs.ref.head.revision", None),
+    ("vcs.ref.head.type", Some(&["branch", "tag"])),
+    ("vcs.repository.name", None),
+    ("vcs.repository.url.full", None),
+];
+
+/// Attributes outside the conventions' list, values they do not allow, ids
+/// that are not strings, and empty values (omitted, never `""`).
+fn value_problems(view: &View) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, value) in &view.attributes {
+        let empty = match value {
+            Value::String(text) => text.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            Value::Null => true,
+            _ => false,
+        };
+        if empty {
+            problems.push(format!("{name} is empty"));
+        }
+        if name.starts_with("valuestream.") {
+            continue;
+        }
+        match CONVENTIONS.iter().find(|(known, _)| known == name) {
+            None => problems.push(format!("{name} is no convention's attribute")),
+            Some((_, Some(allowed))) if !value.as_str().is_some_and(|v| allowed.contains(&v)) => {
+                problems.push(format!("{name} = {value} is not one of {allowed:?}"))
+            }
+            Some(_) if (name.ends_with(".id") || name.ends_with(".name")) && !value.is_string() => {
+                problems.push(format!("{name} = {value} is not a string"))
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
 const RULES: &[Rule] = &[
     Rule {
         about: "a pipeline run (SERVER)",
@@ -171,6 +266,26 @@ const RULES: &[Rule] = &[
             "cicd.pipeline.result",
         ],
     },
+    Rule {
+        about: "a pull request (a VCS change)",
+        applies: is_change,
+        required: &[
+            "vcs.change.id",
+            "vcs.change.state",
+            "vcs.ref.head.name",
+            "vcs.ref.base.name",
+            "vcs.repository.name",
+            "vcs.provider.name",
+        ],
+    },
+    Rule { about: "a span of a repository", applies: is_from_a_repository, required: &["vcs.owner.name"] },
+    Rule {
+        about: "a span whose refs' kind the payload tells",
+        applies: names_a_head_ref_kind,
+        required: &["vcs.ref.head.type"],
+    },
+    Rule { about: "a CI or VCS source's deploy", applies: is_deploy, required: &["deployment.environment.name"] },
+    Rule { about: "a deploy that succeeded or failed", applies: is_done_deploy, required: &["deployment.status"] },
     Rule {
         about: "a job (task run)",
         applies: is_task_run,
@@ -240,7 +355,8 @@ fn naming_problem(view: &View) -> Option<String> {
 
 /// What is wrong with one exported span, by the rules.
 fn violations(view: &View) -> Vec<String> {
-    let mut problems: Vec<String> = status_problem(view).into_iter().chain(naming_problem(view)).collect();
+    let mut problems: Vec<String> =
+        status_problem(view).into_iter().chain(naming_problem(view)).chain(value_problems(view)).collect();
     for rule in RULES.iter().filter(|rule| (rule.applies)(view)) {
         for name in rule.required {
             let present = match view.attributes.get(*name) {
@@ -405,4 +521,68 @@ fn sources_declare_every_event_type_and_span_kind_they_give() {
         panic!("an issue")
     };
     assert!(sources::by_name("github").unwrap().span_kinds().unwrap().contains(&events[0].kind.as_str()));
+}
+
+/// The exported attribute `name` of `view` as text.
+fn text<'a>(view: &'a View, name: &str) -> Option<&'a str> {
+    view.attributes.get(name).and_then(Value::as_str)
+}
+
+#[test]
+fn what_the_payloads_already_say_is_exported_under_the_conventions_names() {
+    // An open draft is work in progress; GitLab's `locked` is still open.
+    let draft = view_of("github.pull_request.opened.installation", |pr| pr["pull_request"]["draft"] = json!(true));
+    assert_eq!(text(&draft, "vcs.change.state"), Some("wip"));
+    assert_eq!(
+        (text(&draft, "vcs.ref.head.type"), text(&draft, "vcs.ref.base.type")),
+        (Some("branch"), Some("branch"))
+    );
+    assert_eq!(text(&draft, "vcs.owner.name"), Some("Codertocat"));
+    let locked = view_of("gitlab.docs.merge_request", |mr| mr["object_attributes"]["state"] = json!("locked"));
+    assert_eq!(text(&locked, "vcs.change.state"), Some("open"));
+    assert_eq!(text(&locked, "vcs.owner.name"), Some("gitlabhq"));
+
+    // GitLab says whether a pipeline ran for a tag.
+    let tagged = view_of("gitlab.docs.pipeline", |p| p["object_attributes"]["tag"] = json!(true));
+    assert_eq!(text(&tagged, "vcs.ref.head.type"), Some("tag"));
+
+    // The runner that ran a job.
+    let job = view_of("github.workflow_job.completed.success.org", |_| {});
+    assert_eq!((text(&job, "cicd.worker.name"), text(&job, "cicd.worker.id")), (Some("GitHub Actions 5"), Some("5")));
+    let job = view_of("gitlab.docs.job", |job| {
+        job["build_status"] = json!("success");
+        job["build_finished_at"] = json!("2021-02-23T02:43:37.886Z");
+    });
+    assert_eq!(text(&job, "cicd.worker.name"), Some("shared-runners-manager-6.gitlab.com"));
+    assert_eq!(text(&job, "cicd.worker.id"), Some("380987"));
+
+    // A deploy's status, and its name where the payload gives one.
+    let deploy = view_of("github.deployment_status.created.success", |_| {});
+    assert_eq!(text(&deploy, "deployment.status"), Some("succeeded"));
+    assert_eq!(text(&deploy, "deployment.name"), Some("deploy"));
+    let failed =
+        view_of("github.deployment_status.created.success", |d| d["deployment_status"]["state"] = json!("failure"));
+    assert_eq!(text(&failed, "deployment.status"), Some("failed"));
+
+    // Jenkins: the repository its SCM names (worked out for linking anyway).
+    let build = view_of("jenkins.notification.completed", |_| {});
+    assert_eq!(text(&build, "vcs.provider.name"), Some("github"));
+    assert_eq!(text(&build, "vcs.owner.name"), Some("octo-org"));
+    assert_eq!(text(&build, "vcs.repository.name"), Some("service"));
+    assert_eq!(text(&build, "vcs.repository.url.full"), Some("https://github.com/octo-org/service"));
+    assert_eq!(text(&build, "vcs.ref.head.type"), Some("branch"));
+    let with_credentials = view_of("jenkins.notification.completed", |n| {
+        n["build"]["scm"]["url"] = json!("https://bot:s3cret@github.com/octo-org/service.git")
+    });
+    assert_eq!(text(&with_credentials, "vcs.repository.url.full"), Some("https://github.com/octo-org/service"));
+    let deploy = view_of("jenkins.notification.deploy-completed", |_| {});
+    assert_eq!(text(&deploy, "deployment.name"), Some("deploy-service"));
+
+    // Empty values are left out.
+    let unlabeled = view_of("github.issues.opened.plain", |i| {
+        i["issue"]["labels"] = json!([]);
+        i["issue"]["html_url"] = json!("");
+    });
+    assert!(!unlabeled.attributes.contains_key("valuestream.labels"), "{:?}", unlabeled.attributes);
+    assert!(!unlabeled.attributes.contains_key("valuestream.url"));
 }

@@ -107,6 +107,7 @@ struct Repository {
     name: String,
     html_url: Option<String>,
     default_branch: Option<String>,
+    owner: Option<User>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +172,7 @@ struct WorkflowJob {
     started_at: Option<Timestamp>,
     completed_at: Option<Timestamp>,
     runner_name: Option<String>,
+    runner_id: Option<u64>,
     html_url: Option<String>,
 }
 
@@ -425,7 +427,12 @@ impl Context<'_> {
             Change::Start { start: pr.created_at }
         };
         let at = snapshot_time(&change, pr.updated_at);
-        let state = if merged { "merged" } else { pr.state.as_str() };
+        // An open draft is work in progress (the conventions' `wip`).
+        let state = match (merged, pr.state.as_str(), pr.draft) {
+            (true, _, _) => "merged",
+            (false, "open", Some(true)) => "wip",
+            (false, state, _) => state,
+        };
         // Builds find a pull request by its head branch, deploys by its commits.
         let repo = &repository.full_name;
         let mut trace_refs = vec![
@@ -442,8 +449,10 @@ impl Context<'_> {
         attributes.insert("vcs.change.state".into(), json!(state));
         attributes.insert("vcs.ref.head.name".into(), json!(pr.head.name));
         attributes.insert("vcs.ref.head.revision".into(), json!(pr.head.sha));
+        attributes.insert("vcs.ref.head.type".into(), json!("branch"));
         attributes.insert("vcs.ref.base.name".into(), json!(pr.base.name));
         attributes.insert("vcs.ref.base.revision".into(), json!(pr.base.sha));
+        attributes.insert("vcs.ref.base.type".into(), json!("branch"));
         insert_opt(&mut attributes, "vcs.change.title", pr.title.clone());
         insert_opt(&mut attributes, "valuestream.author", pr.user.map(|u| u.login));
         insert_opt(&mut attributes, "valuestream.url", pr.html_url);
@@ -598,7 +607,8 @@ impl Context<'_> {
         insert_opt(&mut attributes, "cicd.pipeline.name", job.workflow_name);
         insert_opt(&mut attributes, "vcs.ref.head.name", job.head_branch);
         insert_opt(&mut attributes, "vcs.ref.head.revision", job.head_sha);
-        insert_opt(&mut attributes, "valuestream.runner", job.runner_name);
+        insert_opt(&mut attributes, "cicd.worker.name", job.runner_name);
+        insert_opt(&mut attributes, "cicd.worker.id", job.runner_id.map(|id| id.to_string()));
         insert_opt(&mut attributes, "cicd.pipeline.task.run.url.full", job.html_url);
         if let (Some(created), Some(started)) = (job.created_at, job.started_at) {
             attributes.insert("valuestream.queued_seconds".into(), json!(created.seconds_until(started).max(0.0)));
@@ -660,7 +670,7 @@ impl Context<'_> {
         attributes.insert("deployment.id".into(), json!(deployment.id.to_string()));
         attributes.insert("vcs.ref.head.revision".into(), json!(deployment.sha));
         insert_opt(&mut attributes, "vcs.ref.head.name", deployment.git_ref.clone());
-        insert_opt(&mut attributes, "valuestream.task", deployment.task);
+        insert_opt(&mut attributes, "deployment.name", deployment.task);
         insert_opt(&mut attributes, "valuestream.description", deployment.description.clone());
         if let Some(status) = &status {
             attributes.insert("valuestream.deployment.state".into(), json!(status.state));
@@ -806,5 +816,8 @@ fn repo_attributes(repository: &Repository) -> Attributes {
     if let Some(url) = &repository.html_url {
         attributes.insert("vcs.repository.url.full".into(), json!(url));
     }
+    let owner = repository.owner.as_ref().map(|o| o.login.clone());
+    let owner = owner.or_else(|| repository.full_name.split_once('/').map(|(owner, _)| owner.to_string()));
+    insert_opt(&mut attributes, "vcs.owner.name", owner);
     attributes
 }

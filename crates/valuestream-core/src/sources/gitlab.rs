@@ -345,6 +345,8 @@ struct JobHook {
     #[serde(default, rename = "ref")]
     git_ref: Option<String>,
     #[serde(default)]
+    tag: Option<bool>,
+    #[serde(default)]
     sha: Option<String>,
     #[serde(default)]
     project: Option<Project>,
@@ -368,6 +370,8 @@ struct JobCommit {
 
 #[derive(Deserialize)]
 struct Runner {
+    #[serde(default)]
+    id: Option<u64>,
     #[serde(default)]
     description: Option<String>,
 }
@@ -480,6 +484,10 @@ impl Repo {
         attributes.insert("valuestream.repo".into(), json!(self.path));
         if let Some(url) = &self.web_url {
             attributes.insert("vcs.repository.url.full".into(), json!(url));
+        }
+        // The group (or user) the project lives in: its path without the project.
+        if let Some((owner, _)) = self.path.rsplit_once('/') {
+            attributes.insert("vcs.owner.name".into(), json!(owner));
         }
         attributes
     }
@@ -615,15 +623,20 @@ impl Context<'_> {
         let labels: Vec<String> = mr.labels.or(labels).unwrap_or_default().into_iter().map(|l| l.title).collect();
 
         let mut attributes = repo.attributes();
+        // An open draft is work in progress; `locked` (a merge under way) is still open.
+        let draft = mr.draft.or(mr.work_in_progress).unwrap_or(false);
         let state = match mr.state.as_str() {
-            "opened" | "reopened" => "open",
+            "opened" | "reopened" | "locked" if draft => "wip",
+            "opened" | "reopened" | "locked" => "open",
             other => other,
         };
         attributes.insert("vcs.change.id".into(), json!(iid));
         attributes.insert("vcs.change.state".into(), json!(state));
         attributes.insert("vcs.change.title".into(), json!(title));
         attributes.insert("vcs.ref.head.name".into(), json!(mr.source_branch));
+        attributes.insert("vcs.ref.head.type".into(), json!("branch"));
         attributes.insert("vcs.ref.base.name".into(), json!(mr.target_branch));
+        attributes.insert("vcs.ref.base.type".into(), json!("branch"));
         attributes.insert("valuestream.labels".into(), json!(labels));
         insert_opt(&mut attributes, "vcs.ref.head.revision", head_sha.clone());
         insert_opt(&mut attributes, "valuestream.url", mr.url);
@@ -712,7 +725,7 @@ impl Context<'_> {
         insert_opt(&mut attributes, "valuestream.gitlab.detailed_status", pipeline.detailed_status);
         insert_opt(&mut attributes, "valuestream.pipeline.iid", pipeline.iid);
         insert_opt(&mut attributes, "valuestream.queued_seconds", pipeline.queued_duration);
-        insert_opt(&mut attributes, "valuestream.tag", pipeline.tag.filter(|tag| *tag));
+        attributes.insert("vcs.ref.head.type".into(), json!(ref_type(pipeline.tag)));
 
         // linking.md: its merge request; then the merge request of its branch;
         // then a trace reference in the branch.
@@ -793,9 +806,15 @@ impl Context<'_> {
         insert_opt(&mut attributes, "valuestream.queued_seconds", queued);
         insert_opt(&mut attributes, "cicd.pipeline.name", hook.commit.and_then(|c| c.name));
         insert_opt(&mut attributes, "valuestream.stage", hook.build_stage);
+        if hook.git_ref.is_some() {
+            attributes.insert("vcs.ref.head.type".into(), json!(ref_type(hook.tag)));
+        }
         insert_opt(&mut attributes, "vcs.ref.head.name", hook.git_ref);
         insert_opt(&mut attributes, "vcs.ref.head.revision", hook.sha);
-        insert_opt(&mut attributes, "valuestream.runner", hook.runner.and_then(|r| r.description));
+        if let Some(runner) = hook.runner {
+            insert_opt(&mut attributes, "cicd.worker.name", runner.description);
+            insert_opt(&mut attributes, "cicd.worker.id", runner.id.map(|id| id.to_string()));
+        }
         insert_opt(&mut attributes, "valuestream.allow_failure", hook.build_allow_failure);
         insert_opt(&mut attributes, "cicd.pipeline.task.run.url.full", repo.page(&format!("jobs/{id}")));
 
@@ -947,6 +966,11 @@ fn ci_result(status: &str) -> Option<(&'static str, &'static str)> {
         // manual, scheduled, canceling …
         _ => None,
     }
+}
+
+/// `vcs.ref.head.type` of a pipeline's or job's ref: GitLab says `tag: true`.
+fn ref_type(tag: Option<bool>) -> &'static str {
+    if tag == Some(true) { "tag" } else { "branch" }
 }
 
 /// The OpenTelemetry result of a job that failed for `reason`
