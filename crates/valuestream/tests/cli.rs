@@ -178,6 +178,13 @@ fn logging_tracer_prints_each_finished_span_as_a_json_line_and_sigterm_stops_cle
     assert_eq!(span["start"], "2019-05-15T15:20:33Z");
     assert_eq!(span["end"], "2019-05-15T15:21:18Z");
     assert_eq!(span["span_id"], valuestream_core::ids::span_id("github:Codertocat/Hello-World:pull_request:2"));
+    // What OTLP would send: the resource, the span kind and the status.
+    assert_eq!(span["resource"]["service.name"], "github", "{span}");
+    assert_eq!(span["resource"]["service.namespace"], "valuestream");
+    assert_eq!(span["resource"]["telemetry.sdk.language"], "rust");
+    assert_eq!(span["span_kind"], "internal");
+    assert_eq!(span["status"]["code"], "unset");
+    assert_eq!(span["links"], serde_json::json!([]));
 
     // SIGTERM: stop accepting, finish, exit 0.
     let pid = child.id().to_string();

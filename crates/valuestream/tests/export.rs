@@ -217,3 +217,22 @@ async fn a_failed_gitlab_job_goes_out_with_an_error_status_naming_gitlabs_reason
     assert_eq!(format!("{:?}", error_type.value), r#"Some(AnyValue { value: Some(StringValue("script_failure")) })"#);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_resource_names_the_source_valuestream_and_the_sdk() {
+    let (app, received) = exporting_app(Duration::ZERO).await;
+    let closed = issue("closed", "closed", "2026-11-21T17:00:00Z", Some("2026-11-21T17:00:00Z"));
+    assert_eq!(app.github("issues", "res-1", &closed).await.0, 200);
+    settled(&app, &received, 1).await;
+    let resource = received.resources.lock().unwrap()[0].clone();
+    for (key, value) in [
+        ("service.name", "github"),
+        ("service.namespace", "valuestream"),
+        ("telemetry.sdk.name", "opentelemetry"),
+        ("telemetry.sdk.language", "rust"),
+    ] {
+        assert_eq!(resource.get(key).map(String::as_str), Some(value), "{key}: {resource:?}");
+    }
+    assert!(resource.contains_key("telemetry.sdk.version") && resource.contains_key("service.version"));
+    app.stop().await;
+}

@@ -97,6 +97,8 @@ pub fn scenario() -> Vec<(&'static str, Value)> {
 #[derive(Clone, Default)]
 pub struct Received {
     pub spans: Arc<Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+    /// Each request's resources, as `key=value` of their string attributes.
+    pub resources: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
     pub arrived: Arc<Notify>,
 }
 
@@ -122,6 +124,16 @@ impl Received {
     /// Records the spans of one OTLP request, with their resource's `service.name`.
     fn record(&self, request: ExportTraceServiceRequest) {
         for resource_spans in request.resource_spans {
+            let attributes = resource_spans.resource.iter().flat_map(|r| r.attributes.iter());
+            let resource = attributes
+                .filter_map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text)) => {
+                        Some((kv.key.clone(), text.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            self.resources.lock().unwrap().push(resource);
             let service = resource_spans
                 .resource
                 .iter()
