@@ -586,3 +586,27 @@ fn what_the_payloads_already_say_is_exported_under_the_conventions_names() {
     assert!(!unlabeled.attributes.contains_key("valuestream.labels"), "{:?}", unlabeled.attributes);
     assert!(!unlabeled.attributes.contains_key("valuestream.url"));
 }
+
+#[test]
+fn docs_sources_md_names_every_exported_attribute() {
+    let docs = std::fs::read_to_string(format!("{}/../../docs/sources.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let fixtures = fixtures();
+    let mut missing = std::collections::BTreeSet::new();
+    for fixture in &fixtures {
+        for span in spans(fixture, &fixtures) {
+            for name in export::view(&span).attributes.keys() {
+                // `valuestream.jira.*` and `valuestream.metadata.{name}` stand for their families.
+                let family = name.rsplit_once('.').map(|(prefix, _)| prefix).filter(|f| f.contains('.'));
+                let named = docs.contains(&format!("`{name}`"))
+                    || family.is_some_and(|f| {
+                        docs.contains(&format!("`{f}.*`")) || docs.contains(&format!("`{f}.{{name}}`"))
+                    })
+                    || (name.starts_with("vcs.repository.") && docs.contains("`vcs.repository.*`"));
+                if !named {
+                    missing.insert(name.clone());
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "docs/sources.md does not name {missing:?}");
+}
