@@ -236,3 +236,31 @@ async fn the_resource_names_the_source_valuestream_and_the_sdk() {
     assert!(resource.contains_key("telemetry.sdk.version") && resource.contains_key("service.version"));
     app.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run by .ci/run"]
+async fn the_outbox_settles_and_remembers_what_was_sent_on_postgres_too() {
+    let db = PostgresDb::create().await;
+    let store = Store::open(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let otlp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/v1/traces", otlp.local_addr().unwrap());
+    let received = start_otlp_receiver(otlp).await;
+    let settings = OtlpSettings { protocol: Protocol::HttpProtobuf, endpoint, headers: Default::default() };
+    let mut exporter = Exporter::Otlp(Box::new(OtlpExporter::new(&settings).unwrap()));
+
+    apply_jenkins(&store, &jenkins_fixture("completed"), seconds(0)).await;
+    apply_jenkins(&store, &jenkins_fixture("finalized"), seconds(2)).await;
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    assert_eq!(drain_at(&store, &mut exporter, seconds(11)).await, Drained::default());
+    assert_eq!(drain_at(&store, &mut exporter, seconds(12)).await.sent, 1);
+    received.wait_for(1).await;
+    // The end moves again later: one re-export, counted as such.
+    let mut later = jenkins_fixture("finalized");
+    later["build"]["timestamp"] = json!(1_795_168_999_000_i64);
+    apply_jenkins(&store, &later, seconds(60)).await;
+    assert_eq!(drain_at(&store, &mut exporter, seconds(70)).await, Drained { sent: 1, resent: 1, dropped: 0 });
+    received.wait_for(2).await;
+    store.close().await;
+    db.drop_database().await;
+}
