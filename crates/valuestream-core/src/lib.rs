@@ -7,6 +7,7 @@
 //! - [`sources`]: one module per source turns a delivery into [`span::SpanEvent`]s.
 //! - [`link`]: trace references and closing keywords found in branches and text.
 //! - [`span`]: folds a span's events, in any arrival order, into one [`span::Span`].
+//! - [`export`]: what a span looks like to a trace backend: name, kind, status, attributes.
 //! - [`changes`]: changes in branch order, deploys' change sets, incident attribution.
 //! - [`vocab`]: the span kinds, outcomes and attribute names matched after parsing.
 //! - [`ids`]: deterministic trace and span ids from span keys.
@@ -15,6 +16,7 @@
 
 pub mod changes;
 pub mod delivery;
+pub mod export;
 pub mod ids;
 pub mod link;
 pub mod sources;

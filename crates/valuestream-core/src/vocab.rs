@@ -38,6 +38,22 @@ pub mod attr {
     pub const FIRST_REVIEW_AT: &str = "valuestream.first_review_at";
     /// The sha (or prefix) an incident's `root cause:` line names.
     pub const ROOT_CAUSE: &str = "valuestream.root_cause";
+    /// What a pipeline run does (`RUN`, `BUILD`); set only on pipeline runs.
+    pub const PIPELINE_ACTION: &str = "cicd.pipeline.action.name";
+    /// The pipeline a run or job belongs to, as the payload names it.
+    pub const PIPELINE_NAME: &str = "cicd.pipeline.name";
+    /// A job's task name.
+    pub const TASK_NAME: &str = "cicd.pipeline.task.name";
+    /// Why a span failed, as specifically as its source says.
+    pub const ERROR_TYPE: &str = "error.type";
+}
+
+/// `cicd.pipeline.action.name` values.
+pub mod action {
+    /// A workflow run, a pipeline, a custom build.
+    pub const RUN: &str = "RUN";
+    /// A Jenkins build (deploys included).
+    pub const BUILD: &str = "BUILD";
 }
 
 /// The label that makes a pull request a hotfix (metrics.md, rework).

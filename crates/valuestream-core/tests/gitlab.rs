@@ -284,7 +284,10 @@ fn failed_pipelines_end_with_failure() {
     assert_eq!(failed.attributes["cicd.pipeline.name"], "Pipeline for branch: master");
     assert_eq!(failed.attributes["cicd.pipeline.run.id"], "31");
     assert_eq!(failed.attributes["vcs.ref.head.revision"], "bcbb5ec396a2c0f828686f14fac9b80b780504f2");
-    assert_eq!(failed.attributes["valuestream.url"], "http://example.com/gitlab-org/gitlab-test/-/pipelines/31");
+    assert_eq!(
+        failed.attributes["cicd.pipeline.run.url.full"],
+        "http://example.com/gitlab-org/gitlab-test/-/pipelines/31"
+    );
 }
 
 #[test]

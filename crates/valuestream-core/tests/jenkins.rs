@@ -165,7 +165,7 @@ fn statistics_gatherer_finalized_message_starts_at_end_minus_duration() {
     assert_eq!(started.change, Change::Start { start: time("2026-11-21T09:12:00Z") });
     assert_eq!(started.repo.as_deref(), Some("acme/platform/service"));
     assert_eq!(started.project.as_deref(), Some("team-b"));
-    assert_eq!(started.attributes["valuestream.url"], "https://ci.example.com/job/team-b/job/service/31/");
+    assert_eq!(started.attributes["cicd.pipeline.run.url.full"], "https://ci.example.com/job/team-b/job/service/31/");
 }
 
 #[test]

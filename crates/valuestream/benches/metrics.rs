@@ -526,8 +526,8 @@ async fn insert_spans(conn: &mut SqliteConnection, chunk: &[Span]) -> Result<(),
             Detail::Issue | Detail::Incident { .. } | Detail::PullRequest { .. } => {
                 format!("{} repo-{}#{}", span.kind(), span.repo, span.number)
             }
-            Detail::Build => "build CI".to_string(),
-            Detail::Job { .. } => "job test".to_string(),
+            Detail::Build => "RUN CI".to_string(),
+            Detail::Job { .. } => "test".to_string(),
             Detail::Deploy { production: true, .. } => "deploy production".to_string(),
             Detail::Deploy { .. } => "deploy staging".to_string(),
         };

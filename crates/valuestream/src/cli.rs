@@ -134,6 +134,9 @@ pub struct ServeArgs {
     /// Request bodies held in memory at once, in bytes; a body beyond gets 503 with Retry-After [default: 268435456]
     #[arg(long, env = "VS_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,
+    /// How long a finished span must stay unchanged before it is exported (10s, 500ms, 0) [default: 10s]
+    #[arg(long, env = "VS_EXPORT_DELAY", value_name = "DELAY")]
+    pub export_delay: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

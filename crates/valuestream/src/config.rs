@@ -17,6 +17,8 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
 pub const DEFAULT_DATABASE: &str = "sqlite://valuestream.db";
 /// GitHub's own payload limit: 25 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 26_214_400;
+/// How long a finished span must stay unchanged before it is exported.
+pub const DEFAULT_EXPORT_DELAY: Duration = Duration::from_secs(10);
 
 /// Longest wait for a request's headers (`--header-timeout`).
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +50,8 @@ pub struct FileConfig {
     pub idle_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub max_inflight_bytes: Option<usize>,
+    /// The settle delay: `"10s"`, `"500ms"`, `"2m"`, or whole seconds.
+    pub export_delay: Option<DelaySetting>,
     /// Labels that make an issue an incident (default `["incident"]`).
     pub incident_labels: Option<Vec<String>>,
     /// A regular expression: CI jobs whose full name matches are deploys.
@@ -86,6 +90,35 @@ impl FileConfig {
         }
         Ok(options)
     }
+}
+
+/// A delay in the TOML file: text with a unit, or whole seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DelaySetting {
+    Seconds(u64),
+    Text(String),
+}
+
+/// Reads a delay: `0`, `10` (seconds), `1.5s`, `500ms`, `2m`. At most a day:
+/// a longer settle delay is a typo, not a setting.
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || format!("{text:?} is not a delay like 10s, 500ms or 2m");
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" | "min" => number * 60.0,
+        _ => return Err(bad()),
+    };
+    let delay = Duration::try_from_secs_f64(seconds).map_err(|_| bad())?;
+    if delay > Duration::from_secs(86_400) {
+        return Err(format!("{text:?} is longer than a day"));
+    }
+    Ok(delay)
 }
 
 /// Where finished spans go (`--tracer`).
@@ -242,6 +275,8 @@ pub struct ServeConfig {
     pub otlp_endpoint: Option<String>,
     /// Production environment names for DORA (empty: the defaults).
     pub production_environments: Vec<String>,
+    /// How long a finished span must stay unchanged before it is exported.
+    pub export_delay: Duration,
 }
 
 impl ServeConfig {
@@ -280,7 +315,19 @@ impl ServeConfig {
             })
         });
         let production_environments = file.production_environments.clone().unwrap_or_default();
+        let export_delay = match (&args.export_delay, &file.export_delay) {
+            (Some(text), _) => {
+                parse_delay(text).map_err(|e| anyhow::anyhow!("--export-delay / VS_EXPORT_DELAY {e}"))?
+            }
+            (None, Some(DelaySetting::Seconds(seconds))) => parse_delay(&seconds.to_string())
+                .map_err(|e| anyhow::anyhow!("export_delay in the config file: {e}"))?,
+            (None, Some(DelaySetting::Text(text))) => {
+                parse_delay(text).map_err(|e| anyhow::anyhow!("export_delay in the config file: {e}"))?
+            }
+            (None, None) => DEFAULT_EXPORT_DELAY,
+        };
         Ok(ServeConfig {
+            export_delay,
             production_environments,
             otlp_protocol,
             otlp_endpoint,
@@ -390,5 +437,44 @@ mod tests {
         assert!(message.contains("--max-connections"), "{message}");
         let message = error(ServeArgs { max_inflight_bytes: Some(1_000_000), ..ServeArgs::default() });
         assert!(message.contains("--max-inflight-bytes") && message.contains("--max-body-bytes"), "{message}");
+    }
+
+    #[test]
+    fn delays_read_with_or_without_a_unit() {
+        for (text, expected) in [
+            ("0", Duration::ZERO),
+            ("10", Duration::from_secs(10)),
+            ("10s", Duration::from_secs(10)),
+            (" 1.5s ", Duration::from_millis(1500)),
+            ("500ms", Duration::from_millis(500)),
+            ("2m", Duration::from_secs(120)),
+        ] {
+            assert_eq!(parse_delay(text), Ok(expected), "{text:?}");
+        }
+        for bad in ["", "soon", "-1s", "10h", "1e3", "s", "2 days", "90000"] {
+            assert!(parse_delay(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn resolve_with(toml: &str, flag: Option<&str>) -> anyhow::Result<ServeConfig> {
+        let dir = std::env::temp_dir().join(format!("vs-config-{}-{}", std::process::id(), toml.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("valuestream.toml");
+        std::fs::write(&path, toml).unwrap();
+        let common = CommonArgs { database: None, config: Some(path) };
+        let args = ServeArgs { export_delay: flag.map(str::to_string), ..ServeArgs::default() };
+        let resolved = ServeConfig::resolve(&common, &args);
+        let _ = std::fs::remove_dir_all(&dir);
+        resolved
+    }
+
+    #[test]
+    fn the_export_delay_comes_from_the_flag_then_the_file_then_the_default() {
+        assert_eq!(resolve_with("", None).unwrap().export_delay, DEFAULT_EXPORT_DELAY);
+        assert_eq!(resolve_with("export_delay = \"250ms\"\n", None).unwrap().export_delay, Duration::from_millis(250));
+        assert_eq!(resolve_with("export_delay = 3\n", None).unwrap().export_delay, Duration::from_secs(3));
+        assert_eq!(resolve_with("export_delay = 3\n", Some("0")).unwrap().export_delay, Duration::ZERO);
+        let error = resolve_with("export_delay = \"a while\"\n", None).unwrap_err().to_string();
+        assert!(error.contains("export_delay in the config file"), "{error}");
     }
 }

@@ -48,6 +48,7 @@ pub async fn serve(
         tokio::spawn(export::run(
             store.clone(),
             exporter,
+            export::Settle { delay: config.export_delay },
             nudge.clone(),
             export_stopped,
             EXPORT_FLUSH_BOUND,

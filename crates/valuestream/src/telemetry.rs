@@ -148,6 +148,8 @@ struct Metrics {
     span_duration: HistogramFamily<SpanLabels>,
     export_failures: Counter,
     export_failed_spans: Counter,
+    exported_spans: Counter,
+    reexported_spans: Counter,
     store_commit: Histogram,
     /// Event labels handed out so far (at most [`MAX_EVENT_LABELS`]).
     events: Mutex<HashSet<String>>,
@@ -171,6 +173,8 @@ impl Telemetry {
             Family::new_with_constructor(span_duration_histogram as fn() -> Histogram);
         let export_failures = Counter::default();
         let export_failed_spans = Counter::default();
+        let exported_spans = Counter::default();
+        let reexported_spans = Counter::default();
         let store_commit = Histogram::new(STORE_COMMIT_BUCKETS_SECONDS);
 
         // prometheus-client appends `_total` to counters itself.
@@ -207,12 +211,22 @@ impl Telemetry {
             export_failed_spans.clone(),
         );
         registry.register(
+            "valuestream_exported_spans",
+            "Finished spans the trace backend acknowledged",
+            exported_spans.clone(),
+        );
+        registry.register(
+            "valuestream_export_reexported_spans",
+            "Spans exported again because their end or outcome changed after the backend had them",
+            reexported_spans.clone(),
+        );
+        registry.register(
             "valuestream_store_commit_seconds",
             "Time one store transaction (group commit) took, in seconds",
             store_commit.clone(),
         );
 
-        Telemetry {
+        let telemetry = Telemetry {
             inner: Arc::new(Metrics {
                 registry,
                 event_start,
@@ -222,9 +236,44 @@ impl Telemetry {
                 span_duration,
                 export_failures,
                 export_failed_spans,
+                exported_spans,
+                reexported_spans,
                 store_commit,
                 events: Mutex::new(HashSet::new()),
             }),
+        };
+        telemetry.publish_label_space();
+        telemetry
+    }
+
+    /// Creates every series of the bounded label spaces at 0, so the first
+    /// event of each is a step from 0 that `rate()` and `increase()` see
+    /// (a series born at 1 looks to Prometheus as if it had always been 1).
+    fn publish_label_space(&self) {
+        let metrics = &self.inner;
+        for (source, kind, free_text) in kind_space() {
+            let _ = metrics.event_start.get_or_create(&OriginalLabels { event_source: source, event_type: kind });
+            let _ = metrics.event_duration.get_or_create(&OriginalLabels { event_source: source, event_type: kind });
+            let outcomes = outcome_space(kind, free_text);
+            for error in ["false", "true"] {
+                if error == "false" || outcomes.contains(&FAILURE) {
+                    let labels = OriginalEndLabels { event_source: source, event_type: kind, error };
+                    let _ = metrics.event_end.get_or_create(&labels);
+                }
+            }
+            for outcome in outcomes {
+                let _ = metrics.span_duration.get_or_create(&SpanLabels { source, kind, outcome });
+            }
+        }
+        for source in sources::SOURCES {
+            for event in source.event_types() {
+                let event = self.event_label(event);
+                // `pong` answers a ping only; it appears with the first one.
+                for result in KNOWN_RESULTS.iter().copied().filter(|r| *r != "pong") {
+                    let labels = DeliveryLabels { source: source_label(source.name()), event: event.clone(), result };
+                    let _ = metrics.deliveries.get_or_create(&labels);
+                }
+            }
         }
     }
 
@@ -250,7 +299,7 @@ impl Telemetry {
         let source = source_label(source);
         let kind = known(kind, KNOWN_KINDS);
         let outcome = known(outcome, KNOWN_OUTCOMES);
-        let error = if outcome == "failure" { "true" } else { "false" };
+        let error = if outcome == FAILURE { "true" } else { "false" };
         self.inner.event_end.get_or_create(&OriginalEndLabels { event_source: source, event_type: kind, error }).inc();
         if !duration_seconds.is_finite() {
             return;
@@ -269,6 +318,12 @@ impl Telemetry {
         self.inner.export_failed_spans.inc_by(spans as u64);
     }
 
+    /// The backend acknowledged `sent` spans, `resent` of which it had received before.
+    pub fn exported(&self, sent: usize, resent: usize) {
+        self.inner.exported_spans.inc_by(sent as u64);
+        self.inner.reexported_spans.inc_by(resent as u64);
+    }
+
     /// How long one store transaction (group commit) took.
     pub fn store_commit(&self, seconds: f64) {
         if seconds.is_finite() {
@@ -279,8 +334,11 @@ impl Telemetry {
     /// The text exposition, given gauges read from the store at scrape time:
     /// open spans by (source, kind) and the export queue length.
     pub fn render(&self, open_spans: &[(String, String, i64)], export_queue: i64) -> String {
-        // Rows whose labels bound to the same values are added up.
-        let mut open: BTreeMap<(&'static str, &'static str), i64> = BTreeMap::new();
+        // Every (source, kind) at 0 unless the store has open spans of it (a
+        // gauge that vanished would leave a gap, not a zero line); rows whose
+        // labels bound to the same values are added up.
+        let mut open: BTreeMap<(&'static str, &'static str), i64> =
+            kind_space().into_iter().map(|(source, kind, _)| ((source, kind), 0)).collect();
         for (source, kind, count) in open_spans {
             *open.entry((source_label(source), known(kind, KNOWN_KINDS))).or_default() += count;
         }
@@ -342,6 +400,49 @@ fn normalize_event(event: &str) -> Option<String> {
         .collect()
 }
 
+/// The outcome that sets the original series' `error="true"`.
+const FAILURE: &str = "failure";
+
+/// The (source, kind) label pairs that can occur, and whether the source's
+/// kinds are free text: each source's own kinds, or for a source whose kinds
+/// are free text (customhttp) every known kind and `other`.
+fn kind_space() -> Vec<(&'static str, &'static str, bool)> {
+    let mut space = Vec::new();
+    for source in sources::SOURCES {
+        let (kinds, free_text): (Vec<&'static str>, bool) = match source.span_kinds() {
+            Some(kinds) => (kinds.iter().map(|kind| known(kind, KNOWN_KINDS)).collect(), false),
+            None => (KNOWN_KINDS.iter().copied().chain([OTHER]).collect(), true),
+        };
+        for kind in kinds {
+            if !space.iter().any(|(s, k, _)| (*s, *k) == (source_label(source.name()), kind)) {
+                space.push((source_label(source.name()), kind, free_text));
+            }
+        }
+    }
+    space
+}
+
+/// The outcome labels a span of `kind` can end with; a free-text source's
+/// events end in `success` or `failure` whatever their kind.
+fn outcome_space(kind: &str, free_text: bool) -> Vec<&'static str> {
+    let own: &[&'static str] = match kind {
+        "issue" | "incident" => &["completed", "not_planned", "deleted"],
+        "pull_request" => &["merged", "closed"],
+        "build" | "job" | "deploy" => &["success", "failure", "cancelled", "skipped", OTHER],
+        "sprint" => &["completed"],
+        _ => &[],
+    };
+    let mut outcomes: Vec<&'static str> = own.to_vec();
+    if free_text {
+        for outcome in ["success", FAILURE] {
+            if !outcomes.contains(&outcome) {
+                outcomes.push(outcome);
+            }
+        }
+    }
+    outcomes
+}
+
 /// `source` when it names a source ValueStream knows, else `other`.
 fn source_label(source: &str) -> &'static str {
     KNOWN_SOURCES
@@ -383,6 +484,7 @@ mod tests {
         telemetry.span_started("github", "pull_request");
         telemetry.span_ended("github", "pull_request", "merged", 5_400.0);
         telemetry.export_failed(3);
+        telemetry.exported(4, 1);
         telemetry.store_commit(0.004);
         telemetry
     }
@@ -400,6 +502,8 @@ mod tests {
             ("valuestream_export_queue_spans", "gauge"),
             ("valuestream_export_failures_total", "counter"),
             ("valuestream_export_failed_spans_total", "counter"),
+            ("valuestream_exported_spans_total", "counter"),
+            ("valuestream_export_reexported_spans_total", "counter"),
             ("valuestream_store_commit_seconds", "histogram"),
         ] {
             assert!(text.contains(&format!("\n# TYPE {name} {kind}\n")), "no TYPE line for {name}:\n{text}");
@@ -407,6 +511,8 @@ mod tests {
         }
         assert_eq!(sample(&text, r#"valuestream_open_spans{source="github",kind="issue"}"#), Some(4.0));
         assert_eq!(sample(&text, "valuestream_export_queue_spans"), Some(7.0));
+        assert_eq!(sample(&text, "valuestream_exported_spans_total"), Some(4.0));
+        assert_eq!(sample(&text, "valuestream_export_reexported_spans_total"), Some(1.0));
         assert!(!text.contains("# EOF"), "Prometheus text format has no EOF marker");
     }
 
@@ -461,7 +567,10 @@ mod tests {
     #[test]
     fn span_duration_buckets_run_from_a_minute_to_thirty_days_in_seconds() {
         let text = busy().render(&[], 0);
-        let bounds = bucket_bounds(&text, "valuestream_span_duration_seconds_bucket{");
+        let bounds = bucket_bounds(
+            &text,
+            r#"valuestream_span_duration_seconds_bucket{source="github",kind="pull_request",outcome="merged","#,
+        );
         assert_eq!(bounds.first(), Some(&60.0));
         assert_eq!(bounds[bounds.len() - 2], 30.0 * 86_400.0);
         assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]));
@@ -509,16 +618,24 @@ mod tests {
     #[test]
     fn event_labels_are_capped_in_number() {
         let telemetry = Telemetry::new();
+        let own = telemetry.inner.events.lock().unwrap().len();
         for i in 0..MAX_EVENT_LABELS + 50 {
             telemetry.delivery("github", &format!("event_{i}"), "rejected");
         }
         telemetry.delivery("github", "event_0", "rejected");
         let text = telemetry.render(&[], 0);
-        let series = text.lines().filter(|line| line.starts_with("valuestream_deliveries_total{")).count();
-        assert_eq!(series, MAX_EVENT_LABELS + 1);
+        // The sources' own event types count towards the cap too.
+        let labels: HashSet<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("valuestream_deliveries_total{"))
+            .map(|line| line.split("event=\"").nth(1).unwrap().split('"').next().unwrap())
+            .collect();
+        assert_eq!(labels.len(), MAX_EVENT_LABELS, "the cap, `other` (a source's own event type) among them");
+        assert!(labels.contains("pull_request") && labels.contains("jira_issue_updated"));
         assert_eq!(
             sample(&text, r#"valuestream_deliveries_total{source="github",event="other",result="rejected"}"#),
-            Some(50.0)
+            Some((50 + own) as f64),
+            "beyond the cap, less the sources' own event types"
         );
         assert_eq!(
             sample(&text, r#"valuestream_deliveries_total{source="github",event="event_0",result="rejected"}"#),
@@ -557,7 +674,11 @@ mod tests {
         assert_eq!(sample(&first, r#"valuestream_open_spans{source="jira",kind="issue"}"#), Some(1.0));
         let second = telemetry.render(&rows[..1], 0);
         assert_eq!(sample(&second, r#"valuestream_open_spans{source="github",kind="issue"}"#), Some(3.0));
-        assert!(!second.contains(r#"source="jira""#));
+        assert_eq!(
+            sample(&second, r#"valuestream_open_spans{source="jira",kind="issue"}"#),
+            Some(0.0),
+            "a gauge that went to 0 stays at 0"
+        );
         assert_eq!(sample(&second, "valuestream_export_queue_spans"), Some(0.0));
     }
 

@@ -77,6 +77,8 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "VS_MAX_CONNECTIONS",
         "--max-inflight-bytes",
         "VS_MAX_INFLIGHT_BYTES",
+        "--export-delay",
+        "VS_EXPORT_DELAY",
         "--config",
         "VS_CONFIG",
         "VS_GITHUB_SECRET",
@@ -107,6 +109,10 @@ fn bad_usage_exits_2_and_failures_exit_1_with_one_line() {
     let output = valuestream().args(["serve", "--tracer", "zipkin"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8(output.stderr).unwrap().contains("unknown tracer"));
+    let output = valuestream().args(["serve", "--export-delay", "soon"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--export-delay") && stderr.trim().lines().count() == 1, "{stderr}");
 }
 
 #[test]
@@ -160,7 +166,9 @@ fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String 
 #[test]
 fn logging_tracer_prints_each_finished_span_as_a_json_line_and_sigterm_stops_cleanly() {
     let dir = TempDir::new("logging");
-    let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "logging"), ("VS_LOG_LEVEL", "WARN")]);
+    // No settle delay: the span is printed as soon as the delivery is stored.
+    let (mut child, base) =
+        start_server(&dir, &[("VS_TRACER_BACKEND", "logging"), ("VS_LOG_LEVEL", "WARN"), ("VS_EXPORT_DELAY", "0")]);
     let body = fixture("pull_request.closed.unmerged.installation");
     let response = post(
         &base,
@@ -180,6 +188,13 @@ fn logging_tracer_prints_each_finished_span_as_a_json_line_and_sigterm_stops_cle
     assert_eq!(span["start"], "2019-05-15T15:20:33Z");
     assert_eq!(span["end"], "2019-05-15T15:21:18Z");
     assert_eq!(span["span_id"], valuestream_core::ids::span_id("github:Codertocat/Hello-World:pull_request:2"));
+    // What OTLP would send: the resource, the span kind and the status.
+    assert_eq!(span["resource"]["service.name"], "github", "{span}");
+    assert_eq!(span["resource"]["service.namespace"], "valuestream");
+    assert_eq!(span["resource"]["telemetry.sdk.language"], "rust");
+    assert_eq!(span["span_kind"], "internal");
+    assert_eq!(span["status"]["code"], "unset");
+    assert_eq!(span["links"], serde_json::json!([]));
 
     // SIGTERM: stop accepting, finish, exit 0.
     let pid = child.id().to_string();

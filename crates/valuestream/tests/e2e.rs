@@ -366,7 +366,7 @@ async fn builds_and_deploys_join_the_issue_trace() {
     assert_eq!(span(run_501)["end"], "2026-11-20T10:10:00Z");
     assert_eq!(span(run_502)["parent_key"], PR_KEY, "named by pull_requests");
     assert_eq!(span(run_502)["outcome"], "success");
-    assert_eq!(span(run_502)["name"], "build CI");
+    assert_eq!(span(run_502)["name"], "RUN CI", "{{cicd.pipeline.action.name}} {{cicd.pipeline.name}}");
     assert_eq!(span("github:octo-org/hello-world:job:601:1")["parent_key"], run_501);
     assert_eq!(span("github:octo-org/hello-world:job:602:1")["parent_key"], run_502);
     assert_eq!(span("github:octo-org/hello-world:job:601:1")["attributes"]["valuestream.queued_seconds"], 60.0);
@@ -393,6 +393,7 @@ async fn builds_and_deploys_join_the_issue_trace() {
         .find(|(_, s)| s.span_id == hex::decode(ids::span_id(run_502)).unwrap())
         .expect("run 502 was exported");
     assert_eq!(exported_run.kind, 2, "builds are SERVER spans");
+    assert_eq!(exported_run.name, "RUN CI");
     app.stop().await;
 }
 

@@ -22,6 +22,11 @@ use valuestream_core::time::Timestamp;
 use valuestream_core::verify::hmac_sha256_hex;
 
 /// A real `issues` payload for issue `number`, its description `padding` bytes long.
+/// These tests hold SQLite's write lock or fill the writer's queue and rely on
+/// the writer waiting within its busy window meanwhile; run side by side on
+/// a loaded 2-core machine they starved each other. One at a time, they don't.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn issue_numbered(number: u64, padding: usize) -> Value {
     let mut body = issue("opened", "open", "2026-11-20T09:00:00Z", None);
     body["issue"]["number"] = json!(number);
@@ -86,6 +91,7 @@ async fn wait_for_readiness(app: &App, want: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_filling_up_under_a_stream_answers_503_keeps_every_2xx_and_recovers_when_room_is_made() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let app = start(&store, &database).await;
@@ -125,6 +131,7 @@ async fn a_disk_filling_up_under_a_stream_answers_503_keeps_every_2xx_and_recove
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_commit_answers_503_and_no_later_2xx_is_lost() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let app = start(&store, &database).await;
@@ -171,6 +178,7 @@ async fn a_failing_commit_answers_503_and_no_later_2xx_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_is_503_while_the_writer_cannot_commit_and_200_once_it_can() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let app = start(&store, &database).await;
@@ -196,6 +204,7 @@ async fn readiness_is_503_while_the_writer_cannot_commit_and_200_once_it_can() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_is_answered_503_within_5_seconds_never_408_and_recovers() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let app = start(&store, &database).await;
@@ -251,6 +260,16 @@ async fn hold_write_lock(database: &str) -> sqlx::AnyConnection {
     holder
 }
 
+/// Waits until the writer has taken the one delivery just sent (and is
+/// blocked in its transaction on the held lock): the queue is empty, and the
+/// writer had ample time to take it. Without the pause the next deliveries
+/// could join the same group (the writer takes whatever is queued at once).
+async fn writer_took_it(ingest: &Ingest) {
+    wait_for_queue(ingest, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_queue(ingest, 0).await;
+}
+
 /// Waits until `count` deliveries wait in the writer's queue.
 async fn wait_for_queue(ingest: &Ingest, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -262,6 +281,7 @@ async fn wait_for_queue(ingest: &Ingest, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_with_one_delivery_that_cannot_be_stored_commits_the_others_one_by_one() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let (ingest, writer) = start_writer(&store, 64);
@@ -273,7 +293,7 @@ async fn a_group_with_one_delivery_that_cannot_be_stored_commits_the_others_one_
         let ingest = ingest.clone();
         async move { ingest.apply(applicable(1, 10)).await }
     });
-    wait_for_queue(&ingest, 0).await;
+    writer_took_it(&ingest).await;
     let mut group = Vec::new();
     // Room for small deliveries, not for a 2 MB one.
     for (number, padding) in [(2, 10), (3, 2_000_000), (4, 10)] {
@@ -306,14 +326,18 @@ async fn a_group_with_one_delivery_that_cannot_be_stored_commits_the_others_one_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_writer_commits_every_queued_delivery_first() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let (ingest, writer) = start_writer(&store, 64);
     let holder = hold_write_lock(&database).await;
     let mut waiting = Vec::new();
     for number in 1..=20 {
-        let ingest = ingest.clone();
-        waiting.push(tokio::spawn(async move { ingest.apply(applicable(number, 10)).await }));
+        let sender = ingest.clone();
+        waiting.push(tokio::spawn(async move { sender.apply(applicable(number, 10)).await }));
+        if number == 1 {
+            writer_took_it(&ingest).await;
+        }
     }
     wait_for_queue(&ingest, 19).await;
     drop(holder);
@@ -328,6 +352,7 @@ async fn stopping_the_writer_commits_every_queued_delivery_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_that_panics_answers_503_is_not_ready_and_restarts_without_losing_anything() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let app = start(&store, &database).await;
@@ -356,6 +381,7 @@ async fn a_writer_that_panics_answers_503_is_not_ready_and_restarts_without_losi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_write_queue_answers_503_with_retry_after_at_once() {
+    let _one_at_a_time = SERIAL.lock().await;
     let dir = TempDir::new();
     let (store, database) = fresh_store(&dir).await;
     let config = config(&database, TracerBackend::None, None, &[SECRET]);
@@ -492,6 +518,7 @@ async fn send_timed(app: &App, number: u64) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL: run by .ci/run"]
 async fn a_postgres_outage_is_answered_503_within_5_seconds_and_the_service_recovers_by_itself() {
+    let _one_at_a_time = SERIAL.lock().await;
     let db = PostgresDb::create().await;
     let upstream = db.url.split_once('@').unwrap().1.split_once('/').unwrap().0.to_string();
     let proxy = Proxy::start(upstream.clone()).await;

@@ -18,6 +18,7 @@ use crate::link::{deployed_alias, find_trace_refs, generic_ref, sha_alias};
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_hmac_sha256};
+use crate::vocab::{action, attr};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::{Map, Value, json};
@@ -63,6 +64,15 @@ impl Source for CustomHttp {
             Some(_) => "other".to_string(),
             None => "missing".to_string(),
         }
+    }
+
+    fn event_types(&self) -> Vec<&'static str> {
+        vec!["start", "end", "other", "missing"]
+    }
+
+    /// `type` is free text.
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        None
     }
 
     fn parse(&self, delivery: &Delivery, delivery_id: &str, _options: &SourceOptions) -> Result<Parsed, ParseError> {
@@ -113,6 +123,20 @@ fn event_span(event: Event, delivery: &Delivery, delivery_id: &str) -> Result<Pa
     for (name, value) in &metadata {
         if matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
             attributes.insert(format!("valuestream.metadata.{name}"), value.clone());
+        }
+    }
+
+    if kind.eq_ignore_ascii_case(crate::vocab::kind::BUILD) {
+        // A custom build is a pipeline run: its namespace names the pipeline,
+        // its id the run, and `metadata.url` (when sent) the run's page.
+        attributes.insert(attr::PIPELINE_ACTION.into(), json!(action::RUN));
+        attributes.insert(attr::PIPELINE_NAME.into(), json!(namespace));
+        attributes.insert("cicd.pipeline.run.id".into(), json!(id));
+        if let Some(url) = metadata_text(&metadata, "url") {
+            attributes.insert("cicd.pipeline.run.url.full".into(), json!(url));
+        }
+        if let Change::End { outcome, .. } = &change {
+            attributes.insert("cicd.pipeline.result".into(), json!(outcome));
         }
     }
 

@@ -17,6 +17,7 @@ use crate::link::{
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_hmac_sha256};
+use crate::vocab::{action, attr};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -53,6 +54,14 @@ impl Source for GitHub {
             Some(_) => "other".to_string(),
             None => "missing".to_string(),
         }
+    }
+
+    fn event_types(&self) -> Vec<&'static str> {
+        SUPPORTED.iter().copied().chain(["other", "missing"]).collect()
+    }
+
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        Some(&["issue", "incident", "pull_request", "build", "job", "deploy"])
     }
 
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
@@ -103,18 +112,30 @@ struct Repository {
     name: String,
     html_url: Option<String>,
     default_branch: Option<String>,
+    owner: Option<User>,
 }
 
 #[derive(Deserialize)]
 struct WorkflowRunEvent {
     workflow_run: WorkflowRun,
+    /// The workflow the run belongs to: its `name` is the pipeline's.
+    #[serde(default)]
+    workflow: Option<Workflow>,
     repository: Repository,
+}
+
+#[derive(Deserialize)]
+struct Workflow {
+    name: Option<String>,
+    path: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct WorkflowRun {
     id: u64,
     name: Option<String>,
+    /// The workflow file, `.github/workflows/test.yml`.
+    path: Option<String>,
     run_attempt: Option<u64>,
     run_number: Option<u64>,
     head_branch: Option<String>,
@@ -156,6 +177,7 @@ struct WorkflowJob {
     started_at: Option<Timestamp>,
     completed_at: Option<Timestamp>,
     runner_name: Option<String>,
+    runner_id: Option<u64>,
     html_url: Option<String>,
 }
 
@@ -410,7 +432,12 @@ impl Context<'_> {
             Change::Start { start: pr.created_at }
         };
         let at = snapshot_time(&change, pr.updated_at);
-        let state = if merged { "merged" } else { pr.state.as_str() };
+        // An open draft is work in progress (the conventions' `wip`).
+        let state = match (merged, pr.state.as_str(), pr.draft) {
+            (true, _, _) => "merged",
+            (false, "open", Some(true)) => "wip",
+            (false, state, _) => state,
+        };
         // Builds find a pull request by its head branch, deploys by its commits.
         let repo = &repository.full_name;
         let mut trace_refs = vec![
@@ -427,8 +454,10 @@ impl Context<'_> {
         attributes.insert("vcs.change.state".into(), json!(state));
         attributes.insert("vcs.ref.head.name".into(), json!(pr.head.name));
         attributes.insert("vcs.ref.head.revision".into(), json!(pr.head.sha));
+        attributes.insert("vcs.ref.head.type".into(), json!("branch"));
         attributes.insert("vcs.ref.base.name".into(), json!(pr.base.name));
         attributes.insert("vcs.ref.base.revision".into(), json!(pr.base.sha));
+        attributes.insert("vcs.ref.base.type".into(), json!("branch"));
         insert_opt(&mut attributes, "vcs.change.title", pr.title.clone());
         insert_opt(&mut attributes, "valuestream.author", pr.user.map(|u| u.login));
         insert_opt(&mut attributes, "valuestream.url", pr.html_url);
@@ -485,7 +514,7 @@ fn sha_ref(repo: &str, sha: &str) -> String {
 }
 impl Context<'_> {
     fn workflow_run(&self, event: WorkflowRunEvent) -> Result<Parsed, ParseError> {
-        let WorkflowRunEvent { workflow_run: run, repository } = event;
+        let WorkflowRunEvent { workflow_run: run, workflow, repository } = event;
         let repo = repository.full_name.clone();
         let attempt = run.run_attempt.unwrap_or(1);
         let start = run.run_started_at.unwrap_or(run.created_at);
@@ -499,20 +528,28 @@ impl Context<'_> {
             _ => Change::Start { start },
         };
         let at = snapshot_time(&change, run.updated_at);
-        let name = run.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| format!("workflow {}", run.id));
+        // The pipeline is the workflow, as the payload names it: the workflow's
+        // name, else the run's, else the workflow file; never made up.
+        let (workflow_name, workflow_path) = workflow.map_or((None, None), |w| (w.name, w.path));
+        let pipeline = [workflow_name, run.name.clone(), workflow_path, run.path.clone()]
+            .into_iter()
+            .flatten()
+            .find(|name| !name.trim().is_empty());
         let branch = run.head_branch.clone().unwrap_or_default();
 
         let mut attributes = repo_attributes(&repository);
-        attributes.insert("cicd.pipeline.name".into(), json!(name));
+        attributes.insert(attr::PIPELINE_ACTION.into(), json!(action::RUN));
+        insert_opt(&mut attributes, attr::PIPELINE_NAME, pipeline.clone());
         attributes.insert("cicd.pipeline.run.id".into(), json!(run.id.to_string()));
         attributes.insert("vcs.ref.head.name".into(), json!(branch));
         attributes.insert("vcs.ref.head.revision".into(), json!(run.head_sha));
         attributes.insert("valuestream.run_attempt".into(), json!(attempt));
         insert_opt(&mut attributes, "valuestream.run_number", run.run_number);
         insert_opt(&mut attributes, "valuestream.trigger", run.event);
-        insert_opt(&mut attributes, "valuestream.url", run.html_url);
+        insert_opt(&mut attributes, "cicd.pipeline.run.url.full", run.html_url);
         if let Some(conclusion) = run.conclusion.as_deref().filter(|_| finished) {
             attributes.insert("cicd.pipeline.result".into(), json!(pipeline_result(conclusion)));
+            insert_opt(&mut attributes, "error.type", error_reason(conclusion));
         }
 
         // linking.md: the pull request it runs for, then its branch's pull request, then references.
@@ -534,7 +571,7 @@ impl Context<'_> {
             key: format!("github:{repo}:build:{run_id}:{attempt}"),
             source: "github".into(),
             kind: "build".into(),
-            name,
+            name: pipeline.unwrap_or_else(|| action::RUN.to_string()),
             repo: Some(repo.clone()),
             project: Some(repository.name.clone()),
             at,
@@ -575,13 +612,15 @@ impl Context<'_> {
         insert_opt(&mut attributes, "cicd.pipeline.name", job.workflow_name);
         insert_opt(&mut attributes, "vcs.ref.head.name", job.head_branch);
         insert_opt(&mut attributes, "vcs.ref.head.revision", job.head_sha);
-        insert_opt(&mut attributes, "valuestream.runner", job.runner_name);
-        insert_opt(&mut attributes, "valuestream.url", job.html_url);
+        insert_opt(&mut attributes, "cicd.worker.name", job.runner_name);
+        insert_opt(&mut attributes, "cicd.worker.id", job.runner_id.map(|id| id.to_string()));
+        insert_opt(&mut attributes, "cicd.pipeline.task.run.url.full", job.html_url);
         if let (Some(created), Some(started)) = (job.created_at, job.started_at) {
             attributes.insert("valuestream.queued_seconds".into(), json!(created.seconds_until(started).max(0.0)));
         }
         if let Some(conclusion) = job.conclusion.as_deref().filter(|_| finished) {
             attributes.insert("cicd.pipeline.task.run.result".into(), json!(pipeline_result(conclusion)));
+            insert_opt(&mut attributes, "error.type", error_reason(conclusion));
         }
         let job_id = job.id.to_string();
         Ok(Parsed::Spans(vec![SpanEvent {
@@ -636,10 +675,13 @@ impl Context<'_> {
         attributes.insert("deployment.id".into(), json!(deployment.id.to_string()));
         attributes.insert("vcs.ref.head.revision".into(), json!(deployment.sha));
         insert_opt(&mut attributes, "vcs.ref.head.name", deployment.git_ref.clone());
-        insert_opt(&mut attributes, "valuestream.task", deployment.task);
+        insert_opt(&mut attributes, "deployment.name", deployment.task);
         insert_opt(&mut attributes, "valuestream.description", deployment.description.clone());
         if let Some(status) = &status {
             attributes.insert("valuestream.deployment.state".into(), json!(status.state));
+            if matches!(status.state.as_str(), "failure" | "error") {
+                attributes.insert("error.type".into(), json!(status.state));
+            }
             insert_opt(&mut attributes, "valuestream.url", status.log_url.clone().or(status.target_url.clone()));
         }
 
@@ -758,6 +800,12 @@ fn pipeline_result(conclusion: &str) -> &str {
     }
 }
 
+/// The conclusion itself when it says more than its `error` result
+/// (`action_required`, `stale`, `startup_failure`): the span's `error.type`.
+fn error_reason(conclusion: &str) -> Option<&str> {
+    (pipeline_result(conclusion) == "error").then_some(conclusion)
+}
+
 /// The pull request a default-branch commit came from, when its first line
 /// says: `Merge pull request #12 from …` or a squash merge's `Title (#12)`.
 fn pull_request_of_message(first_line: &str) -> Option<u64> {
@@ -777,6 +825,9 @@ fn repo_attributes(repository: &Repository) -> Attributes {
     if let Some(url) = &repository.html_url {
         attributes.insert("vcs.repository.url.full".into(), json!(url));
     }
+    let owner = repository.owner.as_ref().map(|o| o.login.clone());
+    let owner = owner.or_else(|| repository.full_name.split_once('/').map(|(owner, _)| owner.to_string()));
+    insert_opt(&mut attributes, "vcs.owner.name", owner);
     attributes
 }
 

@@ -27,6 +27,7 @@ use crate::link::{
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_token};
+use crate::vocab::{action, attr};
 use chrono::{DateTime, NaiveDateTime};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
@@ -112,6 +113,17 @@ impl Source for GitLab {
             Some(header) => hook_of(header).map_or("other", Hook::label).to_string(),
             None => "missing".to_string(),
         }
+    }
+
+    fn event_types(&self) -> Vec<&'static str> {
+        let mut labels: Vec<&'static str> = HOOKS.iter().map(|(_, hook)| hook.label()).collect();
+        labels.dedup();
+        labels.extend(["other", "missing"]);
+        labels
+    }
+
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        Some(&["issue", "incident", "pull_request", "build", "job", "deploy"])
     }
 
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
@@ -337,6 +349,8 @@ struct JobHook {
     #[serde(default, rename = "ref")]
     git_ref: Option<String>,
     #[serde(default)]
+    tag: Option<bool>,
+    #[serde(default)]
     sha: Option<String>,
     #[serde(default)]
     project: Option<Project>,
@@ -360,6 +374,8 @@ struct JobCommit {
 
 #[derive(Deserialize)]
 struct Runner {
+    #[serde(default)]
+    id: Option<u64>,
     #[serde(default)]
     description: Option<String>,
 }
@@ -472,6 +488,10 @@ impl Repo {
         attributes.insert("valuestream.repo".into(), json!(self.path));
         if let Some(url) = &self.web_url {
             attributes.insert("vcs.repository.url.full".into(), json!(url));
+        }
+        // The group (or user) the project lives in: its path without the project.
+        if let Some((owner, _)) = self.path.rsplit_once('/') {
+            attributes.insert("vcs.owner.name".into(), json!(owner));
         }
         attributes
     }
@@ -607,15 +627,20 @@ impl Context<'_> {
         let labels: Vec<String> = mr.labels.or(labels).unwrap_or_default().into_iter().map(|l| l.title).collect();
 
         let mut attributes = repo.attributes();
+        // An open draft is work in progress; `locked` (a merge under way) is still open.
+        let draft = mr.draft.or(mr.work_in_progress).unwrap_or(false);
         let state = match mr.state.as_str() {
-            "opened" | "reopened" => "open",
+            "opened" | "reopened" | "locked" if draft => "wip",
+            "opened" | "reopened" | "locked" => "open",
             other => other,
         };
         attributes.insert("vcs.change.id".into(), json!(iid));
         attributes.insert("vcs.change.state".into(), json!(state));
         attributes.insert("vcs.change.title".into(), json!(title));
         attributes.insert("vcs.ref.head.name".into(), json!(mr.source_branch));
+        attributes.insert("vcs.ref.head.type".into(), json!("branch"));
         attributes.insert("vcs.ref.base.name".into(), json!(mr.target_branch));
+        attributes.insert("vcs.ref.base.type".into(), json!("branch"));
         attributes.insert("valuestream.labels".into(), json!(labels));
         insert_opt(&mut attributes, "vcs.ref.head.revision", head_sha.clone());
         insert_opt(&mut attributes, "valuestream.url", mr.url);
@@ -685,9 +710,12 @@ impl Context<'_> {
         let at = snapshot_time(&change, latest);
 
         let id = pipeline.id.to_string();
+        // A pipeline is named only when its project sets `workflow:name`; else
+        // it is the project's pipeline, named by the project's path.
+        let pipeline_name = pipeline.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| repo.path.clone());
         let mut attributes = repo.attributes();
-        attributes
-            .insert("cicd.pipeline.name".into(), json!(pipeline.name.clone().unwrap_or_else(|| repo.path.clone())));
+        attributes.insert(attr::PIPELINE_ACTION.into(), json!(action::RUN));
+        attributes.insert(attr::PIPELINE_NAME.into(), json!(pipeline_name));
         attributes.insert("cicd.pipeline.run.id".into(), json!(id));
         attributes.insert("vcs.ref.head.name".into(), json!(pipeline.git_ref));
         attributes.insert("vcs.ref.head.revision".into(), json!(pipeline.sha));
@@ -695,12 +723,13 @@ impl Context<'_> {
         if let Some((_, otel)) = result {
             attributes.insert("cicd.pipeline.result".into(), json!(otel));
         }
-        insert_opt(&mut attributes, "valuestream.url", pipeline.url.or_else(|| repo.page(&format!("pipelines/{id}"))));
+        let url = pipeline.url.or_else(|| repo.page(&format!("pipelines/{id}")));
+        insert_opt(&mut attributes, "cicd.pipeline.run.url.full", url);
         insert_opt(&mut attributes, "valuestream.trigger", pipeline.source);
         insert_opt(&mut attributes, "valuestream.gitlab.detailed_status", pipeline.detailed_status);
         insert_opt(&mut attributes, "valuestream.pipeline.iid", pipeline.iid);
         insert_opt(&mut attributes, "valuestream.queued_seconds", pipeline.queued_duration);
-        insert_opt(&mut attributes, "valuestream.tag", pipeline.tag.filter(|tag| *tag));
+        attributes.insert("vcs.ref.head.type".into(), json!(ref_type(pipeline.tag)));
 
         // linking.md: its merge request; then the merge request of its branch;
         // then a trace reference in the branch.
@@ -719,7 +748,7 @@ impl Context<'_> {
         let draft = Draft {
             key: repo.key("build", &id),
             kind: "build",
-            name: pipeline.name.unwrap_or_else(|| format!("pipeline {id}")),
+            name: pipeline_name,
             at,
             change,
             attributes,
@@ -769,10 +798,10 @@ impl Context<'_> {
             attributes.insert("valuestream.gitlab.status".into(), json!(hook.build_status));
         }
         if let Some((outcome, otel)) = result.filter(|_| !timeless) {
+            let reason = hook.build_failure_reason.filter(|r| !r.is_empty() && outcome == "failure");
+            let otel = reason.as_deref().map_or(otel, failure_result);
             attributes.insert("cicd.pipeline.task.run.result".into(), json!(otel));
-            if outcome == "failure" {
-                insert_opt(&mut attributes, "error.type", hook.build_failure_reason);
-            }
+            insert_opt(&mut attributes, "error.type", reason);
         }
         let queued = hook.build_queued_duration.or_else(|| {
             let (created, started) = (hook.build_created_at?, hook.build_started_at?);
@@ -781,11 +810,17 @@ impl Context<'_> {
         insert_opt(&mut attributes, "valuestream.queued_seconds", queued);
         insert_opt(&mut attributes, "cicd.pipeline.name", hook.commit.and_then(|c| c.name));
         insert_opt(&mut attributes, "valuestream.stage", hook.build_stage);
+        if hook.git_ref.is_some() {
+            attributes.insert("vcs.ref.head.type".into(), json!(ref_type(hook.tag)));
+        }
         insert_opt(&mut attributes, "vcs.ref.head.name", hook.git_ref);
         insert_opt(&mut attributes, "vcs.ref.head.revision", hook.sha);
-        insert_opt(&mut attributes, "valuestream.runner", hook.runner.and_then(|r| r.description));
+        if let Some(runner) = hook.runner {
+            insert_opt(&mut attributes, "cicd.worker.name", runner.description);
+            insert_opt(&mut attributes, "cicd.worker.id", runner.id.map(|id| id.to_string()));
+        }
         insert_opt(&mut attributes, "valuestream.allow_failure", hook.build_allow_failure);
-        insert_opt(&mut attributes, "valuestream.url", repo.page(&format!("jobs/{id}")));
+        insert_opt(&mut attributes, "cicd.pipeline.task.run.url.full", repo.page(&format!("jobs/{id}")));
 
         let draft = Draft {
             key: repo.key("job", &id),
@@ -934,6 +969,24 @@ fn ci_result(status: &str) -> Option<(&'static str, &'static str)> {
         // created, waiting_for_resource, preparing, pending, running,
         // manual, scheduled, canceling …
         _ => None,
+    }
+}
+
+/// `vcs.ref.head.type` of a pipeline's or job's ref: GitLab says `tag: true`.
+fn ref_type(tag: Option<bool>) -> &'static str {
+    if tag == Some(true) { "tag" } else { "branch" }
+}
+
+/// The OpenTelemetry result of a job that failed for `reason`
+/// (`build_failure_reason`): the conventions tell a failure of the job's own
+/// script from an error of the CI system and from a timeout.
+fn failure_result(reason: &str) -> &'static str {
+    match reason {
+        "script_failure" | "unknown_failure" => "failure",
+        "job_execution_timeout" | "stuck_or_timeout_failure" => "timeout",
+        // runner_system_failure, api_failure, missing_dependency_failure,
+        // scheduler_failure, data_integrity_failure …: the system, not the job.
+        _ => "error",
     }
 }
 

@@ -25,6 +25,7 @@ use crate::link::{ParentRef, branch_alias, deployed_alias, find_trace_refs, gene
 use crate::span::{Attributes, Change, SpanEvent};
 use crate::time::Timestamp;
 use crate::verify::{AuthError, verify_token};
+use crate::vocab::{action, attr};
 use regex::Regex;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -81,6 +82,14 @@ impl Source for Jenkins {
             Some(Shape::Other) | None => "other",
         }
         .to_string()
+    }
+
+    fn event_types(&self) -> Vec<&'static str> {
+        vec!["build", "notification", "other"]
+    }
+
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        Some(&["build", "deploy"])
     }
 
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
@@ -498,14 +507,31 @@ impl Build {
         let number = self.number.to_string();
         let repo = self.scm_url.as_deref().and_then(repo_of_url);
 
+        // Builds and deploys alike are pipeline runs: Jenkins builds a job.
         let mut attributes = Attributes::new();
-        attributes.insert("cicd.pipeline.name".into(), json!(self.full_name));
+        attributes.insert(attr::PIPELINE_ACTION.into(), json!(action::BUILD));
+        attributes.insert(attr::PIPELINE_NAME.into(), json!(self.full_name));
         attributes.insert("cicd.pipeline.run.id".into(), json!(number));
+        if self.branch.is_some() {
+            attributes.insert("vcs.ref.head.type".into(), json!("branch"));
+        }
         insert_opt(&mut attributes, "vcs.ref.head.name", self.branch.clone());
         insert_opt(&mut attributes, "vcs.ref.head.revision", self.commit.clone());
-        insert_opt(&mut attributes, "valuestream.url", self.url.clone());
+        insert_opt(&mut attributes, "cicd.pipeline.run.url.full", self.url.clone());
+        // The repository the SCM names (the same that links the build).
+        if let Some((source, repo)) = &repo {
+            attributes.insert("vcs.provider.name".into(), json!(source));
+            let (owner, name) = repo.rsplit_once('/').unwrap_or(("", repo));
+            attributes.insert("vcs.repository.name".into(), json!(name));
+            if !owner.is_empty() {
+                attributes.insert("vcs.owner.name".into(), json!(owner));
+            }
+            let page = self.scm_url.as_deref().and_then(repository_page);
+            insert_opt(&mut attributes, "vcs.repository.url.full", page);
+        }
         if deploy {
             attributes.insert("deployment.environment.name".into(), json!(self.environment()));
+            attributes.insert("deployment.name".into(), json!(self.short_name));
         }
 
         let (change, at) = match self.state {
@@ -517,6 +543,10 @@ impl Build {
                     attributes.insert("cicd.pipeline.result".into(), json!(result));
                 }
                 if let Some(result) = jenkins_result.filter(|r| JENKINS_RESULTS.contains(&r.as_str())) {
+                    if result == "UNSTABLE" {
+                        // More specific than `failure`: the build ran, its tests failed.
+                        attributes.insert("error.type".into(), json!("unstable"));
+                    }
                     attributes.insert("valuestream.jenkins.result".into(), json!(result));
                 }
                 // A finished message sorts after the running one of the same build.
@@ -731,6 +761,25 @@ fn repo_of_url(url: &str) -> Option<(&'static str, String)> {
     Some((source, segments.join("/")))
 }
 
+/// The web page of the repository of a GitHub or GitLab remote URL, without
+/// credentials, port of an SSH remote or `.git`: `git@github.com:o/r.git` and
+/// `https://bot:s3cret@github.com/o/r.git` are `https://github.com/o/r`.
+fn repository_page(url: &str) -> Option<String> {
+    let (_, repo) = repo_of_url(url)?;
+    let url = url.trim();
+    let (scheme, host) = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split_once('/')?.0.rsplit('@').next()?;
+            match scheme.to_ascii_lowercase().as_str() {
+                web @ ("https" | "http") => (web.to_string(), host.to_ascii_lowercase()),
+                _ => ("https".to_string(), host.split(':').next()?.to_ascii_lowercase()),
+            }
+        }
+        None => ("https".to_string(), url.split_once(':')?.0.rsplit('@').next()?.to_ascii_lowercase()),
+    };
+    Some(format!("{scheme}://{host}/{repo}"))
+}
+
 /// The names a build answers to in `vstrace-jenkins-{kind}-{name}-{number}`:
 /// its short job name with characters a reference cannot hold replaced by `-`,
 /// and for deploys also without the `deploy:`/`deploy-` prefix
@@ -798,6 +847,20 @@ mod tests {
         check("aGithubUrl", None);
         check("https://github.com/octo-org", None);
         check("", None);
+    }
+
+    #[test]
+    fn repository_pages_of_remote_urls() {
+        let check = |url: &str, expected: Option<&str>| assert_eq!(repository_page(url).as_deref(), expected, "{url}");
+        check("https://github.com/octo-org/service.git", Some("https://github.com/octo-org/service"));
+        check("https://bot:s3cret@github.com/octo-org/service.git", Some("https://github.com/octo-org/service"));
+        check("git@github.com:octo-org/service.git", Some("https://github.com/octo-org/service"));
+        check(
+            "ssh://git@gitlab.example.com:2222/acme/sub/service.git",
+            Some("https://gitlab.example.com/acme/sub/service"),
+        );
+        check("http://gitlab.internal:8080/acme/service", Some("http://gitlab.internal:8080/acme/service"));
+        check("https://bitbucket.org/acme/service.git", None);
     }
 
     #[test]

@@ -87,6 +87,14 @@ impl Source for Jira {
         }
     }
 
+    fn event_types(&self) -> Vec<&'static str> {
+        SUPPORTED.iter().copied().chain(["other", "missing"]).collect()
+    }
+
+    fn span_kinds(&self) -> Option<&'static [&'static str]> {
+        Some(&["issue", "incident", "sprint"])
+    }
+
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError> {
         let body = delivery.json_body().map_err(ParseError::Body)?;
         let envelope: Envelope = parse_json(&body)?;

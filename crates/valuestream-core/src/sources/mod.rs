@@ -273,6 +273,10 @@ pub trait Source: Sync {
     fn delivery_id(&self, delivery: &Delivery) -> Option<String>;
     /// The sender's event type (bounded: used as a metric label and in logs).
     fn event_type(&self, delivery: &Delivery) -> String;
+    /// Every value [`Source::event_type`] returns (the metrics publish each from start-up).
+    fn event_types(&self) -> Vec<&'static str>;
+    /// The span kinds this source makes; `None` when its kinds are free text (customhttp).
+    fn span_kinds(&self) -> Option<&'static [&'static str]>;
     /// What the delivery means. `delivery_id` is the id the store knows it by.
     fn parse(&self, delivery: &Delivery, delivery_id: &str, options: &SourceOptions) -> Result<Parsed, ParseError>;
 }

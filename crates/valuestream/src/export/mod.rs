@@ -1,6 +1,8 @@
 //! Exporting finished spans. The store queues each finished span in the outbox
 //! (in the same transaction as the change that finished it); the export task
-//! sends queued spans to the tracer backend and removes them once acknowledged.
+//! sends a queued span once it has stayed unchanged for the settle delay and
+//! removes it once the backend acknowledged it (contract.md, "Exported spans":
+//! one export per span, again only when its end or outcome changes).
 //!
 //! Architecture Invariant: nothing is exported from a request handler. A backend
 //! that is down delays spans (retried with backoff); it never loses them.
@@ -8,7 +10,7 @@
 mod logging;
 mod otlp;
 
-use crate::store::{ApiSpan, Store};
+use crate::store::{ApiSpan, Due, Store};
 use crate::telemetry::Telemetry;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -25,7 +27,7 @@ pub struct ExportSpan {
     pub key: String,
     pub source: String,
     pub kind: String,
-    /// `{kind} {short name}`, e.g. `pull_request hello-world#42`.
+    /// As [`valuestream_core::export::name`] gives it, e.g. `pull_request hello-world#42`.
     pub name: String,
     pub trace_id: String,
     pub span_id: String,
@@ -45,18 +47,13 @@ pub struct ExportLink {
 
 impl ExportSpan {
     pub fn from_api(span: &ApiSpan, links: Vec<ExportLink>) -> ExportSpan {
-        let mut attributes = span.attributes.clone();
-        attributes.insert("valuestream.span.key".into(), span.key.clone().into());
-        attributes.insert("valuestream.kind".into(), span.kind.clone().into());
-        if let Some(outcome) = &span.outcome {
-            attributes.insert("valuestream.outcome".into(), outcome.clone().into());
-            if outcome == "failure" {
-                attributes.insert("error.type".into(), outcome.clone().into());
-            }
-        }
-        if let Some(repo) = &span.repo {
-            attributes.insert("valuestream.repo".into(), repo.clone().into());
-        }
+        let attributes = valuestream_core::export::attributes(
+            &span.key,
+            &span.kind,
+            span.outcome.as_deref(),
+            span.repo.as_deref(),
+            &span.attributes,
+        );
         ExportSpan {
             key: span.key.clone(),
             source: span.source.clone(),
@@ -98,10 +95,59 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the outbox is checked even without a nudge (other replicas may fill it).
 const POLL: Duration = Duration::from_secs(2);
 
-/// Runs until `shutdown` turns true, then flushes what it can within `flush_bound`.
+/// How the export task settles spans: a row is sent once it has stayed
+/// unchanged for `delay` (`--export-delay`).
+#[derive(Clone, Copy, Debug)]
+pub struct Settle {
+    pub delay: Duration,
+}
+
+impl Settle {
+    /// The newest change a row may have and still be sent at `now`.
+    pub fn changed_before(&self, now: Timestamp) -> Timestamp {
+        Timestamp(now.nanos().saturating_sub(duration_nanos(self.delay)))
+    }
+
+    /// How long to wait at `now` for a row last changed at `changed_at` to be due.
+    fn until_due(&self, changed_at: Timestamp, now: Timestamp) -> Duration {
+        let due = changed_at.nanos().saturating_add(duration_nanos(self.delay));
+        Duration::from_nanos(due.saturating_sub(now.nanos()).max(0) as u64)
+    }
+}
+
+fn duration_nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The wall clock, as the writer stamps outbox rows (the delivery's receipt time).
+fn now() -> Timestamp {
+    Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+}
+
+/// What one [`export_once`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Spans the backend acknowledged.
+    pub sent: usize,
+    /// Of those, spans it had received before (their end or outcome changed since).
+    pub resent: usize,
+    /// Rows removed unsent: the backend already had their end and outcome.
+    pub dropped: usize,
+}
+
+impl Drained {
+    /// How many rows left the outbox.
+    pub fn removed(&self) -> usize {
+        self.sent + self.dropped
+    }
+}
+
+/// Runs until `shutdown` turns true, then flushes what is due within `flush_bound`.
+/// Rows still settling stay in the outbox for the next start.
 pub async fn run(
     store: Store,
     mut exporter: Exporter,
+    settle: Settle,
     nudge: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
     flush_bound: Duration,
@@ -110,15 +156,24 @@ pub async fn run(
     let mut backoff = Duration::from_millis(200);
     loop {
         if *shutdown.borrow() {
-            let _ = tokio::time::timeout(flush_bound, flush(&store, &mut exporter)).await;
+            let flush = flush(&store, &mut exporter, settle, &telemetry);
+            let _ = tokio::time::timeout(flush_bound, flush).await;
             return;
         }
-        match export_once(&store, &mut exporter).await {
-            Ok(n) if n > 0 => backoff = Duration::from_millis(200),
+        match export_once(&store, &mut exporter, settle.changed_before(now())).await {
+            Ok(drained) if drained.removed() > 0 => {
+                telemetry.exported(drained.sent, drained.resent);
+                backoff = Duration::from_millis(200);
+            }
             Ok(_) => {
+                // Nothing due: sleep until the oldest settling row is, or a nudge.
+                let wait = match store.outbox_oldest_change().await {
+                    Ok(Some(changed_at)) => settle.until_due(changed_at, now()).min(POLL),
+                    _ => POLL,
+                };
                 tokio::select! {
                     _ = nudge.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
                 }
             }
@@ -135,30 +190,48 @@ pub async fn run(
     }
 }
 
-/// Exports until the outbox is empty or the backend fails.
-async fn flush(store: &Store, exporter: &mut Exporter) {
-    while let Ok(n) = export_once(store, exporter).await {
-        if n == 0 {
+/// Exports until nothing is due or the backend fails.
+async fn flush(store: &Store, exporter: &mut Exporter, settle: Settle, telemetry: &Telemetry) {
+    while let Ok(drained) = export_once(store, exporter, settle.changed_before(now())).await {
+        telemetry.exported(drained.sent, drained.resent);
+        if drained.removed() == 0 {
             return;
         }
     }
 }
 
-/// Exports one batch; returns how many spans left the outbox.
-pub async fn export_once(store: &Store, exporter: &mut Exporter) -> Result<usize, String> {
-    let batch = store.outbox_batch(BATCH).await.map_err(|e| e.to_string())?;
-    if batch.is_empty() {
-        return Ok(0);
+/// Exports one batch of the rows not changed since `changed_before`. A row
+/// whose end and outcome the backend already has (queued while its twin was
+/// being sent) is removed unsent. Rows leave the outbox only after the backend
+/// acknowledged them.
+pub async fn export_once(store: &Store, exporter: &mut Exporter, changed_before: Timestamp) -> Result<Drained, String> {
+    let due = store.outbox_due(changed_before, BATCH).await.map_err(|e| e.to_string())?;
+    if due.is_empty() {
+        return Ok(Drained::default());
     }
-    let (ids, spans): (Vec<i64>, Vec<ExportSpan>) = batch.into_iter().unzip();
-    match exporter.export(&spans).await {
-        Ok(()) => {
-            store.outbox_remove(&ids).await.map_err(|e| e.to_string())?;
-            Ok(ids.len())
-        }
-        Err(error) => {
-            let _ = store.outbox_failed(&ids).await;
-            Err(error)
+    let (dropped, fresh): (Vec<Due>, Vec<Due>) =
+        due.into_iter().partition(|row| row.sent.as_ref().is_some_and(|sent| sent.matches(&row.span)));
+    // One span per request: two versions of a span due together go out as the newest.
+    let mut newest: Vec<Due> = Vec::with_capacity(fresh.len());
+    let mut superseded = dropped;
+    for row in fresh {
+        match newest.iter_mut().find(|kept| kept.span.key == row.span.key) {
+            Some(kept) => superseded.push(std::mem::replace(kept, row)),
+            None => newest.push(row),
         }
     }
+    let spans: Vec<ExportSpan> = newest.iter().map(|row| row.span.clone()).collect();
+    if !spans.is_empty()
+        && let Err(error) = exporter.export(&spans).await
+    {
+        let ids: Vec<i64> = newest.iter().map(|row| row.id).collect();
+        let _ = store.outbox_failed(&ids).await;
+        return Err(error);
+    }
+    store.outbox_sent(&newest, &superseded).await.map_err(|e| e.to_string())?;
+    Ok(Drained {
+        sent: newest.len(),
+        resent: newest.iter().filter(|row| row.sent.is_some()).count(),
+        dropped: superseded.len(),
+    })
 }

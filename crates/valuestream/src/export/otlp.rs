@@ -8,9 +8,11 @@ use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, Tr
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use valuestream_core::export;
 
 /// The OTLP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,14 +97,25 @@ impl OtlpExporter {
     }
 }
 
-fn resource(source: &str) -> Resource {
+/// The resource of `source`'s spans: the source as `service.name`, ValueStream
+/// as its namespace and version, and the SDK's `telemetry.sdk.*`.
+pub fn resource(source: &str) -> Resource {
     Resource::builder_empty()
+        .with_detector(Box::new(TelemetryResourceDetector))
         .with_service_name(source.to_string())
         .with_attributes([
             KeyValue::new("service.namespace", "valuestream"),
             KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
         ])
         .build()
+}
+
+/// The OTLP status of a span: error with its `error.type`, else unset (never `Ok`).
+pub fn status(span: &ExportSpan) -> Status {
+    match export::error(&span.attributes) {
+        Some(reason) => Status::error(reason),
+        None => Status::Unset,
+    }
 }
 
 fn system_time(t: valuestream_core::time::Timestamp) -> SystemTime {
@@ -136,10 +149,7 @@ pub fn span_data(span: &ExportSpan) -> SpanData {
         .iter()
         .map(|link| opentelemetry::trace::Link::with_context(context(&link.trace_id, &link.span_id)))
         .collect();
-    let status = match span.outcome.as_deref() {
-        Some("failure") => Status::error("failure"),
-        _ => Status::Unset,
-    };
+    let status = status(span);
     let mut span_links = SpanLinks::default();
     span_links.links = links;
     SpanData {
@@ -150,7 +160,10 @@ pub fn span_data(span: &ExportSpan) -> SpanData {
             .and_then(|id| SpanId::from_hex(id).ok())
             .unwrap_or(SpanId::INVALID),
         parent_span_is_remote: false,
-        span_kind: if span.kind == "build" { SpanKind::Server } else { SpanKind::Internal },
+        span_kind: match export::span_kind(&span.kind, &span.attributes) {
+            export::SpanKind::Server => SpanKind::Server,
+            export::SpanKind::Internal => SpanKind::Internal,
+        },
         name: span.name.clone().into(),
         start_time: system_time(span.start),
         end_time: system_time(span.end),

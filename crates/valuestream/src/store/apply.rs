@@ -6,6 +6,7 @@ use super::changes;
 use super::columns::{
     MetricColumns, PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times,
 };
+use super::outbox;
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
 use crate::export::{ExportLink, ExportSpan};
@@ -255,7 +256,7 @@ async fn apply_one(
         return Ok((ack, 0));
     }
     let (spans, queued, transitions) = match &item.parsed {
-        Parsed::Spans(events) => apply_events(conn, &item.id, events, export, production).await?,
+        Parsed::Spans(events) => apply_events(conn, &item.id, item.received_at, events, export, production).await?,
         Parsed::Push(push) if !push.default_branch => {
             record_branch_push(conn, &item.source, push).await?;
             (0, 0, Vec::new())
@@ -291,7 +292,8 @@ struct Previous {
 }
 
 /// Records `events` and brings every affected span up to date. Returns the
-/// number of spans touched and the number queued for export.
+/// number of spans touched and the number queued for export. `received_at`
+/// stamps the outbox rows it writes: the settle delay runs from it.
 ///
 /// Most deliveries update a span whose references did not change; they cost
 /// a handful of statements. Parents are re-resolved only for new spans, spans
@@ -299,6 +301,7 @@ struct Previous {
 async fn apply_events(
     conn: &mut AnyConnection,
     delivery_id: &str,
+    received_at: Timestamp,
     events: &[SpanEvent],
     export: bool,
     production: &[String],
@@ -386,22 +389,24 @@ async fn apply_events(
             if previous.is_none() || was_closed {
                 transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
             }
+            if export && was_closed {
+                // Reopened: an end still settling in the outbox is not its end any more.
+                outbox::withdraw(conn, key).await?;
+            }
             continue;
         }
         let end_ns = span.end.map(|e| e.nanos());
-        let unchanged =
-            previous.as_ref().is_some_and(|p| was_closed && p.end_ns == end_ns && p.outcome == span.outcome);
-        if unchanged {
-            continue;
+        let ended_now =
+            !previous.as_ref().is_some_and(|p| was_closed && p.end_ns == end_ns && p.outcome == span.outcome);
+        if ended_now {
+            let outcome = span.outcome.clone().unwrap_or_default();
+            transitions.push(Transition {
+                source: span.source.clone(),
+                kind: span.kind.clone(),
+                ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
+            });
         }
-        let outcome = span.outcome.clone().unwrap_or_default();
-        transitions.push(Transition {
-            source: span.source.clone(),
-            kind: span.kind.clone(),
-            ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
-        });
-        if export {
-            enqueue_export(conn, &span).await?;
+        if export && enqueue_export(conn, &span, ended_now, received_at).await? {
             queued += 1;
         }
     }
@@ -474,7 +479,7 @@ async fn refold(
         return Ok(None);
     }
     let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
-    let name = format!("{} {}", span.kind, span.name);
+    let name = valuestream_core::export::name(&span.kind, &span.name, &span.attributes);
     let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
     let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
     let link_refs = serde_json::to_string(&span.link_refs).expect("refs serialize");
@@ -991,20 +996,24 @@ async fn kind_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, 
     })
 }
 
-/// Queues a finished span for the exporter, with the ids known now.
-async fn enqueue_export(conn: &mut AnyConnection, span: &ApiSpan) -> Result<(), StoreError> {
+/// Queues a finished span for the exporter, with the ids known now, when it
+/// just ended (or its end or outcome moved) or when an earlier version of it
+/// still waits in the outbox; returns whether a row was written.
+/// [`outbox::queue`] decides between a new row, a refreshed one and none.
+async fn enqueue_export(
+    conn: &mut AnyConnection,
+    span: &ApiSpan,
+    ended_now: bool,
+    changed_at: Timestamp,
+) -> Result<bool, StoreError> {
+    if !ended_now && !outbox::waiting(conn, &span.key).await? {
+        return Ok(false);
+    }
     let mut links = Vec::new();
     for link in &span.links {
         if let Some(linked) = load_span(conn, link).await? {
             links.push(ExportLink { trace_id: linked.trace_id, span_id: linked.span_id });
         }
     }
-    let export = ExportSpan::from_api(span, links);
-    sqlx::query("INSERT INTO outbox (span_key, payload, enqueued_at, attempts) VALUES ($1, $2, $3, 0)")
-        .bind(&span.key)
-        .bind(serde_json::to_string(&export).expect("export spans serialize"))
-        .bind(span.end.map_or(0, |e| e.nanos()))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    outbox::queue(conn, &ExportSpan::from_api(span, links), changed_at).await
 }

@@ -11,9 +11,11 @@ pub mod changes;
 mod columns;
 mod connect;
 mod faults;
+mod outbox;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
+pub use outbox::{Due, Sent};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 
 pub use connect::OpenMode;

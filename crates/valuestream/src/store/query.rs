@@ -1,8 +1,7 @@
-//! Reading the store: spans for the API (filters and keyset paging), traces,
-//! trace references, and the export outbox.
+//! Reading the store: spans for the API (filters and keyset paging), traces
+//! and trace references.
 
 use super::{Store, StoreError};
-use crate::export::ExportSpan;
 use base64::Engine;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -194,49 +193,6 @@ impl Store {
             Some(row) => Some(row.try_get(0)?),
             None => None,
         })
-    }
-
-    /// The oldest spans waiting for export, with their outbox ids.
-    pub async fn outbox_batch(&self, limit: usize) -> Result<Vec<(i64, ExportSpan)>, StoreError> {
-        let rows = sqlx::query("SELECT id, payload FROM outbox ORDER BY id LIMIT $1")
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut batch = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let payload: String = row.try_get(1)?;
-            let span =
-                serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
-            batch.push((id, span));
-        }
-        Ok(batch)
-    }
-
-    /// Removes exported spans from the outbox (the backend acknowledged them).
-    pub async fn outbox_remove(&self, ids: &[i64]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query("DELETE FROM outbox WHERE id = $1").bind(*id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Counts a failed attempt for spans still waiting.
-    pub async fn outbox_failed(&self, ids: &[i64]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1 WHERE id = $1").bind(*id).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// How many spans wait for export.
-    pub async fn outbox_len(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM outbox").fetch_one(&self.pool).await?;
-        Ok(row.try_get(0)?)
     }
 
     /// Open spans by (source, kind), for the `valuestream_open_spans` gauge.

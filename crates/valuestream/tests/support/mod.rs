@@ -98,6 +98,8 @@ pub fn scenario() -> Vec<(&'static str, Value)> {
 #[derive(Clone, Default)]
 pub struct Received {
     pub spans: Arc<Mutex<Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)>>>,
+    /// Each request's resources, as `key=value` of their string attributes.
+    pub resources: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
     pub arrived: Arc<Notify>,
 }
 
@@ -123,6 +125,16 @@ impl Received {
     /// Records the spans of one OTLP request, with their resource's `service.name`.
     fn record(&self, request: ExportTraceServiceRequest) {
         for resource_spans in request.resource_spans {
+            let attributes = resource_spans.resource.iter().flat_map(|r| r.attributes.iter());
+            let resource = attributes
+                .filter_map(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text)) => {
+                        Some((kv.key.clone(), text.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            self.resources.lock().unwrap().push(resource);
             let service = resource_spans
                 .resource
                 .iter()
@@ -237,6 +249,8 @@ pub fn config(database: &str, tracer: TracerBackend, otlp_endpoint: Option<Strin
         otlp_protocol: Protocol::HttpProtobuf,
         production_environments: Vec::new(),
         otlp_endpoint,
+        // Tests that want the settle delay set their own.
+        export_delay: Duration::ZERO,
     }
 }
 
@@ -359,6 +373,8 @@ pub fn workflow_run(
 ) -> Value {
     let mut body = in_hello_world(fixture("workflow_run.completed.success.with-pr.org"));
     body["action"] = json!(if status == "completed" { "completed" } else { "in_progress" });
+    // GitHub names the workflow in both places; the workflow's name is the pipeline's.
+    body["workflow"]["name"] = json!("CI");
     let run = &mut body["workflow_run"];
     run["id"] = json!(id);
     run["name"] = json!("CI");
