@@ -69,17 +69,33 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/dora", get(dora))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_token));
     Router::new()
-        .route("/webhooks/{source}", post(webhook))
-        .route("/{source}", post(webhook))
+        .route("/webhooks/{source}", post(webhook).fallback(webhook_other_method))
+        .route("/{source}", post(webhook).fallback(webhook_other_method))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .merge(api)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // We enforce --max-body-bytes ourselves (413 with a reason); axum's own
         // 2 MB default would otherwise cut GitHub's 25 MB deliveries short.
         .layer(DefaultBodyLimit::max(max_body_bytes.saturating_add(1)))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
         .with_state(state)
+}
+
+/// Another method than POST on a webhook path: an unknown source's path is
+/// no route at all (404); a source's path takes only POST (405).
+async fn webhook_other_method(Path(source): Path<String>) -> Response {
+    if sources::by_name(&source).is_none() {
+        return ApiError::NotFound("no such route".into()).into_response();
+    }
+    let allow = [(axum::http::header::ALLOW, "POST")];
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        allow,
+        Json(json!({"error": format!("/{source} takes POST (webhook deliveries)")})),
+    )
+        .into_response()
 }
 
 /// Every error the HTTP layer answers, with its status code.

@@ -673,3 +673,23 @@ async fn no_stored_delivery_keeps_a_credential_of_any_source() {
     }
     app.stop().await;
 }
+
+/// A GET on a path that is no route is 404 with a JSON reason (it was a 405
+/// "allow: POST" from the webhook route `/{source}`); a GET on a source's
+/// webhook path is 405, and POST stays the way in.
+#[tokio::test]
+async fn unknown_paths_are_404_and_webhook_paths_take_only_post() {
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    for path in ["/nope", "/dashboard.css", "/api/v1/nope", "/a/b/c", "/webhooks/nope"] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, 404, "GET {path}: {body}");
+        assert!(body["error"].is_string(), "GET {path} says why: {body}");
+    }
+    for path in ["/github", "/webhooks/github"] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, 405, "GET {path}: {body}");
+    }
+    let (status, body) = app.github("ping", "route-1", &json!({"zen": "Keep it logically awesome."})).await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}
