@@ -278,7 +278,7 @@ async fn store_change_set(
         insert.execute(&mut *conn).await?;
     }
     // The pull requests' times as stored now; their writes keep them current.
-    sqlx::query(
+    let sql = format!(
         "UPDATE change_set_commits SET
             pr_opened_ns = (SELECT p.start_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
             pr_reviewed_ns = (SELECT p.reviewed_ns FROM spans p WHERE p.key = change_set_commits.pull_request_key),
@@ -286,28 +286,25 @@ async fn store_change_set(
                             WHERE p.key = change_set_commits.pull_request_key),
             pr_first_commit_ns = (SELECT p.first_commit_ns FROM spans p
                                   WHERE p.key = change_set_commits.pull_request_key),
-            pr_rework = CASE WHEN EXISTS (SELECT 1 FROM rework_spans r WHERE r.span_key = change_set_commits.pull_request_key)
-                               OR EXISTS (SELECT 1 FROM spans p WHERE p.key = change_set_commits.pull_request_key
-                                          AND p.after_incident = 1)
-                             THEN 1 ELSE 0 END
-         WHERE deploy_key = $1 AND pull_request_key IS NOT NULL",
-    )
-    .bind(deploy_key)
-    .bind(outcome::MERGED)
-    .execute(&mut *conn)
-    .await?;
+            pr_rework = {PR_REWORK}
+         WHERE deploy_key = $1 AND pull_request_key IS NOT NULL"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(deploy_key).bind(outcome::MERGED).execute(&mut *conn).await?;
     Ok(())
 }
+
+/// Whether a change-set row's pull request is rework: its own rework row, or
+/// an incident among its ancestors (one expression for both writers of it).
+const PR_REWORK: &str =
+    "CASE WHEN EXISTS (SELECT 1 FROM rework_spans r WHERE r.span_key = change_set_commits.pull_request_key)
+         OR EXISTS (SELECT 1 FROM spans p WHERE p.key = change_set_commits.pull_request_key AND p.after_incident = 1)
+       THEN 1 ELSE 0 END";
 
 /// Copies whether pull request `key` is rework (its own rework row, or an
 /// incident among its ancestors) into the change sets that ship it. `None`
 /// refreshes every change set row (after the flags were recomputed at once).
 pub async fn refresh_pr_rework(conn: &mut AnyConnection, key: Option<&str>) -> Result<(), StoreError> {
-    let rework =
-        "CASE WHEN EXISTS (SELECT 1 FROM rework_spans r WHERE r.span_key = change_set_commits.pull_request_key)
-                         OR EXISTS (SELECT 1 FROM spans p WHERE p.key = change_set_commits.pull_request_key
-                                    AND p.after_incident = 1)
-                       THEN 1 ELSE 0 END";
+    let rework = PR_REWORK;
     match key {
         Some(key) => {
             let sql = format!("UPDATE change_set_commits SET pr_rework = {rework} WHERE pull_request_key = $1");
