@@ -838,8 +838,8 @@ async fn record_push(
     push: &valuestream_core::sources::Push,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, repo, after_sha) DO NOTHING",
+        "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id, forced)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, before_sha, after_sha) DO NOTHING",
     )
     .bind(source)
     .bind(&push.repo)
@@ -848,16 +848,20 @@ async fn record_push(
     .bind(&push.branch)
     .bind(push.pushed_at.nanos())
     .bind(delivery_id)
+    .bind(i64::from(push.forced))
     .execute(&mut *conn)
     .await?;
     for (position, commit) in push.commits.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO push_commits (source, repo, sha, push_after, position, committed_at, message, pull_request)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, push_after, position) DO NOTHING",
+            "INSERT INTO push_commits (source, repo, sha, push_before, push_after, position, committed_at, message,
+                                       pull_request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (source, repo, push_before, push_after, position) DO NOTHING",
         )
         .bind(source)
         .bind(&push.repo)
         .bind(&commit.sha)
+        .bind(&push.before)
         .bind(&push.after)
         .bind(position as i64)
         .bind(commit.timestamp.nanos())
