@@ -395,7 +395,11 @@ mod tests {
             &[("1", &["a", "b", "e"])],
         );
         // An amend of the tip: `d` is replaced by `d2`.
-        check(&[base.clone(), forced("d", "d2", 2, &["d2"])], &[deploy("1", 4, "prod", "d2")], &[("1", &["a", "b", "c", "d2"])]);
+        check(
+            &[base.clone(), forced("d", "d2", 2, &["d2"])],
+            &[deploy("1", 4, "prod", "d2")],
+            &[("1", &["a", "b", "c", "d2"])],
+        );
         // A rebase of the last two, in any arrival order of the pushes.
         check(
             &[push("d2", 5, &["f"]), forced("d", "d2", 2, &["c2", "d2"]), base.clone()],

@@ -869,8 +869,11 @@ impl<'a> Oracle<'a> {
 /// the place in push order of the forced push that took it off.
 fn change_list(h: &History, repo: &str) -> (Vec<Change>, HashMap<String, usize>) {
     // 1. Push commits in branch order.
-    let pushes: Vec<&PushH> =
-        h.pushes.iter().filter(|p| p.repo == repo && p.branch == "main" && (p.forced || !p.commits.is_empty())).collect();
+    let pushes: Vec<&PushH> = h
+        .pushes
+        .iter()
+        .filter(|p| p.repo == repo && p.branch == "main" && (p.forced || !p.commits.is_empty()))
+        .collect();
     let order_key = |p: &PushH| (p.pushed_at(), p.after().to_string());
     let mut roots: Vec<usize> =
         (0..pushes.len()).filter(|&i| !pushes.iter().any(|q| q.after() == pushes[i].before)).collect();
@@ -979,7 +982,6 @@ fn change_list(h: &History, repo: &str) -> (Vec<Change>, HashMap<String, usize>)
     }
     (changes, dropped)
 }
-
 
 /// One measurement: a window and a repository filter.
 struct View {
@@ -1578,14 +1580,10 @@ impl Builder {
             return;
         }
         let kept = main.len() - count;
-        let drops: Vec<String> = main[kept..].iter().map(|c| c.sha.clone()).collect();
-        let (commits, reset_to) = if how % 2 == 0 {
-            let rewritten = main[kept..]
-                .to_vec()
-                .into_iter()
-                .map(|c| Commit { sha: self.sha("rewritten"), ..c })
-                .collect::<Vec<_>>();
-            (rewritten, None)
+        let old: Vec<Commit> = main[kept..].to_vec();
+        let drops: Vec<String> = old.iter().map(|c| c.sha.clone()).collect();
+        let (commits, reset_to) = if how.is_multiple_of(2) {
+            (old.into_iter().map(|c| Commit { sha: self.sha("rewritten"), ..c }).collect(), None)
         } else {
             (Vec::new(), Some(main[kept - 1].clone()))
         };
@@ -1908,8 +1906,11 @@ fn a_rollback_ships_nothing_and_neither_does_redeploying_after_it() {
 #[test]
 fn commits_a_forced_push_took_off_the_branch_are_no_changes() {
     let (a, b, c, d, e) = (sha("a"), sha("b"), sha("c"), sha("d"), sha("e"));
-    let mut h = History::default()
-        .push(HW, ZEROS, &[(&a, "Add a", t(2, "09:00")), (&b, "Add b", t(2, "09:10")), (&c, "Add c", t(2, "09:20"))]);
+    let mut h = History::default().push(
+        HW,
+        ZEROS,
+        &[(&a, "Add a", t(2, "09:00")), (&b, "Add b", t(2, "09:10")), (&c, "Add c", t(2, "09:20"))],
+    );
     // `git reset --hard a && git push --force`: b and c are off main.
     h.pushes.push(PushH {
         forced: true,
@@ -1923,7 +1924,12 @@ fn commits_a_forced_push_took_off_the_branch_are_no_changes() {
     h.pushes.push(PushH {
         forced: true,
         drops: vec![d.clone()],
-        ..PushH::plain(HW, "main", d.clone(), vec![Commit { sha: e.clone(), message: "Add d".into(), at: t(2, "10:00") }])
+        ..PushH::plain(
+            HW,
+            "main",
+            d.clone(),
+            vec![Commit { sha: e.clone(), message: "Add d".into(), at: t(2, "10:00") }],
+        )
     });
     let h = h.deploy(1, &e, "production", t(2, "11:00"), t(2, "11:10"), "success");
     // Deploy 1 ships a (2 h 10 min) and e (1 h 10 min), not b, c or d: median 6000 s.

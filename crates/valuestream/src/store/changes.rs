@@ -134,7 +134,11 @@ pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[Strin
         let changes = branch_order(&history.pushes, &history.merged);
         let sets = change_sets(&changes, &history.deploys);
         for deploy in &history.deploys {
-            let set = sets.get(&deploy.key).cloned().flatten().map(|set| set.iter().map(|&i| changes[i].clone()).collect::<Vec<_>>());
+            let set = sets
+                .get(&deploy.key)
+                .cloned()
+                .flatten()
+                .map(|set| set.iter().map(|&i| changes[i].clone()).collect::<Vec<_>>());
             let rows = set.as_ref().map(|set| {
                 set.iter()
                     .map(|c| {
