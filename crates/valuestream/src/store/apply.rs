@@ -3,9 +3,7 @@
 //! export — all inside the caller's transaction, so nothing is half-applied.
 
 use super::changes;
-use super::columns::{
-    MetricColumns, PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times,
-};
+use super::columns::{PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times};
 use super::outbox;
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
@@ -13,6 +11,7 @@ use crate::export::{ExportLink, ExportSpan};
 use sqlx::{AnyConnection, Connection, Row};
 use std::collections::{BTreeSet, HashSet};
 use valuestream_core::ids;
+use valuestream_core::settle::{Settled, Step, Stored, pull_request_times, settle, step};
 use valuestream_core::sources::Parsed;
 use valuestream_core::span::{SpanEvent, SpanState, fold};
 use valuestream_core::time::Timestamp;
@@ -272,25 +271,6 @@ async fn apply_one(
     Ok((Ack { status, delivery_id: item.id.clone(), spans, reason, transitions }, queued))
 }
 
-/// What a span's row said before this delivery.
-struct Previous {
-    kind: String,
-    repo: Option<String>,
-    environment: Option<String>,
-    revision: Option<String>,
-    state: String,
-    end_ns: Option<i64>,
-    outcome: Option<String>,
-    trace_refs: String,
-    parent_refs: String,
-    link_refs: String,
-    group_id: Option<i64>,
-    start_ns: i64,
-    reviewed_ns: Option<i64>,
-    first_commit_ns: Option<i64>,
-    rework: bool,
-}
-
 /// Records `events` and brings every affected span up to date. Returns the
 /// number of spans touched and the number queued for export. `received_at`
 /// stamps the outbox rows it writes: the settle delay runs from it.
@@ -331,35 +311,33 @@ async fn apply_events(
     let mut to_relink: BTreeSet<String> = BTreeSet::new();
     let mut to_retrace: BTreeSet<String> = BTreeSet::new();
     let mut to_derive: BTreeSet<String> = BTreeSet::new();
-    let mut previous = Vec::with_capacity(touched.len());
+    let mut steps = Vec::with_capacity(touched.len());
     let mut materialized = Vec::with_capacity(touched.len());
     for key in &touched {
         let before = load_previous(conn, key).await?;
         // A key whose events are all tentative has no span (yet): leave it out.
         let Some(refolded) = refold(conn, key, before.as_ref()).await? else { continue };
+        let settled = &refolded.settled;
         materialized.push(key.clone());
-        if before.is_none() || refolded.parent_refs_changed {
+        if settled.parent_refs_changed {
             to_resolve.insert(key.clone());
         }
-        if refolded.link_refs_changed {
+        if settled.link_refs_changed {
             to_relink.insert(key.clone());
         }
-        if refolded.kind_changed {
+        if settled.kind_changed {
             // An incident among a span's ancestors makes it rework: its
             // descendants' flags follow its kind.
             to_retrace.insert(key.clone());
-            if before.as_ref().is_some_and(|b| b.kind == kind::INCIDENT) {
-                sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1")
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-                to_resolve.insert(key.clone());
-            }
         }
-        to_derive.extend(refolded.derive_for);
+        if settled.no_longer_incident {
+            sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1").bind(key).execute(&mut *conn).await?;
+            to_resolve.insert(key.clone());
+        }
+        to_derive.extend(settled.derive_for.iter().cloned());
         to_resolve.extend(refolded.waiting);
         to_relink.extend(refolded.waiting_links);
-        previous.push(before);
+        steps.push(refolded.step);
     }
     for key in &to_resolve {
         if resolve_parent(conn, key).await? {
@@ -382,30 +360,32 @@ async fn apply_events(
     let mut queued = 0;
     let mut transitions = Vec::new();
     let touched = materialized;
-    for (key, previous) in touched.iter().zip(previous) {
-        let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
-        let was_closed = previous.as_ref().is_some_and(|p| p.state == "closed");
-        if span.state != "closed" {
-            if previous.is_none() || was_closed {
-                transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
-            }
-            if export && was_closed {
-                // Reopened: an end still settling in the outbox is not its end any more.
-                outbox::withdraw(conn, key).await?;
-            }
+    for (key, step) in touched.iter().zip(steps) {
+        if step == Step::StillOpen {
             continue;
         }
-        let end_ns = span.end.map(|e| e.nanos());
-        let ended_now =
-            !previous.as_ref().is_some_and(|p| was_closed && p.end_ns == end_ns && p.outcome == span.outcome);
-        if ended_now {
-            let outcome = span.outcome.clone().unwrap_or_default();
-            transitions.push(Transition {
-                source: span.source.clone(),
-                kind: span.kind.clone(),
-                ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
-            });
-        }
+        let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
+        let ended_now = match step {
+            Step::StillOpen => continue,
+            Step::Opened { reopened } => {
+                transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
+                if export && reopened {
+                    // An end still settling in the outbox is not its end any more.
+                    outbox::withdraw(conn, key).await?;
+                }
+                continue;
+            }
+            Step::Ended => {
+                let outcome = span.outcome.clone().unwrap_or_default();
+                transitions.push(Transition {
+                    source: span.source.clone(),
+                    kind: span.kind.clone(),
+                    ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
+                });
+                true
+            }
+            Step::StillEnded => false,
+        };
         if export && enqueue_export(conn, &span, ended_now, received_at).await? {
             queued += 1;
         }
@@ -413,7 +393,7 @@ async fn apply_events(
     Ok((touched.len(), queued, transitions))
 }
 
-async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
+async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Stored>, StoreError> {
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
                 CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
@@ -424,7 +404,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
     .fetch_optional(&mut *conn)
     .await?;
     Ok(match row {
-        Some(row) => Some(Previous {
+        Some(row) => Some(Stored {
             state: row.try_get(0)?,
             end_ns: row.try_get(1)?,
             outcome: row.try_get(2)?,
@@ -447,12 +427,10 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
 
 /// What refolding a span changed beyond its own row.
 struct Refolded {
-    parent_refs_changed: bool,
-    link_refs_changed: bool,
-    kind_changed: bool,
-    /// The repositories whose change sets or incident causes this span's
-    /// change may move (its own, and its old one when that changed).
-    derive_for: Vec<String>,
+    /// The core's decisions about its new state.
+    settled: Settled,
+    /// How it moved through its life.
+    step: Step,
     /// Spans that look for a parent among this span's (new) references.
     waiting: Vec<String>,
     /// Spans that link to this span's (new) references.
@@ -461,11 +439,7 @@ struct Refolded {
 
 /// Folds all events of `key` into its row and refreshes what it answers to
 /// and where it looks for its parent, when those changed.
-async fn refold(
-    conn: &mut AnyConnection,
-    key: &str,
-    before: Option<&Previous>,
-) -> Result<Option<Refolded>, StoreError> {
+async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Stored>) -> Result<Option<Refolded>, StoreError> {
     let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
@@ -480,19 +454,9 @@ async fn refold(
     }
     let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
     let name = valuestream_core::export::name(&span.kind, &span.name, &span.attributes);
-    let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
-    let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
-    let link_refs = serde_json::to_string(&span.link_refs).expect("refs serialize");
-    let columns = MetricColumns::of(
-        &span.source,
-        &span.kind,
-        span.repo.as_deref(),
-        span.project.as_deref(),
-        span.outcome.as_deref(),
-        &span.attributes,
-    );
-    let group_id = columns.group.id();
-    if before.is_none_or(|b| b.group_id != Some(group_id)) {
+    let settled = settle(before, &span);
+    let columns = &settled.columns;
+    if settled.new_group {
         ensure_group(conn, &columns.group).await?;
     }
     sqlx::query(
@@ -522,11 +486,11 @@ async fn refold(
     .bind(ids::trace_id(key))
     .bind(ids::span_id(key))
     .bind(serde_json::to_string(&span.attributes).expect("attributes serialize"))
-    .bind(&trace_refs)
-    .bind(&parent_refs)
-    .bind(&link_refs)
+    .bind(&settled.trace_refs)
+    .bind(&settled.parent_refs)
+    .bind(&settled.link_refs)
     .bind(columns.group.environment.clone())
-    .bind(group_id)
+    .bind(settled.group_id)
     .bind(columns.revision.clone())
     .bind(columns.reviewed_ns)
     .execute(&mut *conn)
@@ -534,24 +498,12 @@ async fn refold(
     if span.kind == kind::PULL_REQUEST {
         // Change sets may already name this pull request (its deploy and
         // push can arrive first): copy its times whenever they are new.
-        let merged = span.end.filter(|_| span.outcome.as_deref() == Some(outcome::MERGED)).map(|e| e.nanos());
         let head = span.attributes.get(attr::HEAD_BRANCH).and_then(|v| v.as_str());
         let first_commit = match (&span.repo, head) {
             (Some(repo), Some(head)) => first_commit(conn, &span.source, repo, head, span.start.nanos()).await?,
             _ => None,
         };
-        let times =
-            PullRequestTimes { opened: span.start.nanos(), first_commit, reviewed: columns.reviewed_ns, merged };
-        let times_changed = before.is_none_or(|b| {
-            let was_merged = b.end_ns.filter(|_| b.outcome.as_deref() == Some(outcome::MERGED));
-            let then = PullRequestTimes {
-                opened: b.start_ns,
-                first_commit: b.first_commit_ns,
-                reviewed: b.reviewed_ns,
-                merged: was_merged,
-            };
-            then != times
-        });
+        let (times, times_changed) = pull_request_times(before, &span, columns, first_commit);
         if times_changed {
             sqlx::query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
                 .bind(first_commit)
@@ -560,7 +512,7 @@ async fn refold(
                 .await?;
             update_pull_request_times(conn, key, times).await?;
         }
-        if before.is_some_and(|b| b.rework) != columns.rework {
+        if settled.rework_changed {
             store_rework(conn, key, columns.rework).await?;
             changes::refresh_pr_rework(conn, Some(key)).await?;
         }
@@ -569,7 +521,7 @@ async fn refold(
 
     let mut waiting = Vec::new();
     let mut waiting_links = Vec::new();
-    if before.is_none_or(|b| b.trace_refs != trace_refs) {
+    if settled.trace_refs_changed {
         let own: Vec<String> =
             std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
         if before.is_some() {
@@ -604,12 +556,8 @@ async fn refold(
         }
     }
 
-    // `relink` rebuilds span_link_refs from these and the change set. A new
-    // span without link references has nothing to relink (most spans).
-    let link_refs_changed = before.map_or(!span.link_refs.is_empty(), |b| b.link_refs != link_refs);
-
-    let parent_refs_changed = before.is_none_or(|b| b.parent_refs != parent_refs);
-    if parent_refs_changed {
+    // `relink` rebuilds span_link_refs from the link references and the change set.
+    if settled.parent_refs_changed {
         if before.is_some() {
             sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
         }
@@ -625,15 +573,8 @@ async fn refold(
             insert.execute(&mut *conn).await?;
         }
     }
-    let derive_for = derivation_inputs_changed(before, &span, &columns);
-    Ok(Some(Refolded {
-        parent_refs_changed,
-        link_refs_changed,
-        kind_changed: before.is_some_and(|b| b.kind != span.kind),
-        derive_for,
-        waiting,
-        waiting_links,
-    }))
+    let step = step(before, &span);
+    Ok(Some(Refolded { settled, step, waiting, waiting_links }))
 }
 
 async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) -> Result<(), StoreError> {
@@ -705,51 +646,6 @@ async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> R
         }
     }
     Ok(())
-}
-
-/// The repositories whose change sets or incident causes a span's new state
-/// can move: what the derivation reads of a span (a deploy's end, outcome,
-/// environment and sha; a merged pull request's times and merge commit; an
-/// incident's start and root cause) changed.
-fn derivation_inputs_changed(
-    before: Option<&Previous>,
-    span: &valuestream_core::span::Span,
-    columns: &MetricColumns,
-) -> Vec<String> {
-    let relevant = |kind_: &str, outcome_: Option<&str>| {
-        kind_ == kind::DEPLOY
-            || kind_ == kind::INCIDENT
-            || (kind_ == kind::PULL_REQUEST && outcome_ == Some(outcome::MERGED))
-    };
-    let now = relevant(&span.kind, span.outcome.as_deref()).then(|| {
-        (
-            span.kind.as_str(),
-            span.repo.as_deref(),
-            span.start.nanos(),
-            span.end.map(|e| e.nanos()),
-            span.outcome.as_deref(),
-            columns.group.environment.as_deref(),
-            columns.revision.as_deref(),
-        )
-    });
-    let then = before.filter(|b| relevant(&b.kind, b.outcome.as_deref())).map(|b| {
-        (
-            b.kind.as_str(),
-            b.repo.as_deref(),
-            b.start_ns,
-            b.end_ns,
-            b.outcome.as_deref(),
-            b.environment.as_deref(),
-            b.revision.as_deref(),
-        )
-    });
-    if now == then {
-        return Vec::new();
-    }
-    let mut repos: Vec<String> =
-        [now.and_then(|n| n.1), then.and_then(|t| t.1)].into_iter().flatten().map(str::to_string).collect();
-    repos.dedup();
-    repos
 }
 
 /// The first commit of a pull request opened at `opened` from `branch`: the
