@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashSet};
 use valuestream_core::ids;
 use valuestream_core::settle::{Settled, Step, Stored, pull_request_times, settle, step};
 use valuestream_core::sources::Parsed;
-use valuestream_core::span::{SpanEvent, SpanState, fold};
+use valuestream_core::span::{Folding, SpanEvent, SpanState};
 use valuestream_core::time::Timestamp;
 use valuestream_core::vocab::{attr, kind, outcome};
 
@@ -286,9 +286,10 @@ async fn apply_events(
     export: bool,
     production: &[String],
 ) -> Result<(usize, usize, Vec<Transition>), StoreError> {
+    // Each event as stored: stamped with its delivery.
+    let events: Vec<SpanEvent> =
+        events.iter().map(|event| SpanEvent { delivery_id: delivery_id.to_string(), ..event.clone() }).collect();
     for (seq, event) in events.iter().enumerate() {
-        let mut event = event.clone();
-        event.delivery_id = delivery_id.to_string();
         sqlx::query(
             "INSERT INTO span_events (span_key, delivery_id, seq, event) VALUES ($1, $2, $3, $4)
              ON CONFLICT (span_key, delivery_id, seq) DO NOTHING",
@@ -302,7 +303,7 @@ async fn apply_events(
     }
 
     let mut touched: Vec<String> = Vec::new();
-    for event in events {
+    for event in &events {
         if !touched.contains(&event.key) {
             touched.push(event.key.clone());
         }
@@ -314,9 +315,13 @@ async fn apply_events(
     let mut steps = Vec::with_capacity(touched.len());
     let mut materialized = Vec::with_capacity(touched.len());
     for key in &touched {
-        let before = load_previous(conn, key).await?;
+        let (before, folding) = match load_previous(conn, key).await? {
+            Some((before, folding)) => (Some(before), folding),
+            None => (None, None),
+        };
+        let new: Vec<&SpanEvent> = events.iter().filter(|event| &event.key == key).collect();
         // A key whose events are all tentative has no span (yet): leave it out.
-        let Some(refolded) = refold(conn, key, before.as_ref()).await? else { continue };
+        let Some(refolded) = refold(conn, key, before.as_ref(), folding, &new).await? else { continue };
         let settled = &refolded.settled;
         materialized.push(key.clone());
         if settled.parent_refs_changed {
@@ -393,34 +398,38 @@ async fn apply_events(
     Ok((touched.len(), queued, transitions))
 }
 
-async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Stored>, StoreError> {
+/// What `key`'s row says, and its fold in progress when it has one.
+async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<(Stored, Option<String>)>, StoreError> {
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
                 CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
-                kind, repo, environment, revision, first_commit_ns
+                kind, repo, environment, revision, first_commit_ns, folding
          FROM spans WHERE key = $1",
     )
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(match row {
-        Some(row) => Some(Stored {
-            state: row.try_get(0)?,
-            end_ns: row.try_get(1)?,
-            outcome: row.try_get(2)?,
-            trace_refs: row.try_get(3)?,
-            parent_refs: row.try_get(4)?,
-            link_refs: row.try_get(5)?,
-            group_id: row.try_get(6)?,
-            start_ns: row.try_get(7)?,
-            reviewed_ns: row.try_get(8)?,
-            rework: row.try_get::<i64, _>(9)? == 1,
-            kind: row.try_get(10)?,
-            repo: row.try_get(11)?,
-            environment: row.try_get(12)?,
-            revision: row.try_get(13)?,
-            first_commit_ns: row.try_get(14)?,
-        }),
+        Some(row) => Some((
+            Stored {
+                state: row.try_get(0)?,
+                end_ns: row.try_get(1)?,
+                outcome: row.try_get(2)?,
+                trace_refs: row.try_get(3)?,
+                parent_refs: row.try_get(4)?,
+                link_refs: row.try_get(5)?,
+                group_id: row.try_get(6)?,
+                start_ns: row.try_get(7)?,
+                reviewed_ns: row.try_get(8)?,
+                rework: row.try_get::<i64, _>(9)? == 1,
+                kind: row.try_get(10)?,
+                repo: row.try_get(11)?,
+                environment: row.try_get(12)?,
+                revision: row.try_get(13)?,
+                first_commit_ns: row.try_get(14)?,
+            },
+            row.try_get(15)?,
+        )),
         None => None,
     })
 }
@@ -437,22 +446,27 @@ struct Refolded {
     waiting_links: Vec<String>,
 }
 
-/// Folds all events of `key` into its row and refreshes what it answers to
-/// and where it looks for its parent, when those changed.
-async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Stored>) -> Result<Option<Refolded>, StoreError> {
-    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        let text: String = row.try_get(0)?;
-        events.push(
-            serde_json::from_str::<SpanEvent>(&text)
-                .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
-        );
-    }
-    if events.iter().all(|event| event.tentative) {
+/// Folds `key`'s events into its row and refreshes what it answers to and
+/// where it looks for its parent, when those changed. `new` are this
+/// delivery's events of `key`: when they all sort after the events already
+/// in its stored fold (`folding`), they are added to it; else every stored
+/// event of the span is read and folded again.
+async fn refold(
+    conn: &mut AnyConnection,
+    key: &str,
+    before: Option<&Stored>,
+    folding: Option<String>,
+    new: &[&SpanEvent],
+) -> Result<Option<Refolded>, StoreError> {
+    let grown = folding.and_then(|text| serde_json::from_str::<Folding>(&text).ok()).and_then(|f| added(f, new));
+    let folding = match grown {
+        Some(folding) => folding,
+        None => refold_all(conn, key).await?,
+    };
+    if !folding.is_firm() {
         return Ok(None);
     }
-    let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
+    let span = folding.span();
     let name = valuestream_core::export::name(&span.kind, &span.name, &span.attributes);
     let settled = settle(before, &span);
     let columns = &settled.columns;
@@ -462,16 +476,16 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Stored>) ->
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
-                            link_refs, environment, group_id, revision, reviewed_ns)
+                            link_refs, environment, group_id, revision, reviewed_ns, folding)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17,
-                 $18, $19, $20)
+                 $18, $19, $20, $21)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
             trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
             environment = excluded.environment, group_id = excluded.group_id, revision = excluded.revision,
-            reviewed_ns = excluded.reviewed_ns",
+            reviewed_ns = excluded.reviewed_ns, folding = excluded.folding",
     )
     .bind(key)
     .bind(&span.source)
@@ -493,6 +507,7 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Stored>) ->
     .bind(settled.group_id)
     .bind(columns.revision.clone())
     .bind(columns.reviewed_ns)
+    .bind(serde_json::to_string(&folding).expect("a fold serializes"))
     .execute(&mut *conn)
     .await?;
     if span.kind == kind::PULL_REQUEST {
@@ -575,6 +590,28 @@ async fn refold(conn: &mut AnyConnection, key: &str, before: Option<&Stored>) ->
     }
     let step = step(before, &span);
     Ok(Some(Refolded { settled, step, waiting, waiting_links }))
+}
+
+/// `folding` with `new` added in order; `None` when one of them sorts before
+/// an event already in it.
+fn added(mut folding: Folding, new: &[&SpanEvent]) -> Option<Folding> {
+    let mut new = new.to_vec();
+    new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    new.iter().all(|event| folding.push(event)).then_some(folding)
+}
+
+/// Reads and folds every stored event of `key`.
+async fn refold_all(conn: &mut AnyConnection, key: &str) -> Result<Folding, StoreError> {
+    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text: String = row.try_get(0)?;
+        events.push(
+            serde_json::from_str::<SpanEvent>(&text)
+                .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
+        );
+    }
+    Folding::of(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))
 }
 
 async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) -> Result<(), StoreError> {
