@@ -54,7 +54,7 @@ async fn run(events: usize) {
     println!("one span, {events} deliveries of {} bytes each, one per transaction", PAYLOAD.len());
     for mark in marks {
         // The median of the deliveries around the mark (up to 21 of them).
-        let from = mark.saturating_sub(11).max(0);
+        let from = mark.saturating_sub(11);
         let to = (mark + 10).min(events);
         let mut around: Vec<Duration> = times[from..to].to_vec();
         around.sort();
