@@ -255,6 +255,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     millis.map(Duration::from_millis).ok_or_else(|| "too long".to_string())
 }
 
+/// The longest age `--expire-open-after` takes: 100 years (36,500 days).
+const MAX_AGE: Duration = Duration::from_secs(36_500 * 86_400);
+
 /// The forms an age (`--expire-open-after`) takes, for error messages.
 const AGE_FORMS: &str = "use a whole number of days, hours, minutes, seconds or milliseconds \
      (90d, 12h, 30m, 45s, 500ms; a bare number is seconds), or off";
@@ -278,9 +281,9 @@ pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
     if age.is_zero() {
         return Err(format!("{text:?} is no age at all (every open span would expire at once): {AGE_FORMS}"));
     }
-    // Beyond this the store's nanosecond times cannot add it to a start.
-    if age.as_nanos() > i64::MAX as u128 {
-        return Err(format!("{text:?} is longer than the store can count: {AGE_FORMS}"));
+    // A start plus the age must stay within the store's nanosecond times.
+    if age > MAX_AGE {
+        return Err(format!("{text:?} is longer than 100 years: {AGE_FORMS}"));
     }
     Ok(Some(age))
 }

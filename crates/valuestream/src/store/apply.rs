@@ -6,6 +6,7 @@ use super::changes;
 use super::columns::{
     MetricColumns, PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times,
 };
+use super::expiry::ExpiryRule;
 use super::outbox;
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
@@ -16,10 +17,10 @@ use valuestream_core::ids;
 use valuestream_core::sources::Parsed;
 use valuestream_core::span::{SpanEvent, SpanState, fold};
 use valuestream_core::time::Timestamp;
-use valuestream_core::vocab::{attr, kind, outcome};
+use valuestream_core::vocab::{attr, kind, outcome, state};
 
 /// The PostgreSQL advisory lock that serializes writers across replicas ("VSWRITER").
-const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
+pub(super) const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
 
 /// How far up a parent chain we walk before calling it a cycle.
 const MAX_DEPTH: usize = 64;
@@ -97,7 +98,8 @@ impl Store {
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {
-            let (ack, queued) = apply_one(&mut tx, item, export, &self.production).await?;
+            let expiry = ExpiryRule { age: self.expire_open_after, now: item.received_at };
+            let (ack, queued) = apply_one(&mut tx, item, export, &self.production, expiry).await?;
             acks.push(ack);
             exported += queued;
         }
@@ -223,6 +225,7 @@ async fn apply_one(
     item: &Applicable,
     export: bool,
     production: &[String],
+    expiry: ExpiryRule,
 ) -> Result<(Ack, usize), StoreError> {
     let (status, reason) = match &item.parsed {
         Parsed::Pong => (AckStatus::Pong, None),
@@ -256,7 +259,9 @@ async fn apply_one(
         return Ok((ack, 0));
     }
     let (spans, queued, transitions) = match &item.parsed {
-        Parsed::Spans(events) => apply_events(conn, &item.id, item.received_at, events, export, production).await?,
+        Parsed::Spans(events) => {
+            apply_events(conn, &item.id, item.received_at, events, export, production, expiry).await?
+        }
         Parsed::Push(push) if !push.default_branch => {
             record_branch_push(conn, &item.source, push).await?;
             (0, 0, Vec::new())
@@ -289,6 +294,8 @@ struct Previous {
     reviewed_ns: Option<i64>,
     first_commit_ns: Option<i64>,
     rework: bool,
+    /// The end it was given when it expired (`state` `expired`).
+    expired_ns: Option<i64>,
 }
 
 /// Records `events` and brings every affected span up to date. Returns the
@@ -305,6 +312,7 @@ async fn apply_events(
     events: &[SpanEvent],
     export: bool,
     production: &[String],
+    expiry: ExpiryRule,
 ) -> Result<(usize, usize, Vec<Transition>), StoreError> {
     for (seq, event) in events.iter().enumerate() {
         let mut event = event.clone();
@@ -336,7 +344,7 @@ async fn apply_events(
     for key in &touched {
         let before = load_previous(conn, key).await?;
         // A key whose events are all tentative has no span (yet): leave it out.
-        let Some(refolded) = refold(conn, key, before.as_ref()).await? else { continue };
+        let Some(refolded) = refold(conn, key, before.as_ref(), expiry).await? else { continue };
         materialized.push(key.clone());
         if before.is_none() || refolded.parent_refs_changed {
             to_resolve.insert(key.clone());
@@ -384,12 +392,22 @@ async fn apply_events(
     let touched = materialized;
     for (key, previous) in touched.iter().zip(previous) {
         let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
-        let was_closed = previous.as_ref().is_some_and(|p| p.state == "closed");
-        if span.state != "closed" {
+        let was_closed = previous.as_ref().is_some_and(|p| p.state == state::CLOSED);
+        let was_expired = previous.as_ref().is_some_and(|p| p.state == state::EXPIRED);
+        if span.state != state::CLOSED {
             if previous.is_none() || was_closed {
                 transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
             }
-            if export && was_closed {
+            if span.state == state::EXPIRED {
+                // Expired in this very delivery (it arrived, or reopened,
+                // older than the age): exported as expired, once; no end and
+                // no duration are counted. Still expired with the same end:
+                // nothing new for the backend.
+                let same = was_expired && previous.as_ref().and_then(|p| p.expired_ns) == span.end.map(|e| e.nanos());
+                if export && enqueue_export(conn, &span, !same, received_at).await? {
+                    queued += 1;
+                }
+            } else if export && (was_closed || was_expired) {
                 // Reopened: an end still settling in the outbox is not its end any more.
                 outbox::withdraw(conn, key).await?;
             }
@@ -417,7 +435,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
                 CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
-                kind, repo, environment, revision, first_commit_ns
+                kind, repo, environment, revision, first_commit_ns, expired_ns
          FROM spans WHERE key = $1",
     )
     .bind(key)
@@ -440,6 +458,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Pre
             environment: row.try_get(12)?,
             revision: row.try_get(13)?,
             first_commit_ns: row.try_get(14)?,
+            expired_ns: row.try_get(15)?,
         }),
         None => None,
     })
@@ -460,11 +479,13 @@ struct Refolded {
 }
 
 /// Folds all events of `key` into its row and refreshes what it answers to
-/// and where it looks for its parent, when those changed.
+/// and where it looks for its parent, when those changed. An open span older
+/// than the age is stored expired ([`ExpiryRule`]).
 async fn refold(
     conn: &mut AnyConnection,
     key: &str,
     before: Option<&Previous>,
+    expiry: ExpiryRule,
 ) -> Result<Option<Refolded>, StoreError> {
     let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
     let mut events = Vec::with_capacity(rows.len());
@@ -492,22 +513,24 @@ async fn refold(
         &span.attributes,
     );
     let group_id = columns.group.id();
+    let expired_at = expiry.expired_at(&span, before.and_then(|b| b.expired_ns));
+    let stored_state = if expired_at.is_some() { state::EXPIRED } else { span.state.as_str() };
     if before.is_none_or(|b| b.group_id != Some(group_id)) {
         ensure_group(conn, &columns.group).await?;
     }
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
-                            link_refs, environment, group_id, revision, reviewed_ns)
+                            link_refs, environment, group_id, revision, reviewed_ns, expired_ns)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17,
-                 $18, $19, $20)
+                 $18, $19, $20, $21)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
             trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
             environment = excluded.environment, group_id = excluded.group_id, revision = excluded.revision,
-            reviewed_ns = excluded.reviewed_ns",
+            reviewed_ns = excluded.reviewed_ns, expired_ns = excluded.expired_ns",
     )
     .bind(key)
     .bind(&span.source)
@@ -517,7 +540,7 @@ async fn refold(
     .bind(span.project.clone())
     .bind(span.start.nanos())
     .bind(span.end.map(|e| e.nanos()))
-    .bind(span.state.as_str())
+    .bind(stored_state)
     .bind(span.outcome.clone())
     .bind(ids::trace_id(key))
     .bind(ids::span_id(key))
@@ -529,6 +552,7 @@ async fn refold(
     .bind(group_id)
     .bind(columns.revision.clone())
     .bind(columns.reviewed_ns)
+    .bind(expired_at.map(|e| e.nanos()))
     .execute(&mut *conn)
     .await?;
     if span.kind == kind::PULL_REQUEST {
@@ -1000,7 +1024,7 @@ async fn kind_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, 
 /// just ended (or its end or outcome moved) or when an earlier version of it
 /// still waits in the outbox; returns whether a row was written.
 /// [`outbox::queue`] decides between a new row, a refreshed one and none.
-async fn enqueue_export(
+pub(super) async fn enqueue_export(
     conn: &mut AnyConnection,
     span: &ApiSpan,
     ended_now: bool,
