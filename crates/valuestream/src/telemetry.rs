@@ -4,7 +4,7 @@
 //!
 //! Every label value passes through a bounding function here, so no sha, run
 //! id, branch or person ever becomes a label. Counters and histograms live in
-//! process memory; the gauges (open spans, export queue) are read from the
+//! process memory; the gauges (open and expired spans, export queue) are read from the
 //! store at scrape time and handed to [`Telemetry::render`].
 
 use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
