@@ -313,3 +313,55 @@ async fn a_restart_with_another_age_or_none_moves_the_expiry_with_it() {
     assert_eq!(span(&app, OLD_ISSUE_KEY).await["state"], "expired");
     app.stop().await;
 }
+
+/// A backlog (expiry switched on over a history of lost spans) is swept 200
+/// spans per transaction, so deliveries commit between the steps; each step
+/// changes whole spans, their outbox rows with them.
+#[tokio::test]
+async fn a_backlog_is_swept_in_steps_of_whole_spans() {
+    use valuestream::ingest::prepare;
+    use valuestream::store::{Store, Swept};
+    use valuestream_core::delivery::Delivery;
+    use valuestream_core::sources::{self, SourceOptions};
+
+    let dir = TempDir::new();
+    let store = Store::open(&format!("sqlite://{}", dir.0.join("vs.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let github = sources::by_name("github").unwrap();
+    let lost: Vec<_> = (0..450u64)
+        .map(|n| {
+            let mut body = old_issue();
+            body["issue"]["number"] = json!(1_000 + n);
+            let headers = vec![
+                ("x-github-event".to_string(), "issues".to_string()),
+                ("x-github-delivery".to_string(), format!("b-{n}")),
+            ];
+            let delivery = Delivery::new("github", headers, serde_json::to_vec(&body).unwrap(), this_second());
+            prepare(github, delivery, &SourceOptions::default()).unwrap()
+        })
+        .collect();
+    for group in lost.chunks(256) {
+        store.apply_batch(group, true).await.unwrap();
+    }
+    assert_eq!(store.open_span_counts().await.unwrap(), vec![("github".into(), "issue".into(), 450)]);
+
+    let expiring = store.clone().with_expire_open_after(Some(AGE));
+    let now = this_second();
+    let step = |expired, more| Swept { expired, queued: expired, more, ..Swept::default() };
+    assert_eq!(expiring.sweep_expired(now, false, true).await.unwrap(), step(200, true));
+    assert_eq!(expiring.outbox_len().await.unwrap(), 200, "each expired span is queued with it");
+    assert_eq!(expiring.sweep_expired(now, false, true).await.unwrap(), step(200, true));
+    assert_eq!(expiring.sweep_expired(now, false, true).await.unwrap(), step(50, false));
+    assert_eq!(expiring.sweep_expired(now, false, true).await.unwrap(), step(0, false), "nothing left");
+    assert_eq!(store.expired_span_counts().await.unwrap(), vec![("github".into(), "issue".into(), 450)]);
+    assert_eq!(store.open_span_counts().await.unwrap(), vec![]);
+
+    // Served without an age, the first sweep opens them again, as many steps as it takes.
+    let reopen = |reopened, more| Swept { reopened, more, ..Swept::default() };
+    assert_eq!(store.sweep_expired(now, true, true).await.unwrap(), reopen(200, true));
+    assert_eq!(store.sweep_expired(now, true, true).await.unwrap(), reopen(200, true));
+    assert_eq!(store.sweep_expired(now, true, true).await.unwrap(), reopen(50, false));
+    assert_eq!(store.outbox_len().await.unwrap(), 0, "no expired end waits for export any more");
+    assert_eq!(store.open_span_counts().await.unwrap(), vec![("github".into(), "issue".into(), 450)]);
+    store.close().await;
+}
