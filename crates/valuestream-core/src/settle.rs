@@ -7,7 +7,7 @@
 
 use crate::span::{Attributes, Span, SpanState};
 use crate::time::Timestamp;
-use crate::vocab::{HOTFIX_LABEL, attr, is_revert, kind, outcome};
+use crate::vocab::{HOTFIX_LABEL, attr, is_revert, kind, outcome, state};
 use sha2::{Digest, Sha256};
 
 /// The values a summary can group by, in the order the summary lists them.
@@ -130,6 +130,8 @@ pub struct Stored {
     pub reviewed_ns: Option<i64>,
     pub first_commit_ns: Option<i64>,
     pub rework: bool,
+    /// The end it was given when it expired (`state` `expired`).
+    pub expired_ns: Option<i64>,
 }
 
 impl Stored {
@@ -257,6 +259,13 @@ pub enum Step {
     Opened { reopened: bool },
     /// Open before and still open.
     StillOpen,
+    /// It had expired and is open again (an expiry age no longer reached): the
+    /// expired version waiting to be exported is withdrawn.
+    Unexpired,
+    /// Open and past the expiry age (`--expire-open-after`): exported as
+    /// expired once. `started`: it was new or had ended (a start to count);
+    /// `changed`: it was not expired before with the same end.
+    Expired { started: bool, changed: bool },
     /// It ended now, or its end time or outcome moved: count it, export it.
     Ended,
     /// Ended before with the same end and outcome: only a version still
@@ -264,14 +273,21 @@ pub enum Step {
     StillEnded,
 }
 
-/// The step `span` took from what its row said (`before`).
-pub fn step(before: Option<&Stored>, span: &Span) -> Step {
-    let was_closed = before.is_some_and(|b| b.state == SpanState::Closed.as_str());
+/// The step `span` took from what its row said (`before`); `expired_ns` is
+/// the end it is stored expired with now, if it is.
+pub fn step(before: Option<&Stored>, span: &Span, expired_ns: Option<i64>) -> Step {
+    let was = |state: &str| before.is_some_and(|b| b.state == state);
+    let (was_closed, was_expired) = (was(state::CLOSED), was(state::EXPIRED));
     if span.state != SpanState::Closed {
-        return match before {
-            None => Step::Opened { reopened: false },
-            Some(_) if was_closed => Step::Opened { reopened: true },
-            Some(_) => Step::StillOpen,
+        return match (before, expired_ns) {
+            (_, Some(end)) => Step::Expired {
+                started: before.is_none() || was_closed,
+                changed: !(was_expired && before.and_then(|b| b.expired_ns) == Some(end)),
+            },
+            (None, None) => Step::Opened { reopened: false },
+            (Some(_), None) if was_closed => Step::Opened { reopened: true },
+            (Some(_), None) if was_expired => Step::Unexpired,
+            (Some(_), None) => Step::StillOpen,
         };
     }
     let same_end = before.is_some_and(|b| {
@@ -327,6 +343,7 @@ mod tests {
             reviewed_ns: settled.columns.reviewed_ns,
             first_commit_ns: None,
             rework: settled.columns.rework,
+            expired_ns: None,
         }
     }
 
@@ -336,7 +353,7 @@ mod tests {
         let closed = span(kind::ISSUE, Some(20), Some("completed"));
         let check = |before: Option<&Span>, now: &Span, expected: Step| {
             let before = before.map(stored);
-            assert_eq!(step(before.as_ref(), now), expected, "{before:?} → {now:?}");
+            assert_eq!(step(before.as_ref(), now, None), expected, "{before:?} → {now:?}");
         };
         check(None, &open, Step::Opened { reopened: false });
         check(Some(&open), &open, Step::StillOpen);
@@ -346,6 +363,24 @@ mod tests {
         check(Some(&closed), &span(kind::ISSUE, Some(30), Some("completed")), Step::Ended);
         check(Some(&closed), &span(kind::ISSUE, Some(20), Some("not_planned")), Step::Ended);
         check(Some(&closed), &open, Step::Opened { reopened: true });
+
+        // Expiry (`--expire-open-after`): the end it is stored expired with.
+        let expired = |before: Option<Stored>, now: &Span, at: Option<i64>| step(before.as_ref(), now, at);
+        let was_expired = Stored { state: state::EXPIRED.into(), expired_ns: Some(99), ..stored(&open) };
+        assert_eq!(expired(None, &open, Some(99)), Step::Expired { started: true, changed: true });
+        assert_eq!(expired(Some(stored(&open)), &open, Some(99)), Step::Expired { started: false, changed: true });
+        assert_eq!(
+            expired(Some(was_expired.clone()), &open, Some(99)),
+            Step::Expired { started: false, changed: false }
+        );
+        assert_eq!(
+            expired(Some(was_expired.clone()), &open, Some(77)),
+            Step::Expired { started: false, changed: true }
+        );
+        assert_eq!(expired(Some(was_expired.clone()), &open, None), Step::Unexpired);
+        assert_eq!(expired(Some(stored(&closed)), &open, Some(99)), Step::Expired { started: true, changed: true });
+        // A close closes an expired span as any open one.
+        assert_eq!(expired(Some(was_expired), &closed, None), Step::Ended);
     }
 
     #[test]

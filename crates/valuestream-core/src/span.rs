@@ -309,6 +309,17 @@ impl Folding {
     }
 }
 
+/// When an open span started at `start` is given up for lost under `age`
+/// (`--expire-open-after`: its close webhook was missed; quality.md,
+/// "retention"): at `start + age`, once `now` has reached it. That is also
+/// the end it is shown with. It depends only on the start and the age, never
+/// on when the store noticed, so a late sweep changes nothing anyone sees.
+pub fn expires_at(start: Timestamp, age: std::time::Duration, now: Timestamp) -> Option<Timestamp> {
+    let age = i64::try_from(age.as_nanos()).ok()?;
+    let at = Timestamp(start.nanos().checked_add(age)?);
+    (at <= now).then_some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +433,17 @@ mod tests {
             proptest::prop_assert_eq!(growing.is_firm(), events.iter().any(|e| !e.tentative));
             proptest::prop_assert_eq!(fold(&sorted), Some(whole.span()));
         }
+    }
+
+    #[test]
+    fn an_open_span_expires_at_its_start_plus_the_age_whenever_that_is_noticed() {
+        let age = std::time::Duration::from_secs(90 * 86_400);
+        let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        let due = Timestamp::parse_rfc3339("2026-04-01T00:00:00Z").unwrap();
+        assert_eq!(expires_at(start, age, Timestamp(due.nanos() - 1)), None, "younger than the age");
+        assert_eq!(expires_at(start, age, due), Some(due), "exactly the age");
+        let a_week_late = Timestamp(due.nanos() + 7 * 86_400 * 1_000_000_000);
+        assert_eq!(expires_at(start, age, a_week_late), Some(due), "the end does not depend on when");
+        assert_eq!(expires_at(start, std::time::Duration::MAX, a_week_late), None, "an age past the end of time");
     }
 }

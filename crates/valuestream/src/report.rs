@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use std::fmt::Write;
 use valuestream_core::time::Timestamp;
 
-/// Why `report` stopped before reading anything: a usage error (exit 2).
+/// Bad usage (exit 2): a value a flag, variable or key cannot take, found
+/// before anything is read or served (`report`'s window, `serve`'s age).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);

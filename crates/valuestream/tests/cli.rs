@@ -79,6 +79,8 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "VS_MAX_INFLIGHT_BYTES",
         "--export-delay",
         "VS_EXPORT_DELAY",
+        "--expire-open-after",
+        "VS_EXPIRE_OPEN_AFTER",
         "--config",
         "VS_CONFIG",
         "VS_GITHUB_SECRET",
@@ -113,6 +115,42 @@ fn bad_usage_exits_2_and_failures_exit_1_with_one_line() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--export-delay") && stderr.trim().lines().count() == 1, "{stderr}");
+}
+
+#[test]
+fn a_bad_expire_open_after_is_bad_usage_naming_the_accepted_forms() {
+    let dir = TempDir::new("expire");
+    let database = dir.database();
+    let serve = ["serve", "--addr", "127.0.0.1:0", "--database", &database];
+    for (flag, env) in [(Some("soon"), None), (None, Some("1.5d")), (Some("0d"), None)] {
+        let mut command = valuestream();
+        command.args(serve).stdout(Stdio::null()).stderr(Stdio::piped());
+        if let Some(value) = flag {
+            command.args(["--expire-open-after", value]);
+        }
+        if let Some(value) = env {
+            command.env("VS_EXPIRE_OPEN_AFTER", value);
+        }
+        let mut child = command.spawn().unwrap();
+        let began = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if began.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("serve {flag:?} / {env:?} started instead of refusing the value");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{flag:?} / {env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        for named in ["--expire-open-after", "VS_EXPIRE_OPEN_AFTER", "90d", "12h", "off"] {
+            assert!(stderr.contains(named), "{flag:?} / {env:?}: the line names {named}: {stderr}");
+        }
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use super::changes;
 use super::columns::{PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times};
+use super::expiry::ExpiryRule;
 use super::outbox;
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
@@ -15,10 +16,10 @@ use valuestream_core::settle::{Settled, Step, Stored, pull_request_times, settle
 use valuestream_core::sources::Parsed;
 use valuestream_core::span::{Folding, SpanEvent, SpanState};
 use valuestream_core::time::Timestamp;
-use valuestream_core::vocab::{attr, kind, outcome};
+use valuestream_core::vocab::{attr, kind, outcome, state};
 
 /// The PostgreSQL advisory lock that serializes writers across replicas ("VSWRITER").
-const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
+pub(super) const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
 
 /// How far up a parent chain we walk before calling it a cycle.
 const MAX_DEPTH: usize = 64;
@@ -96,7 +97,8 @@ impl Store {
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {
-            let (ack, queued) = apply_one(&mut tx, item, export, &self.production).await?;
+            let expiry = ExpiryRule { age: self.expire_open_after, now: item.received_at };
+            let (ack, queued) = apply_one(&mut tx, item, export, &self.production, expiry).await?;
             acks.push(ack);
             exported += queued;
         }
@@ -222,6 +224,7 @@ async fn apply_one(
     item: &Applicable,
     export: bool,
     production: &[String],
+    expiry: ExpiryRule,
 ) -> Result<(Ack, usize), StoreError> {
     let (status, reason) = match &item.parsed {
         Parsed::Pong => (AckStatus::Pong, None),
@@ -255,7 +258,9 @@ async fn apply_one(
         return Ok((ack, 0));
     }
     let (spans, queued, transitions) = match &item.parsed {
-        Parsed::Spans(events) => apply_events(conn, &item.id, item.received_at, events, export, production).await?,
+        Parsed::Spans(events) => {
+            apply_events(conn, &item.id, item.received_at, events, export, production, expiry).await?
+        }
         Parsed::Push(push) if !push.default_branch => {
             record_branch_push(conn, &item.source, push).await?;
             (0, 0, Vec::new())
@@ -285,6 +290,7 @@ async fn apply_events(
     events: &[SpanEvent],
     export: bool,
     production: &[String],
+    expiry: ExpiryRule,
 ) -> Result<(usize, usize, Vec<Transition>), StoreError> {
     // Each event as stored: stamped with its delivery.
     let events: Vec<SpanEvent> =
@@ -321,7 +327,7 @@ async fn apply_events(
         };
         let new: Vec<&SpanEvent> = events.iter().filter(|event| &event.key == key).collect();
         // A key whose events are all tentative has no span (yet): leave it out.
-        let Some(refolded) = refold(conn, key, before.as_ref(), folding, &new).await? else { continue };
+        let Some(refolded) = refold(conn, key, before.as_ref(), folding, &new, expiry).await? else { continue };
         let settled = &refolded.settled;
         materialized.push(key.clone());
         if settled.parent_refs_changed {
@@ -372,6 +378,23 @@ async fn apply_events(
         let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
         let ended_now = match step {
             Step::StillOpen => continue,
+            Step::Unexpired => {
+                if export {
+                    // The expired version still settling in the outbox is not its end any more.
+                    outbox::withdraw(conn, key).await?;
+                }
+                continue;
+            }
+            Step::Expired { started, changed } => {
+                if started {
+                    transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
+                }
+                // Exported as expired, once; no end and no duration are counted.
+                if export && enqueue_export(conn, &span, changed, received_at).await? {
+                    queued += 1;
+                }
+                continue;
+            }
             Step::Opened { reopened } => {
                 transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
                 if export && reopened {
@@ -403,7 +426,7 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<(St
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
                 CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
-                kind, repo, environment, revision, first_commit_ns, folding
+                kind, repo, environment, revision, first_commit_ns, expired_ns, folding
          FROM spans WHERE key = $1",
     )
     .bind(key)
@@ -427,8 +450,9 @@ async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<(St
                 environment: row.try_get(12)?,
                 revision: row.try_get(13)?,
                 first_commit_ns: row.try_get(14)?,
+                expired_ns: row.try_get(15)?,
             },
-            row.try_get(15)?,
+            row.try_get(16)?,
         )),
         None => None,
     })
@@ -450,13 +474,15 @@ struct Refolded {
 /// where it looks for its parent, when those changed. `new` are this
 /// delivery's events of `key`: when they all sort after the events already
 /// in its stored fold (`folding`), they are added to it; else every stored
-/// event of the span is read and folded again.
+/// event of the span is read and folded again. An open span older than the
+/// age is stored expired ([`ExpiryRule`]).
 async fn refold(
     conn: &mut AnyConnection,
     key: &str,
     before: Option<&Stored>,
     folding: Option<String>,
     new: &[&SpanEvent],
+    expiry: ExpiryRule,
 ) -> Result<Option<Refolded>, StoreError> {
     let grown = folding.and_then(|text| serde_json::from_str::<Folding>(&text).ok()).and_then(|f| added(f, new));
     let folding = match grown {
@@ -470,22 +496,24 @@ async fn refold(
     let name = valuestream_core::export::name(&span.kind, &span.name, &span.attributes);
     let settled = settle(before, &span);
     let columns = &settled.columns;
+    let expired_at = expiry.expired_at(&span, before.and_then(|b| b.expired_ns));
+    let stored_state = if expired_at.is_some() { state::EXPIRED } else { span.state.as_str() };
     if settled.new_group {
         ensure_group(conn, &columns.group).await?;
     }
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
-                            link_refs, environment, group_id, revision, reviewed_ns, folding)
+                            link_refs, environment, group_id, revision, reviewed_ns, expired_ns, folding)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17,
-                 $18, $19, $20, $21)
+                 $18, $19, $20, $21, $22)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
             trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
             environment = excluded.environment, group_id = excluded.group_id, revision = excluded.revision,
-            reviewed_ns = excluded.reviewed_ns, folding = excluded.folding",
+            reviewed_ns = excluded.reviewed_ns, expired_ns = excluded.expired_ns, folding = excluded.folding",
     )
     .bind(key)
     .bind(&span.source)
@@ -495,7 +523,7 @@ async fn refold(
     .bind(span.project.clone())
     .bind(span.start.nanos())
     .bind(span.end.map(|e| e.nanos()))
-    .bind(span.state.as_str())
+    .bind(stored_state)
     .bind(span.outcome.clone())
     .bind(ids::trace_id(key))
     .bind(ids::span_id(key))
@@ -507,6 +535,7 @@ async fn refold(
     .bind(settled.group_id)
     .bind(columns.revision.clone())
     .bind(columns.reviewed_ns)
+    .bind(expired_at.map(|e| e.nanos()))
     .bind(serde_json::to_string(&folding).expect("a fold serializes"))
     .execute(&mut *conn)
     .await?;
@@ -588,7 +617,7 @@ async fn refold(
             insert.execute(&mut *conn).await?;
         }
     }
-    let step = step(before, &span);
+    let step = step(before, &span, expired_at.map(|e| e.nanos()));
     Ok(Some(Refolded { settled, step, waiting, waiting_links }))
 }
 
@@ -937,7 +966,7 @@ async fn kind_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, 
 /// just ended (or its end or outcome moved) or when an earlier version of it
 /// still waits in the outbox; returns whether a row was written.
 /// [`outbox::queue`] decides between a new row, a refreshed one and none.
-async fn enqueue_export(
+pub(super) async fn enqueue_export(
     conn: &mut AnyConnection,
     span: &ApiSpan,
     ended_now: bool,
