@@ -61,12 +61,21 @@ async fn run(events: usize) {
         let median = around[around.len() / 2];
         println!("  event {mark:>6}: median {:>8.3} ms per delivery", median.as_secs_f64() * 1e3);
     }
-    let size: u64 = std::fs::read_dir(&dir)
-        .expect("the folder")
-        .filter_map(|entry| entry.ok()?.metadata().ok())
-        .map(|metadata| metadata.len())
-        .sum();
-    println!("  store: {:.1} MB ({} bytes per delivery)", size as f64 / 1e6, size / events as u64);
+    // Closing the last connection checkpoints the WAL into the file.
+    store.close().await;
     drop(store);
+    let size = std::fs::metadata(&path).expect("the database file").len();
+    println!("  store: {:.1} MB ({} bytes per delivery)", size as f64 / 1e6, size / events as u64);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("the database opens");
+    for table in ["deliveries", "span_events", "spans"] {
+        let sql = format!("SELECT SUM(pgsize) FROM dbstat WHERE name = '{table}'");
+        let bytes: Option<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut conn).await.unwrap_or(None);
+        if let Some(bytes) = bytes {
+            println!("    {table:<12} {:>8} bytes per delivery", bytes / events as i64);
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -212,7 +212,7 @@ pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions)
         event_type,
         received_at: delivery.received_at,
         headers,
-        body: delivery.body,
+        body: crate::store::compress_body(&delivery.body),
         parsed,
     })
 }

@@ -648,6 +648,7 @@ async fn no_stored_delivery_keeps_a_credential_of_any_source() {
     common(&mut h);
     deliveries.push(("/webhooks/customhttp", h, body));
 
+    let sent: Vec<Vec<u8>> = deliveries.iter().map(|(_, _, body)| body.clone()).collect();
     for (path, headers, body) in deliveries {
         let (status, answer) = app.post(path, &headers, body).await;
         assert_eq!(status, 200, "{path}: {answer}");
@@ -670,6 +671,15 @@ async fn no_stored_delivery_keeps_a_credential_of_any_source() {
                 assert!(!value.contains(leak), "{source} stored {leak} in {name}: {headers:?}");
             }
         }
+    }
+    // Bodies are kept compressed, and come back as they were sent.
+    let bodies: Vec<(Vec<u8>, String)> =
+        sqlx::query_as("SELECT body, body_encoding FROM deliveries").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(bodies.len(), sent.len());
+    for (stored, encoding) in &bodies {
+        assert_eq!(encoding, valuestream::store::BODY_ENCODING);
+        let body = valuestream::store::decode_body(encoding, stored).unwrap();
+        assert!(sent.contains(&body), "a stored body is one that was sent");
     }
     app.stop().await;
 }

@@ -30,8 +30,24 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 fn issue_numbered(number: u64, padding: usize) -> Value {
     let mut body = issue("opened", "open", "2026-11-20T09:00:00Z", None);
     body["issue"]["number"] = json!(number);
-    body["issue"]["body"] = json!("x".repeat(padding));
+    body["issue"]["body"] = json!(noise(number, padding));
     body
+}
+
+/// `len` letters and digits that compress little (bodies are stored
+/// compressed, and these tests fill the disk with them).
+fn noise(seed: u64, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            ALPHABET[(state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 58) as usize] as char
+        })
+        .collect()
 }
 
 /// Bodies of three sizes, so a full disk strikes different statements.

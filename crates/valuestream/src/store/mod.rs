@@ -15,7 +15,7 @@ mod faults;
 mod outbox;
 mod query;
 
-pub use apply::{Ack, AckStatus, Applicable, Transition};
+pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_body, decode_body};
 pub use expiry::Swept;
 pub use outbox::{Due, Sent};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
