@@ -74,7 +74,8 @@ pub(super) async fn load_span(conn: &mut AnyConnection, key: &str) -> Result<Opt
     row.as_ref().map(span_from_row).transpose()
 }
 
-/// Filters of `GET /api/v1/spans`. `since`/`until` bound the span's start.
+/// Filters of `GET /api/v1/spans`. `since`/`until` bound the span's start;
+/// the text filters match whatever the case.
 #[derive(Clone, Debug, Default)]
 pub struct SpanFilter {
     pub source: Option<String>,
@@ -112,18 +113,30 @@ impl Store {
             n += 1;
             n
         };
+        // Names match whatever their case, as GitHub treats them: lower() on
+        // both sides (these columns are filtered while reading spans in start
+        // order, so no index is lost).
         for (column, value) in [
             ("source", &filter.source),
             ("kind", &filter.kind),
             ("repo", &filter.repo),
             ("project", &filter.project),
             ("state", &filter.state),
-            ("key", &filter.key),
         ] {
             if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = ${}", next()));
+                sql.push_str(&format!(" AND lower({column}) = lower(${})", next()));
                 texts.push(value.clone());
             }
+        }
+        // A key through span_refs, which holds every span's key in lowercase
+        // (its primary key finds it), and only a key, not a trace reference.
+        if let Some(key) = &filter.key {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(
+                " AND key IN (SELECT span_key FROM span_refs WHERE ref = ${a}) AND lower(key) = ${b}"
+            ));
+            texts.push(key.to_ascii_lowercase());
+            texts.push(key.to_ascii_lowercase());
         }
         let mut numbers: Vec<(usize, i64)> = Vec::new();
         if let Some(since) = filter.since {
