@@ -1,5 +1,5 @@
 //! Configuration: flag, else environment variable, else the TOML file
-//! (`--config` / `VS_CONFIG`), else the default (contract.md, "Configuration").
+//! (`--config` / `VS_CONFIG`), else the default (docs/configuration.md).
 //! Bad configuration fails at start with a sentence naming what to change.
 
 use crate::cli::{CommonArgs, ServeArgs};
@@ -352,7 +352,7 @@ impl ServeConfig {
         })
     }
 
-    /// contract.md, "Safe by default": beyond loopback (`bound` is where the
+    /// docs/configuration.md, "Safe by default": beyond loopback (`bound` is where the
     /// listener was bound, a host name resolved) every source needs a secret,
     /// unless `--allow-unsigned`. Returns the sources accepted unsigned beyond
     /// loopback, for `serve` to warn about.

@@ -1,4 +1,4 @@
-//! `valuestream event start|end` (contract.md, "Command line"): sends a
+//! `valuestream event start|end` (docs/configuration.md, "event start / event end"): sends a
 //! `customhttp` event to a running ValueStream, as the original's `vscli` did.
 //!
 //! `start` prints the event's id on stdout; `end --id <that id>` (with the

@@ -1,5 +1,5 @@
 //! `valuestream replay`: recorded deliveries, one JSON object per line
-//! (contract.md, "Recorded deliveries"), through the same parse → store path
+//! (docs/configuration.md, "replay"), through the same parse → store path
 //! as the server. Replay trusts its input (no signature checks) and is
 //! idempotent: replaying a file twice changes nothing.
 

@@ -101,7 +101,7 @@ impl Scope {
     }
 }
 
-/// The DORA object of contract.md.
+/// The DORA object of docs/api.md.
 pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<Value, StoreError> {
     let scope = Scope::new(filter);
     let days = window.days();

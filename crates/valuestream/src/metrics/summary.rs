@@ -73,7 +73,7 @@ fn sorted_seconds(mut nanos: Vec<i64>) -> Vec<f64> {
     nanos.into_iter().map(|n| n as f64 / 1e9).collect()
 }
 
-/// The summary object of contract.md for `window`, grouped by `group_by`
+/// The summary object of docs/api.md for `window`, grouped by `group_by`
 /// (names from [`GROUP_KEYS`]).
 ///
 /// One query: for each stored metrics group (`span_groups`: one per distinct

@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
 
-/// A span as the API shows it (contract.md, "JSON shapes").
+/// A span as the API shows it (docs/api.md, "GET /api/v1/spans").
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct ApiSpan {
     pub key: String,
