@@ -135,7 +135,8 @@ fn bad_usage_exits_2_with_one_line_naming_the_mistake_for_every_flag_and_command
     let recording = recording.to_str().unwrap();
     let no_env: &[(&str, &str)] = &[];
     // (arguments, environment, what the line must name)
-    let cases: Vec<(Vec<&str>, &[(&str, &str)], &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["serve", "--no-such-flag"], no_env, "--no-such-flag"),
         (vec!["--no-such-flag"], no_env, "--no-such-flag"),
         (vec!["serve", "--addr", "not-an-address"], no_env, "--addr"),

@@ -109,7 +109,7 @@ async fn summary_and_dora_are_the_same_on_postgres() {
         // Names match whatever their case on both databases.
         format!("/api/v1/summary?{window}&repo=Octo-Org/Hello-World&project=HELLO-WORLD"),
         format!("/api/v1/dora?{window}&repo=OCTO-ORG/hello-world"),
-        format!("/api/v1/spans?repo=Octo-Org/Hello-World&kind=Deploy&source=GitHub"),
+        "/api/v1/spans?repo=Octo-Org/Hello-World&kind=Deploy&source=GitHub".to_string(),
         format!("/api/v1/spans?key={}", PR_KEY.to_uppercase()),
     ] {
         let (a, b) = (sqlite.get(&path).await, postgres.get(&path).await);
