@@ -5,7 +5,6 @@
 //! deliveries, whatever order they arrived in.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Range;
 
 /// One push to a default branch, as recorded.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,6 +13,8 @@ pub struct PushRecord {
     pub after: String,
     /// Nanoseconds.
     pub pushed_at: i64,
+    /// A forced push: it rewrote the branch instead of adding to it.
+    pub forced: bool,
     /// In payload order.
     pub commits: Vec<CommitRecord>,
 }
@@ -48,6 +49,19 @@ pub struct Change {
     /// The pull request it came through, when known.
     pub pull_request: Option<String>,
     pub revert: bool,
+    /// Which line of the branch it belongs to: 0 until the first forced
+    /// push, then one more after each.
+    pub line: usize,
+    /// The line of the forced push that took it off the branch, if one did.
+    pub dropped_in: Option<usize>,
+}
+
+impl Change {
+    /// Whether a deploy of a commit on `line` ships this change: not when a
+    /// forced push on that line or an earlier one took it off the branch.
+    fn on_line(&self, line: usize) -> bool {
+        self.dropped_in.is_none_or(|dropped| dropped > line)
+    }
 }
 
 /// The changes of one repository in the order they reached its default
@@ -56,19 +70,32 @@ pub struct Change {
 /// push's commits in order; then each merged pull request whose merge commit
 /// no push carried, placed by its merge time among the pushes. A sha counts
 /// once. A commit that is a pull request's merge commit belongs to it.
+///
+/// A forced push rewrites the branch, and the commits it took off are no
+/// longer changes for deploys after it. A push payload names no parents, so
+/// which commits it took off is read from what it says: a push back to a
+/// commit already recorded (a reset) takes off every commit after that one;
+/// a push of new commits (an amend, a rebase) takes off as many of the
+/// latest commits as it brings.
 pub fn branch_order(pushes: &[PushRecord], merged: &[MergedPullRequest]) -> Vec<Change> {
     let order = push_order(pushes);
     let by_merge_sha: HashMap<String, &MergedPullRequest> =
         merged.iter().map(|pr| (pr.merge_sha.to_ascii_lowercase(), pr)).collect();
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     // (pushed_at of its push, change) in branch order.
     let mut pushed: Vec<(i64, Change)> = Vec::new();
+    let mut line = 0;
     for push in order {
+        if push.forced {
+            line += 1;
+            rewrite(&mut pushed, &seen, push, line);
+        }
         for commit in &push.commits {
             let sha = commit.sha.to_ascii_lowercase();
-            if !seen.insert(sha.clone()) {
+            if seen.contains_key(&sha) {
                 continue;
             }
+            seen.insert(sha.clone(), pushed.len());
             let pull_request =
                 commit.pull_request.clone().or_else(|| by_merge_sha.get(&sha).map(|pr| pr.number.clone()));
             pushed.push((
@@ -78,67 +105,94 @@ pub fn branch_order(pushes: &[PushRecord], merged: &[MergedPullRequest]) -> Vec<
                     committed_at: commit.committed_at,
                     pull_request,
                     revert: commit.revert,
+                    line,
+                    dropped_in: None,
                 },
             ));
         }
     }
     let mut only_merged: Vec<&MergedPullRequest> =
-        merged.iter().filter(|pr| !seen.contains(&pr.merge_sha.to_ascii_lowercase())).collect();
+        merged.iter().filter(|pr| !seen.contains_key(&pr.merge_sha.to_ascii_lowercase())).collect();
     only_merged.sort_by(|a, b| (a.merged_at, &a.merge_sha).cmp(&(b.merged_at, &b.merge_sha)));
     only_merged.dedup_by(|a, b| a.merge_sha.eq_ignore_ascii_case(&b.merge_sha));
 
-    let mut changes = Vec::with_capacity(pushed.len() + only_merged.len());
+    let mut changes: Vec<Change> = Vec::with_capacity(pushed.len() + only_merged.len());
     let mut waiting = only_merged.into_iter().peekable();
     for (pushed_at, change) in pushed {
         while let Some(pr) = waiting.next_if(|pr| pr.merged_at < pushed_at) {
-            changes.push(merged_change(pr));
+            // On the line of the change before it.
+            let line = changes.last().map_or(0, |c| c.line);
+            changes.push(merged_change(pr, line));
         }
         changes.push(change);
     }
-    changes.extend(waiting.map(merged_change));
+    let line = changes.last().map_or(0, |c| c.line);
+    changes.extend(waiting.map(|pr| merged_change(pr, line)));
     changes
 }
 
-fn merged_change(pr: &MergedPullRequest) -> Change {
+/// Marks the changes forced push `push` (starting `line`) took off the branch.
+fn rewrite(pushed: &mut [(i64, Change)], seen: &HashMap<String, usize>, push: &PushRecord, line: usize) {
+    let on_branch = |c: &Change| c.dropped_in.is_none();
+    let gone: Vec<usize> = match seen.get(&push.after.to_ascii_lowercase()) {
+        // Back to a recorded commit: everything after it.
+        Some(&at) => (at + 1..pushed.len()).filter(|&i| on_branch(&pushed[i].1)).collect(),
+        // New commits: as many of the latest as it brings.
+        None => {
+            let brought = push.commits.iter().filter(|c| !seen.contains_key(&c.sha.to_ascii_lowercase())).count();
+            let mut latest: Vec<usize> = (0..pushed.len()).rev().filter(|&i| on_branch(&pushed[i].1)).collect();
+            latest.truncate(brought);
+            latest
+        }
+    };
+    for i in gone {
+        pushed[i].1.dropped_in = Some(line);
+    }
+}
+
+fn merged_change(pr: &MergedPullRequest, line: usize) -> Change {
     Change {
         sha: pr.merge_sha.clone(),
         committed_at: pr.opened_at,
         pull_request: Some(pr.number.clone()),
         revert: false,
+        line,
+        dropped_in: None,
     }
 }
 
 /// Pushes in branch order: chains from their roots (a push whose `before` no
-/// push reached), earliest root first; at a fork the earliest push; pushes
-/// only reachable through a cycle last, by time.
+/// push reached), earliest root first; at a fork the earliest push not yet
+/// placed (after a reset, the branch goes on from a commit an earlier push
+/// already reached); pushes only reachable through a cycle last, by time.
 fn push_order(pushes: &[PushRecord]) -> Vec<&PushRecord> {
-    let rank = |p: &&PushRecord| (p.pushed_at, p.after.clone());
+    let rank = |i: &usize| (pushes[*i].pushed_at, pushes[*i].after.clone());
     let afters: HashSet<&str> = pushes.iter().map(|p| p.after.as_str()).collect();
-    let mut by_before: HashMap<&str, Vec<&PushRecord>> = HashMap::new();
-    for push in pushes {
-        by_before.entry(push.before.as_str()).or_default().push(push);
+    let mut by_before: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, push) in pushes.iter().enumerate() {
+        by_before.entry(push.before.as_str()).or_default().push(i);
     }
     for next in by_before.values_mut() {
         next.sort_by_key(rank);
     }
-    let mut roots: Vec<&PushRecord> = pushes.iter().filter(|p| !afters.contains(p.before.as_str())).collect();
+    let mut roots: Vec<usize> = (0..pushes.len()).filter(|&i| !afters.contains(pushes[i].before.as_str())).collect();
     roots.sort_by_key(rank);
     let mut order = Vec::with_capacity(pushes.len());
-    let mut placed: HashSet<&str> = HashSet::new();
+    let mut placed = vec![false; pushes.len()];
     for root in roots {
         let mut next = Some(root);
-        while let Some(push) = next {
-            if !placed.insert(push.after.as_str()) {
+        while let Some(i) = next {
+            if placed[i] {
                 break;
             }
-            order.push(push);
-            next = by_before.get(push.after.as_str()).and_then(|v| v.first().copied());
+            placed[i] = true;
+            order.push(&pushes[i]);
+            next = by_before.get(pushes[i].after.as_str()).and_then(|v| v.iter().copied().find(|&j| !placed[j]));
         }
     }
-    let mut rest: Vec<&PushRecord> = pushes.iter().filter(|p| !placed.contains(p.after.as_str())).collect();
+    let mut rest: Vec<usize> = (0..pushes.len()).filter(|&i| !placed[i]).collect();
     rest.sort_by_key(rank);
-    rest.dedup_by(|a, b| a.after == b.after);
-    order.extend(rest);
+    order.extend(rest.into_iter().map(|i| &pushes[i]));
     order
 }
 
@@ -152,14 +206,15 @@ pub struct DeployRecord {
     pub sha: Option<String>,
 }
 
-/// What a successful deploy shipped: a range of the repository's changes in
-/// branch order (possibly empty), or `None` when its sha is not among them
-/// (metrics.md: unmatched; it ships nothing).
-pub type Shipped = Option<Range<usize>>;
+/// What a successful deploy shipped: the positions of its changes in the
+/// repository's branch order (possibly none), or `None` when its sha is not
+/// among them (metrics.md: unmatched; it ships nothing).
+pub type Shipped = Option<Vec<usize>>;
 
 /// The change set of each successful deploy of one repository (metrics.md):
 /// the changes up to and including its sha that no earlier successful deploy
-/// to the same environment shipped. `deploys` are the successful ones, any order.
+/// to the same environment shipped, and that no forced push before its sha
+/// took off the branch. `deploys` are the successful ones, any order.
 pub fn change_sets(changes: &[Change], deploys: &[DeployRecord]) -> BTreeMap<String, Shipped> {
     let position: HashMap<String, usize> =
         changes.iter().enumerate().map(|(i, change)| (change.sha.to_ascii_lowercase(), i)).collect();
@@ -174,8 +229,9 @@ pub fn change_sets(changes: &[Change], deploys: &[DeployRecord]) -> BTreeMap<Str
             let from = shipped_upto.get(deploy.environment.as_str()).copied().unwrap_or(0);
             let upto = shipped_upto.entry(deploy.environment.as_str()).or_insert(0);
             *upto = (*upto).max(at + 1);
-            // A rollback or redeploy (`from > at`) ships an empty range.
-            from.min(at + 1)..at + 1
+            // A rollback or redeploy (`from > at`) ships nothing.
+            let line = changes[at].line;
+            (from..at + 1).filter(|&i| changes[i].on_line(line)).collect()
         });
         sets.insert(deploy.key.clone(), set);
     }
@@ -238,6 +294,18 @@ mod tests {
             before: before.into(),
             after: shas.last().unwrap().to_string(),
             pushed_at: at * H,
+            forced: false,
+            commits: shas.iter().map(|s| commit(s, at)).collect(),
+        }
+    }
+
+    /// A forced push from `before` to `after` bringing `shas`.
+    fn forced(before: &str, after: &str, at: i64, shas: &[&str]) -> PushRecord {
+        PushRecord {
+            before: before.into(),
+            after: after.into(),
+            pushed_at: at * H,
+            forced: true,
             commits: shas.iter().map(|s| commit(s, at)).collect(),
         }
     }
@@ -279,7 +347,7 @@ mod tests {
         let check = |deploys: &[DeployRecord], expected: &[(&str, Option<&[&str]>)]| {
             let sets = change_sets(&changes, deploys);
             for (key, want) in expected {
-                let got = sets[*key].clone().map(|r| shas(&changes[r]).into_iter().map(str::to_string).collect());
+                let got = sets[*key].clone().map(|set| set.iter().map(|&i| changes[i].sha.clone()).collect());
                 let want: Option<Vec<String>> = want.map(|w| w.iter().map(|s| s.to_string()).collect());
                 assert_eq!(got, want, "{key} of {deploys:?}");
             }
@@ -308,6 +376,58 @@ mod tests {
         );
     }
 
+    /// A forced push takes commits off the branch; deploys after it do not ship them.
+    #[test]
+    fn forced_pushes_take_commits_off_the_branch() {
+        let check = |pushes: &[PushRecord], deploys: &[DeployRecord], expected: &[(&str, &[&str])]| {
+            let changes = branch_order(pushes, &[]);
+            let sets = change_sets(&changes, deploys);
+            for (key, want) in expected {
+                let got: Vec<&str> = sets[*key].iter().flatten().map(|&i| changes[i].sha.as_str()).collect();
+                assert_eq!(got, *want, "{key} of {pushes:?}");
+            }
+        };
+        let base = push("0", 0, &["a", "b", "c", "d"]);
+        // A reset back to `b`, then a new commit: `c` and `d` are no changes.
+        check(
+            &[base.clone(), forced("d", "b", 2, &[]), push("b", 3, &["e"])],
+            &[deploy("1", 4, "prod", "e")],
+            &[("1", &["a", "b", "e"])],
+        );
+        // An amend of the tip: `d` is replaced by `d2`.
+        check(
+            &[base.clone(), forced("d", "d2", 2, &["d2"])],
+            &[deploy("1", 4, "prod", "d2")],
+            &[("1", &["a", "b", "c", "d2"])],
+        );
+        // A rebase of the last two, in any arrival order of the pushes.
+        check(
+            &[push("d2", 5, &["f"]), forced("d", "d2", 2, &["c2", "d2"]), base.clone()],
+            &[deploy("1", 6, "prod", "f")],
+            &[("1", &["a", "b", "c2", "d2", "f"])],
+        );
+        // What a deploy shipped before the rewrite stays shipped; the next ships only the new line.
+        check(
+            &[base.clone(), forced("d", "d2", 2, &["c2", "d2"])],
+            &[deploy("1", 1, "prod", "d"), deploy("2", 4, "prod", "d2")],
+            &[("1", &["a", "b", "c", "d"]), ("2", &["c2", "d2"])],
+        );
+        // A deploy of the old line after the rewrite is a rollback: it ships nothing new.
+        check(
+            &[base.clone(), forced("d", "d2", 2, &["c2", "d2"])],
+            &[deploy("1", 3, "prod", "d2"), deploy("2", 4, "prod", "d")],
+            &[("1", &["a", "b", "c2", "d2"]), ("2", &[])],
+        );
+        // The chain goes on after a reset, not along the old line again.
+        let changes = branch_order(
+            &[push("0", 0, &["a", "b"]), push("b", 1, &["c"]), forced("c", "b", 2, &[]), push("b", 3, &["e"])],
+            &[],
+        );
+        assert_eq!(shas(&changes), ["a", "b", "c", "e"]);
+        assert_eq!(changes[2].dropped_in, Some(1));
+        assert_eq!(changes[3].line, 1);
+    }
+
     #[test]
     fn incidents_are_attributed_by_root_cause_else_the_last_deploy() {
         let changes = branch_order(&[push("0", 0, &["aaaa1", "bbbb2", "cccc3"])], &[]);
@@ -315,7 +435,11 @@ mod tests {
         let sets = change_sets(&changes, &deploys);
         let check = |start: i64, root_cause: Option<&str>, expected: Option<&str>| {
             let incident = IncidentRecord { key: "i".into(), start: start * H, root_cause: root_cause.map(Into::into) };
-            let ships = |d: &DeployRecord| sets[&d.key].clone().map_or(&[][..], |range| &changes[range]);
+            let shipped: HashMap<String, Vec<Change>> = sets
+                .iter()
+                .map(|(key, set)| (key.clone(), set.iter().flatten().map(|&i| changes[i].clone()).collect()))
+                .collect();
+            let ships = |d: &DeployRecord| shipped[&d.key].as_slice();
             let got = attribute(&incident, &deploys, ships).map(|d| d.key.as_str());
             assert_eq!(got, expected, "incident at {start} with root cause {root_cause:?}");
         };

@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod export;
 pub mod ids;
 pub mod link;
+pub mod settle;
 pub mod sources;
 pub mod span;
 pub mod stats;

@@ -83,7 +83,9 @@ pub struct SpanEvent {
 }
 
 impl SpanEvent {
-    fn order_key(&self) -> (Timestamp, u8, &str) {
+    /// Where the event sorts among a span's events: by time; at the same
+    /// instant starts, then updates, then ends; then by delivery id.
+    pub fn order_key(&self) -> (Timestamp, u8, &str) {
         (self.at, self.change.rank(), self.delivery_id.as_str())
     }
 }
@@ -136,93 +138,186 @@ pub struct Span {
 ///   event that names any;
 /// - trace and link references are the union over all events.
 pub fn fold(events: &[SpanEvent]) -> Option<Span> {
-    let mut ordered: Vec<&SpanEvent> = events.iter().collect();
-    ordered.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-    let last = *ordered.last()?;
+    Some(Folding::of(events)?.span())
+}
 
-    let mut start: Option<Timestamp> = None;
-    let mut end = None;
-    let mut state = SpanState::Open;
-    let mut outcome = None;
-    let mut attributes = Attributes::new();
-    let mut first_times: BTreeMap<String, Timestamp> = BTreeMap::new();
-    let mut parent_refs = Vec::new();
-    let mut trace_refs: Vec<String> = Vec::new();
-    let mut link_refs: Vec<String> = Vec::new();
-    // The latest event that says which repository and project (an end may not).
-    let mut repo: Option<String> = None;
-    let mut project: Option<String> = None;
+/// A fold in progress: what [`fold`] keeps while it walks a span's events in
+/// order. Kept beside the span, it lets the writer add an event that sorts
+/// after every earlier one without reading those again, so the cost of an
+/// event does not grow with the events a span already has. An event that
+/// sorts earlier needs the whole fold again ([`Folding::push`] says so).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Folding {
+    /// The order key of the latest event folded in: (at, rank, delivery id).
+    last_at: Timestamp,
+    last_rank: u8,
+    last_delivery: String,
+    /// The earliest event's time: the start of a span only ever seen through updates.
+    first_at: Timestamp,
+    /// Whether any event is not tentative (only then is there a span).
+    firm: bool,
+    key: String,
+    source: String,
+    kind: String,
+    name: String,
+    repo: Option<String>,
+    project: Option<String>,
+    start: Option<Timestamp>,
+    end: Option<Timestamp>,
+    state: SpanState,
+    outcome: Option<String>,
+    attributes: Attributes,
+    first_times: BTreeMap<String, Timestamp>,
+    parent_refs: Vec<ParentRef>,
+    /// Sorted, without repeats.
+    trace_refs: Vec<String>,
+    link_refs: Vec<String>,
+}
 
-    for event in &ordered {
+impl Folding {
+    /// The fold of `events`, any order. `None` for no events.
+    pub fn of(events: &[SpanEvent]) -> Option<Folding> {
+        let mut ordered: Vec<&SpanEvent> = events.iter().collect();
+        ordered.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let (first, rest) = ordered.split_first()?;
+        let mut folding = Folding::new(first);
+        for event in rest {
+            folding.add(event);
+        }
+        Some(folding)
+    }
+
+    fn new(first: &SpanEvent) -> Folding {
+        let mut folding = Folding {
+            last_at: first.at,
+            last_rank: first.change.rank(),
+            last_delivery: first.delivery_id.clone(),
+            first_at: first.at,
+            firm: false,
+            key: String::new(),
+            source: String::new(),
+            kind: String::new(),
+            name: String::new(),
+            repo: None,
+            project: None,
+            start: None,
+            end: None,
+            state: SpanState::Open,
+            outcome: None,
+            attributes: Attributes::new(),
+            first_times: BTreeMap::new(),
+            parent_refs: Vec::new(),
+            trace_refs: Vec::new(),
+            link_refs: Vec::new(),
+        };
+        folding.add(first);
+        folding
+    }
+
+    /// Adds `event` when it sorts after every event folded in so far and
+    /// returns true; else changes nothing and returns false (fold all the
+    /// span's events again instead).
+    pub fn push(&mut self, event: &SpanEvent) -> bool {
+        let last = (self.last_at, self.last_rank, self.last_delivery.as_str());
+        if event.order_key() <= last {
+            return false;
+        }
+        self.add(event);
+        true
+    }
+
+    /// Whether there is a span: some event is not tentative.
+    pub fn is_firm(&self) -> bool {
+        self.firm
+    }
+
+    fn add(&mut self, event: &SpanEvent) {
+        self.last_at = event.at;
+        self.last_rank = event.change.rank();
+        self.last_delivery.clone_from(&event.delivery_id);
+        self.firm |= !event.tentative;
+        self.key.clone_from(&event.key);
+        self.source.clone_from(&event.source);
+        self.kind.clone_from(&event.kind);
+        self.name.clone_from(&event.name);
         if let Some(s) = event.change.start() {
-            start = Some(start.map_or(s, |known| known.min(s)));
+            self.start = Some(self.start.map_or(s, |known| known.min(s)));
         }
         match &event.change {
             Change::Start { .. } => {
-                state = SpanState::Open;
-                end = None;
-                outcome = None;
+                self.state = SpanState::Open;
+                self.end = None;
+                self.outcome = None;
             }
             Change::Update { .. } => {}
-            Change::End { end: e, outcome: o, .. } => {
-                state = SpanState::Closed;
-                end = Some(*e);
-                outcome = Some(o.clone());
+            Change::End { end, outcome, .. } => {
+                self.state = SpanState::Closed;
+                self.end = Some(*end);
+                self.outcome = Some(outcome.clone());
             }
         }
         for (name, value) in &event.attributes {
-            attributes.insert(name.clone(), value.clone());
+            self.attributes.insert(name.clone(), value.clone());
         }
         for (name, time) in &event.first_times {
-            let entry = first_times.entry(name.clone()).or_insert(*time);
+            let entry = self.first_times.entry(name.clone()).or_insert(*time);
             *entry = (*entry).min(*time);
         }
         if event.repo.is_some() {
-            repo = event.repo.clone();
+            self.repo.clone_from(&event.repo);
         }
         if event.project.is_some() {
-            project = event.project.clone();
+            self.project.clone_from(&event.project);
         }
         if !event.parent_refs.is_empty() {
-            parent_refs = event.parent_refs.clone();
+            self.parent_refs.clone_from(&event.parent_refs);
         }
-        for reference in &event.trace_refs {
-            if !trace_refs.contains(reference) {
-                trace_refs.push(reference.clone());
-            }
-        }
-        for reference in &event.link_refs {
-            if !link_refs.contains(reference) {
-                link_refs.push(reference.clone());
+        for (references, new) in [(&mut self.trace_refs, &event.trace_refs), (&mut self.link_refs, &event.link_refs)] {
+            for reference in new {
+                if let Err(at) = references.binary_search(reference) {
+                    references.insert(at, reference.clone());
+                }
             }
         }
     }
-    trace_refs.sort();
-    link_refs.sort();
-    for (name, time) in first_times {
-        attributes.insert(name, serde_json::Value::String(time.to_rfc3339()));
-    }
-    // A span only ever seen through updates starts at its earliest event.
-    let start = start.unwrap_or(ordered[0].at);
-    // An end reported before the creation time (clock skew) is clamped to it.
-    let end = end.map(|e: Timestamp| e.max(start));
 
-    Some(Span {
-        key: last.key.clone(),
-        source: last.source.clone(),
-        kind: last.kind.clone(),
-        name: last.name.clone(),
-        repo,
-        project,
-        start,
-        end,
-        state,
-        outcome,
-        attributes,
-        parent_refs,
-        trace_refs,
-        link_refs,
-    })
+    /// The span the events fold into.
+    pub fn span(&self) -> Span {
+        let mut attributes = self.attributes.clone();
+        for (name, time) in &self.first_times {
+            attributes.insert(name.clone(), serde_json::Value::String(time.to_rfc3339()));
+        }
+        // A span only ever seen through updates starts at its earliest event.
+        let start = self.start.unwrap_or(self.first_at);
+        Span {
+            key: self.key.clone(),
+            source: self.source.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            repo: self.repo.clone(),
+            project: self.project.clone(),
+            start,
+            // An end reported before the creation time (clock skew) is clamped to it.
+            end: self.end.map(|e| e.max(start)),
+            state: self.state,
+            outcome: self.outcome.clone(),
+            attributes,
+            parent_refs: self.parent_refs.clone(),
+            trace_refs: self.trace_refs.clone(),
+            link_refs: self.link_refs.clone(),
+        }
+    }
+}
+
+/// When an open span started at `start` is given up for lost under `age`
+/// (`--expire-open-after`: its close webhook was missed; quality.md,
+/// "retention"): at `start + age`, once `now` has reached it. That is also
+/// the end it is shown with. It depends only on the start and the age, never
+/// on when the store noticed, so a late sweep changes nothing anyone sees.
+pub fn expires_at(start: Timestamp, age: std::time::Duration, now: Timestamp) -> Option<Timestamp> {
+    let age = i64::try_from(age.as_nanos()).ok()?;
+    let at = Timestamp(start.nanos().checked_add(age)?);
+    (at <= now).then_some(at)
 }
 
 #[cfg(test)]
@@ -282,5 +377,73 @@ mod tests {
         b.first_times.insert("valuestream.first_review_at".into(), Timestamp(20));
         let span = fold(&[a, b]).unwrap();
         assert_eq!(span.attributes["valuestream.first_review_at"], Timestamp(20).to_rfc3339());
+    }
+
+    fn arbitrary_event() -> impl proptest::strategy::Strategy<Value = SpanEvent> {
+        use proptest::prelude::*;
+        (0i64..20, 0u8..3, 0u8..4, 0u8..3, any::<bool>(), 0u8..4).prop_map(
+            |(at, op, id, attr, tentative, reference)| {
+                let change = match op {
+                    0 => Change::Start { start: Timestamp(at % 7) },
+                    1 => Change::Update { start: (at % 2 == 0).then_some(Timestamp(at % 5)) },
+                    _ => Change::End { start: None, end: Timestamp(at), outcome: format!("o{}", at % 3) },
+                };
+                let mut e = event(at, change, &format!("d{id}"));
+                e.attributes.insert(format!("a{attr}"), serde_json::json!(at));
+                if attr == 0 {
+                    e.first_times.insert("f".into(), Timestamp(at));
+                    e.repo = Some(format!("r{at}"));
+                }
+                e.trace_refs = vec![format!("t{reference}")];
+                e.link_refs = vec![format!("l{}", reference % 2)];
+                if reference == 3 {
+                    e.parent_refs = vec![format!("p{at}")];
+                }
+                e.tentative = tentative;
+                e
+            },
+        )
+    }
+
+    proptest::proptest! {
+        /// Adding events one by one, each after the others in order, gives
+        /// the fold of them all; an event that sorts earlier is refused.
+        #[test]
+        fn a_fold_grows_one_event_at_a_time(
+            events in proptest::collection::vec(arbitrary_event(), 1..12),
+            split in 1usize..12,
+        ) {
+            // One event per order key (a delivery says one thing per span and time).
+            let mut sorted = events.clone();
+            sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            sorted.dedup_by(|a, b| a.order_key() == b.order_key());
+            let events = sorted.iter().rev().cloned().collect::<Vec<_>>();
+            let split = split.min(sorted.len());
+            let whole = Folding::of(&events).unwrap();
+            let mut growing = Folding::of(&sorted[..split]).unwrap();
+            for event in &sorted[split..] {
+                proptest::prop_assert!(growing.push(event), "an event after the others is added");
+            }
+            if sorted.len() > 1 {
+                let mut refused = growing.clone();
+                proptest::prop_assert!(!refused.push(&sorted[0]), "an earlier event is refused");
+                proptest::prop_assert_eq!(&refused, &growing);
+            }
+            proptest::prop_assert_eq!(growing.span(), whole.span());
+            proptest::prop_assert_eq!(growing.is_firm(), events.iter().any(|e| !e.tentative));
+            proptest::prop_assert_eq!(fold(&sorted), Some(whole.span()));
+        }
+    }
+
+    #[test]
+    fn an_open_span_expires_at_its_start_plus_the_age_whenever_that_is_noticed() {
+        let age = std::time::Duration::from_secs(90 * 86_400);
+        let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        let due = Timestamp::parse_rfc3339("2026-04-01T00:00:00Z").unwrap();
+        assert_eq!(expires_at(start, age, Timestamp(due.nanos() - 1)), None, "younger than the age");
+        assert_eq!(expires_at(start, age, due), Some(due), "exactly the age");
+        let a_week_late = Timestamp(due.nanos() + 7 * 86_400 * 1_000_000_000);
+        assert_eq!(expires_at(start, age, a_week_late), Some(due), "the end does not depend on when");
+        assert_eq!(expires_at(start, std::time::Duration::MAX, a_week_late), None, "an age past the end of time");
     }
 }

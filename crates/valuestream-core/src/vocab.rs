@@ -13,6 +13,15 @@ pub mod kind {
     pub const DEPLOY: &str = "deploy";
 }
 
+/// A span's `state` in the store and the API: open, closed (it ended), or
+/// expired (still open `--expire-open-after` after its start: given up for
+/// lost, with no end of its own).
+pub mod state {
+    pub const OPEN: &str = "open";
+    pub const CLOSED: &str = "closed";
+    pub const EXPIRED: &str = "expired";
+}
+
 /// Span outcomes the metrics distinguish.
 pub mod outcome {
     pub const SUCCESS: &str = "success";
@@ -46,6 +55,9 @@ pub mod attr {
     pub const TASK_NAME: &str = "cicd.pipeline.task.name";
     /// Why a span failed, as specifically as its source says.
     pub const ERROR_TYPE: &str = "error.type";
+    /// Exported (`true`) on a span that expired: its end is its start plus
+    /// `--expire-open-after`, not a time any payload gave.
+    pub const EXPIRED: &str = "valuestream.span.expired";
 }
 
 /// `cicd.pipeline.action.name` values.

@@ -275,6 +275,11 @@ fn pushes_record_commits_and_say_whether_they_are_to_the_default_branch() {
     assert_eq!(push.commits[1].pull_request, Some(7));
 
     assert!(push.default_branch);
+    assert!(!push.forced);
+    body["forced"] = true.into();
+    let parsed = GitHub.parse(&delivery("push", serde_json::to_vec(&body).unwrap()), "d", &SourceOptions::default());
+    let Ok(Parsed::Push(rewritten)) = parsed else { panic!("{parsed:?}") };
+    assert!(rewritten.forced, "a forced push says so: it rewrote the branch");
 
     // A push to another branch is recorded too, marked as such: it dates a
     // pull request's commits (coding time), and is no change.

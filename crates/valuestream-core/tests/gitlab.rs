@@ -578,6 +578,7 @@ fn default_branch_pushes_record_their_commits_in_order() {
             default_branch: true,
             before: "95790bf891e76fee5e1747ab589903a6a1f80f22".into(),
             after: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7".into(),
+            forced: false,
             pushed_at: t("2012-01-03T21:36:29Z"),
             commits: vec![
                 valuestream_core::sources::Commit {

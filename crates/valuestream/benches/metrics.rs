@@ -12,7 +12,7 @@
 //! findings are in `docs/benchmarks.md`.
 //!
 //! The SQLite database (1.3 GB) is generated once (about a minute) as
-//! `<target dir>/tmp/valuestream-metrics-bench-v5.db` and reused by later
+//! `<target dir>/tmp/valuestream-metrics-bench-v6.db` and reused by later
 //! runs; delete it to regenerate. It is filled
 //! with direct multi-row INSERTs, not through the webhook pipeline, with the
 //! columns and attributes the pipeline writes (`store/apply.rs`,
@@ -34,7 +34,7 @@ use valuestream_core::ids;
 use valuestream_core::time::Timestamp;
 
 /// Bump when the generator changes: the file name is the cache key.
-const DB_NAME: &str = "valuestream-metrics-bench-v5.db";
+const DB_NAME: &str = "valuestream-metrics-bench-v6.db";
 const SEED: u64 = 0x5eed_0005;
 const SECOND: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * SECOND;
@@ -575,12 +575,14 @@ async fn insert_pushes(conn: &mut SqliteConnection, chunk: &[Push]) -> Result<()
     });
     query.build().execute(&mut *conn).await?;
     let mut query = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO push_commits (source, repo, sha, push_after, position, committed_at, message, pull_request) ",
+        "INSERT INTO push_commits (source, repo, sha, push_before, push_after, position, committed_at, message, \
+         pull_request) ",
     );
     query.push_values(chunk, |mut row, push| {
         row.push_bind("github")
             .push_bind(repo_name(push.repo))
             .push_bind(push.after.clone())
+            .push_bind(push.before.clone())
             .push_bind(push.after.clone())
             .push_bind(0i64)
             .push_bind(push.at)

@@ -139,6 +139,9 @@ pub struct ServeArgs {
     /// How long a finished span must stay unchanged before it is exported (10s, 500ms, 0) [default: 10s]
     #[arg(long, env = "VS_EXPORT_DELAY", value_name = "DELAY")]
     pub export_delay: Option<String>,
+    /// Expire spans still open this long after their start (a missed close webhook): 90d, 12h, 30m, 45s, or off [default: off]
+    #[arg(long, env = "VS_EXPIRE_OPEN_AFTER", value_name = "AGE")]
+    pub expire_open_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

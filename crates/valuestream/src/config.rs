@@ -52,6 +52,9 @@ pub struct FileConfig {
     pub max_inflight_bytes: Option<usize>,
     /// The settle delay: `"10s"`, `"500ms"`, `"2m"`, or whole seconds.
     pub export_delay: Option<DelaySetting>,
+    /// How long a span may stay open before it expires: `"90d"`, `"12h"`,
+    /// `"off"` (the default).
+    pub expire_open_after: Option<String>,
     /// Labels that make an issue an incident (default `["incident"]`).
     pub incident_labels: Option<Vec<String>>,
     /// A regular expression: CI jobs whose full name matches are deploys.
@@ -254,6 +257,52 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     millis.map(Duration::from_millis).ok_or_else(|| "too long".to_string())
 }
 
+/// The longest age `--expire-open-after` takes: 100 years (36,500 days).
+const MAX_AGE: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// The forms an age (`--expire-open-after`) takes, for error messages.
+const AGE_FORMS: &str = "use a whole number of days, hours, minutes, seconds or milliseconds \
+     (90d, 12h, 30m, 45s, 500ms; a bare number is seconds), or off";
+
+/// Reads an age: `90d`, and whatever [`parse_duration`] reads (`12h`, `30m`,
+/// `45s`, `500ms`, bare seconds); `off` is no age (`None`). Zero is an error,
+/// not "expire everything at once".
+pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
+    let trimmed = text.trim();
+    let bad = || format!("{text:?} is not an age: {AGE_FORMS}");
+    if trimmed.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let age = match trimmed.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => {
+            let days: u64 = days.parse().map_err(|_| bad())?;
+            days.checked_mul(86_400).map(Duration::from_secs).ok_or_else(bad)?
+        }
+        _ => parse_duration(trimmed).map_err(|_| bad())?,
+    };
+    if age.is_zero() {
+        return Err(format!("{text:?} is no age at all (every open span would expire at once): {AGE_FORMS}"));
+    }
+    // A start plus the age must stay within the store's nanosecond times.
+    if age > MAX_AGE {
+        return Err(format!("{text:?} is longer than 100 years: {AGE_FORMS}"));
+    }
+    Ok(Some(age))
+}
+
+/// `--expire-open-after` / `VS_EXPIRE_OPEN_AFTER` (merged by clap), else the
+/// file's `expire_open_after`, else off. A bad value is bad usage (exit 2).
+fn expire_open_after(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Duration>> {
+    let usage = |message: String| anyhow::Error::new(crate::cli::UsageError(message));
+    match (&args.expire_open_after, &file.expire_open_after) {
+        (Some(text), _) => {
+            parse_age(text).map_err(|e| usage(format!("--expire-open-after / VS_EXPIRE_OPEN_AFTER {e}")))
+        }
+        (None, Some(text)) => parse_age(text).map_err(|e| usage(format!("expire_open_after in the config file: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Everything `serve` needs, resolved.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -279,6 +328,8 @@ pub struct ServeConfig {
     pub production_environments: Vec<String>,
     /// How long a finished span must stay unchanged before it is exported.
     pub export_delay: Duration,
+    /// Open spans older than this (from their start) expire; `None`: never.
+    pub expire_open_after: Option<Duration>,
 }
 
 impl ServeConfig {
@@ -332,8 +383,10 @@ impl ServeConfig {
             }
             (None, None) => DEFAULT_EXPORT_DELAY,
         };
+        let expire_open_after = expire_open_after(args, &file)?;
         Ok(ServeConfig {
             export_delay,
+            expire_open_after,
             production_environments,
             otlp_protocol,
             otlp_endpoint,
@@ -580,12 +633,18 @@ mod tests {
     }
 
     fn resolve_with(toml: &str, flag: Option<&str>) -> anyhow::Result<ServeConfig> {
-        let dir = std::env::temp_dir().join(format!("vs-config-{}-{}", std::process::id(), toml.len()));
+        resolve_args(toml, ServeArgs { export_delay: flag.map(str::to_string), ..ServeArgs::default() })
+    }
+
+    fn resolve_args(toml: &str, args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vs-config-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("valuestream.toml");
         std::fs::write(&path, toml).unwrap();
         let common = CommonArgs { database: None, config: Some(path) };
-        let args = ServeArgs { export_delay: flag.map(str::to_string), ..ServeArgs::default() };
         let resolved = ServeConfig::resolve(&common, &args);
         let _ = std::fs::remove_dir_all(&dir);
         resolved
@@ -599,5 +658,50 @@ mod tests {
         assert_eq!(resolve_with("export_delay = 3\n", Some("0")).unwrap().export_delay, Duration::ZERO);
         let error = resolve_with("export_delay = \"a while\"\n", None).unwrap_err().to_string();
         assert!(error.contains("export_delay in the config file"), "{error}");
+    }
+
+    #[test]
+    fn ages_are_days_or_the_duration_units_and_off_is_off() {
+        let day = Duration::from_secs(86_400);
+        for (text, expected) in [
+            ("90d", Some(90 * day)),
+            (" 7d ", Some(7 * day)),
+            ("12h", Some(Duration::from_secs(12 * 3_600))),
+            ("30m", Some(Duration::from_secs(1_800))),
+            ("2s", Some(Duration::from_secs(2))),
+            ("1500ms", Some(Duration::from_millis(1_500))),
+            ("45", Some(Duration::from_secs(45))),
+            ("off", None),
+            ("OFF", None),
+        ] {
+            assert_eq!(parse_age(text), Ok(expected), "{text:?}");
+        }
+        for bad in ["", "soon", "0", "0d", "0ms", "-1d", "1.5d", "10w", "d", "99999999999999999d"] {
+            let error = parse_age(bad).unwrap_err();
+            assert!(error.contains("90d") && error.contains("off"), "{bad:?}: the error names the forms: {error}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_off_unless_set_and_the_flag_or_environment_wins_over_the_file() {
+        let expire = |toml: &str, flag: Option<&str>| {
+            resolve_args(toml, ServeArgs { expire_open_after: flag.map(str::to_string), ..ServeArgs::default() })
+        };
+        let day = Duration::from_secs(86_400);
+        assert_eq!(expire("", None).unwrap().expire_open_after, None, "off by default");
+        assert_eq!(expire("expire_open_after = \"90d\"\n", None).unwrap().expire_open_after, Some(90 * day));
+        assert_eq!(
+            expire("expire_open_after = \"90d\"\n", Some("2s")).unwrap().expire_open_after,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(expire("expire_open_after = \"90d\"\n", Some("off")).unwrap().expire_open_after, None);
+
+        let error = expire("", Some("soon")).unwrap_err();
+        assert!(error.downcast_ref::<crate::cli::UsageError>().is_some(), "bad usage (exit 2): {error}");
+        let message = error.to_string();
+        assert!(message.starts_with("--expire-open-after / VS_EXPIRE_OPEN_AFTER \"soon\""), "{message}");
+        let error = expire("expire_open_after = \"a while\"\n", None).unwrap_err();
+        assert!(error.downcast_ref::<crate::cli::UsageError>().is_some(), "{error}");
+        assert!(error.to_string().starts_with("expire_open_after in the config file: \"a while\""), "{error}");
     }
 }

@@ -22,6 +22,7 @@ use valuestream_core::delivery::Delivery;
 use valuestream_core::sources;
 use valuestream_core::time::Timestamp;
 use valuestream_core::verify::AuthError;
+use valuestream_core::vocab;
 
 /// Longest time one request may take before it is answered 408 (at least
 /// this, and longer than `--body-timeout`).
@@ -259,8 +260,9 @@ fn now() -> Timestamp {
 /// `GET /metrics`: Prometheus text, with gauges read from the store now.
 async fn prometheus(State(state): State<AppState>) -> Result<Response, ApiError> {
     let open = state.store.open_span_counts().await?;
+    let expired = state.store.expired_span_counts().await?;
     let queue = state.store.outbox_len().await?;
-    let body = state.telemetry.render(&open, queue);
+    let body = state.telemetry.render(&open, &expired, queue);
     Ok(([(axum::http::header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)], body).into_response())
 }
 
@@ -327,10 +329,9 @@ async fn list_spans(
     };
     let state_filter = text("state");
     if let Some(s) = &state_filter
-        && s != "open"
-        && s != "closed"
+        && ![vocab::state::OPEN, vocab::state::CLOSED, vocab::state::EXPIRED].contains(&s.as_str())
     {
-        return Err(ApiError::BadRequest(format!("`state` must be open or closed; got {s:?}")));
+        return Err(ApiError::BadRequest(format!("`state` must be open, closed or expired; got {s:?}")));
     }
     let cursor = text("cursor");
     if let Some(c) = &cursor

@@ -13,7 +13,7 @@
 //! while it keeps panicking); queued deliveries wait for it. Its health
 //! (running, failing to commit, restarting, stopped) is what `/readyz` reports.
 
-use crate::store::{Ack, Applicable, Store, StoreError};
+use crate::store::{Ack, Applicable, Store, StoreError, Swept};
 use crate::telemetry::Telemetry;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{self, ParseError, Source, SourceOptions};
+use valuestream_core::time::Timestamp;
 use valuestream_core::verify::AuthError;
 
 /// Deliveries committed together at most (group commit).
@@ -49,6 +50,15 @@ const RESTART_AFTER_MAX: Duration = Duration::from_secs(30);
 /// A writer that ran this long since its last restart is trusted again (the
 /// pause before the next restart starts over).
 const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// How often the writer sweeps for open spans that grew older than
+/// `--expire-open-after`: every minute, or every tenth of a shorter age
+/// (tests use seconds), never more often than every 100 ms.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+const SWEEP_AT_MOST_EVERY: Duration = Duration::from_millis(100);
+
+fn sweep_interval(age: Duration) -> Duration {
+    (age / 10).clamp(SWEEP_AT_MOST_EVERY, SWEEP_EVERY)
+}
 
 /// Why a delivery was refused.
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +341,8 @@ impl WriteLoop {
     async fn run(&self, receiver: &mut mpsc::Receiver<Job>, stopping: &mut watch::Receiver<bool>) {
         let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
         let mut stopped = false;
+        // At start-up: bring stored expiries in line with the setting, then expire.
+        let mut sweep = Sweep { next: tokio::time::Instant::now(), reconcile: true, total: Swept::default() };
         loop {
             if !stopped && *stopping.borrow() {
                 // No new deliveries; those queued still get their commit.
@@ -338,6 +350,7 @@ impl WriteLoop {
                 stopped = true;
             }
             let probe = self.health.is(FAILING) && !stopped;
+            let sweeping = !stopped && !probe && (sweep.reconcile || self.store.expire_open_after().is_some());
             tokio::select! {
                 received = receiver.recv_many(&mut group, MAX_GROUP) => {
                     if received == 0 {
@@ -358,6 +371,10 @@ impl WriteLoop {
                         Ok(Err(error)) => self.health.failed(&error.to_string()),
                         Err(_) => self.health.failed(&format!("a write did not commit within {COMMIT_WITHIN:?}")),
                     }
+                    continue;
+                }
+                _ = tokio::time::sleep_until(sweep.next), if sweeping => {
+                    self.sweep(&mut sweep).await;
                     continue;
                 }
             }
@@ -434,12 +451,77 @@ impl WriteLoop {
         }
     }
 
+    /// One step of the expiry sweep (store/expiry.rs), given up after
+    /// [`COMMIT_WITHIN`]. A full step is followed by the next at once (after
+    /// the deliveries waiting by then); the sweep's counts are logged when it
+    /// is through. A failed step is retried at the next interval.
+    async fn sweep(&self, sweep: &mut Sweep) {
+        let age = self.store.expire_open_after();
+        let interval = age.map_or(SWEEP_EVERY, sweep_interval);
+        self.health.busy(true);
+        let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let step =
+            tokio::time::timeout(COMMIT_WITHIN, self.store.sweep_expired(now, sweep.reconcile, self.export)).await;
+        self.health.busy(false);
+        let swept = match step {
+            Ok(Ok(swept)) => swept,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "Could not expire open spans; the sweep runs again later.");
+                sweep.next = tokio::time::Instant::now() + interval;
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "Expiring open spans did not commit within {COMMIT_WITHIN:?}; the sweep runs again later."
+                );
+                sweep.next = tokio::time::Instant::now() + interval;
+                return;
+            }
+        };
+        if swept.queued > 0 {
+            self.exported.notify_one();
+        }
+        sweep.total.add(swept);
+        if swept.more {
+            sweep.next = tokio::time::Instant::now();
+            return;
+        }
+        let total = std::mem::take(&mut sweep.total);
+        let age_seconds = age.map(|age| age.as_secs_f64());
+        if total.expired > 0 {
+            tracing::info!(
+                spans = total.expired,
+                age_seconds,
+                "Expired spans still open --expire-open-after after their start."
+            );
+        }
+        if total.reopened + total.redated > 0 {
+            tracing::info!(
+                reopened = total.reopened,
+                redated = total.redated,
+                age_seconds,
+                "Brought expired spans in line with --expire-open-after: open again when younger than it (or it is off), ended at their start plus it otherwise."
+            );
+        }
+        sweep.reconcile = false;
+        sweep.next = tokio::time::Instant::now() + interval;
+    }
+
     fn committed(&self, queued: usize) {
         self.health.committed();
         if queued > 0 {
             self.exported.notify_one();
         }
     }
+}
+
+/// Where the writer's expiry sweep stands.
+struct Sweep {
+    next: tokio::time::Instant,
+    /// Stored expiries still to be brought in line with the setting (once per start).
+    reconcile: bool,
+    /// What the steps of the sweep under way changed so far.
+    total: Swept,
 }
 
 struct GroupError {

@@ -40,6 +40,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let store = store.with_expire_open_after(config.expire_open_after);
     let exporter = build_exporter(&config)?;
     let telemetry = Telemetry::new();
     let nudge = Arc::new(Notify::new());

@@ -4,7 +4,7 @@
 //!
 //! Every label value passes through a bounding function here, so no sha, run
 //! id, branch or person ever becomes a label. Counters and histograms live in
-//! process memory; the gauges (open spans, export queue) are read from the
+//! process memory; the gauges (open and expired spans, export queue) are read from the
 //! store at scrape time and handed to [`Telemetry::render`].
 
 use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
@@ -117,6 +117,7 @@ struct SpanLabels {
     outcome: &'static str,
 }
 
+/// The labels of the span-count gauges (open, expired).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpenLabels {
     source: &'static str,
@@ -332,26 +333,24 @@ impl Telemetry {
     }
 
     /// The text exposition, given gauges read from the store at scrape time:
-    /// open spans by (source, kind) and the export queue length.
-    pub fn render(&self, open_spans: &[(String, String, i64)], export_queue: i64) -> String {
-        // Every (source, kind) at 0 unless the store has open spans of it (a
-        // gauge that vanished would leave a gap, not a zero line); rows whose
-        // labels bound to the same values are added up.
-        let mut open: BTreeMap<(&'static str, &'static str), i64> =
-            kind_space().into_iter().map(|(source, kind, _)| ((source, kind), 0)).collect();
-        for (source, kind, count) in open_spans {
-            *open.entry((source_label(source), known(kind, KNOWN_KINDS))).or_default() += count;
-        }
+    /// open and expired spans by (source, kind) and the export queue length.
+    pub fn render(
+        &self,
+        open_spans: &[(String, String, i64)],
+        expired_spans: &[(String, String, i64)],
+        export_queue: i64,
+    ) -> String {
         // The gauges get a registry of their own per scrape: no stale series,
         // and concurrent scrapes do not see each other's values.
         let mut scrape = Registry::default();
-        let open_family = Family::<OpenLabels, Gauge>::default();
-        for ((source, kind), count) in open {
-            open_family.get_or_create(&OpenLabels { source, kind }).set(count);
-        }
+        scrape.register("valuestream_open_spans", "Spans not ended yet, by source and kind", by_kind(open_spans));
+        scrape.register(
+            "valuestream_expired_spans",
+            "Spans given up for lost: still open --expire-open-after after their start, by source and kind",
+            by_kind(expired_spans),
+        );
         let queue = Gauge::<i64>::default();
         queue.set(export_queue);
-        scrape.register("valuestream_open_spans", "Spans not ended yet, by source and kind", open_family);
         scrape.register("valuestream_export_queue_spans", "Finished spans waiting for export (the outbox)", queue);
 
         let mut text = String::new();
@@ -398,6 +397,22 @@ fn normalize_event(event: &str) -> Option<String> {
             _ => None,
         })
         .collect()
+}
+
+/// A gauge of span counts by (source, kind): every pair at 0 unless `rows`
+/// count some (a gauge that vanished would leave a gap, not a zero line);
+/// rows whose labels bound to the same values are added up.
+fn by_kind(rows: &[(String, String, i64)]) -> Family<OpenLabels, Gauge> {
+    let mut counts: BTreeMap<(&'static str, &'static str), i64> =
+        kind_space().into_iter().map(|(source, kind, _)| ((source, kind), 0)).collect();
+    for (source, kind, count) in rows {
+        *counts.entry((source_label(source), known(kind, KNOWN_KINDS))).or_default() += count;
+    }
+    let family = Family::<OpenLabels, Gauge>::default();
+    for ((source, kind), count) in counts {
+        family.get_or_create(&OpenLabels { source, kind }).set(count);
+    }
+    family
 }
 
 /// The outcome that sets the original series' `error="true"`.
@@ -491,7 +506,7 @@ mod tests {
 
     #[test]
     fn render_has_every_series_with_its_type() {
-        let text = busy().render(&[("github".into(), "issue".into(), 4)], 7);
+        let text = busy().render(&[("github".into(), "issue".into(), 4)], &[("github".into(), "deploy".into(), 2)], 7);
         for (name, kind) in [
             ("webhooks_event_start_total", "counter"),
             ("webhooks_event_end_total", "counter"),
@@ -499,6 +514,7 @@ mod tests {
             ("valuestream_deliveries_total", "counter"),
             ("valuestream_span_duration_seconds", "histogram"),
             ("valuestream_open_spans", "gauge"),
+            ("valuestream_expired_spans", "gauge"),
             ("valuestream_export_queue_spans", "gauge"),
             ("valuestream_export_failures_total", "counter"),
             ("valuestream_export_failed_spans_total", "counter"),
@@ -510,6 +526,8 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "no HELP line for {name}");
         }
         assert_eq!(sample(&text, r#"valuestream_open_spans{source="github",kind="issue"}"#), Some(4.0));
+        assert_eq!(sample(&text, r#"valuestream_expired_spans{source="github",kind="deploy"}"#), Some(2.0));
+        assert_eq!(sample(&text, r#"valuestream_expired_spans{source="github",kind="issue"}"#), Some(0.0));
         assert_eq!(sample(&text, "valuestream_export_queue_spans"), Some(7.0));
         assert_eq!(sample(&text, "valuestream_exported_spans_total"), Some(4.0));
         assert_eq!(sample(&text, "valuestream_export_reexported_spans_total"), Some(1.0));
@@ -521,7 +539,7 @@ mod tests {
         let telemetry = busy();
         telemetry.span_ended("jenkins", "deploy", "failure", 60.0);
         telemetry.span_ended("jenkins", "deploy", "cancelled", 60.0);
-        let text = telemetry.render(&[], 0);
+        let text = telemetry.render(&[], &[], 0);
         assert_eq!(
             sample(&text, r#"webhooks_event_start_total{event_source="github",event_type="pull_request"}"#),
             Some(1.0)
@@ -540,7 +558,7 @@ mod tests {
 
     #[test]
     fn original_duration_buckets_are_the_listed_milliseconds() {
-        let text = busy().render(&[], 0);
+        let text = busy().render(&[], &[], 0);
         let prefix = r#"webhooks_event_duration_bucket{event_source="github",event_type="pull_request","#;
         let minute = 60_000.0;
         let (hour, day) = (60.0 * minute, 24.0 * 60.0 * minute);
@@ -566,7 +584,7 @@ mod tests {
 
     #[test]
     fn span_duration_buckets_run_from_a_minute_to_thirty_days_in_seconds() {
-        let text = busy().render(&[], 0);
+        let text = busy().render(&[], &[], 0);
         let bounds = bucket_bounds(
             &text,
             r#"valuestream_span_duration_seconds_bucket{source="github",kind="pull_request",outcome="merged","#,
@@ -587,7 +605,7 @@ mod tests {
         telemetry.delivery("github", "", "accepted");
         telemetry.span_started("customhttp", "feature/login-1a2b3c4");
         telemetry.span_ended("jira", "Deploy", "1a2b3c4d5e6f", 1.0);
-        let text = telemetry.render(&[("octocat".into(), "release v1.2".into(), 2)], 0);
+        let text = telemetry.render(&[("octocat".into(), "release v1.2".into(), 2)], &[], 0);
 
         assert_eq!(
             sample(&text, r#"valuestream_deliveries_total{source="other",event="merge_request_hook",result="other"}"#),
@@ -623,7 +641,7 @@ mod tests {
             telemetry.delivery("github", &format!("event_{i}"), "rejected");
         }
         telemetry.delivery("github", "event_0", "rejected");
-        let text = telemetry.render(&[], 0);
+        let text = telemetry.render(&[], &[], 0);
         // The sources' own event types count towards the cap too.
         let labels: HashSet<&str> = text
             .lines()
@@ -652,7 +670,7 @@ mod tests {
         clone.span_ended("github", "pull_request", "closed", 60.0);
         clone.export_failed(2);
         clone.store_commit(0.5);
-        let text = telemetry.render(&[], 0);
+        let text = telemetry.render(&[], &[], 0);
         let pr = r#"{event_source="github",event_type="pull_request"}"#;
         assert_eq!(
             sample(&text, r#"valuestream_deliveries_total{source="github",event="pull_request",result="accepted"}"#),
@@ -670,9 +688,10 @@ mod tests {
     fn gauges_come_from_the_latest_scrape_only() {
         let telemetry = Telemetry::new();
         let rows = [("github".to_string(), "issue".to_string(), 3), ("jira".to_string(), "issue".to_string(), 1)];
-        let first = telemetry.render(&rows, 5);
+        let first = telemetry.render(&rows, &rows[1..], 5);
         assert_eq!(sample(&first, r#"valuestream_open_spans{source="jira",kind="issue"}"#), Some(1.0));
-        let second = telemetry.render(&rows[..1], 0);
+        assert_eq!(sample(&first, r#"valuestream_expired_spans{source="jira",kind="issue"}"#), Some(1.0));
+        let second = telemetry.render(&rows[..1], &[], 0);
         assert_eq!(sample(&second, r#"valuestream_open_spans{source="github",kind="issue"}"#), Some(3.0));
         assert_eq!(
             sample(&second, r#"valuestream_open_spans{source="jira",kind="issue"}"#),
@@ -680,6 +699,7 @@ mod tests {
             "a gauge that went to 0 stays at 0"
         );
         assert_eq!(sample(&second, "valuestream_export_queue_spans"), Some(0.0));
+        assert_eq!(sample(&second, r#"valuestream_expired_spans{source="jira",kind="issue"}"#), Some(0.0));
     }
 
     #[test]
@@ -688,7 +708,7 @@ mod tests {
         telemetry.span_ended("github", "build", "success", -5.0);
         telemetry.span_ended("github", "build", "success", f64::NAN);
         telemetry.store_commit(f64::INFINITY);
-        let text = telemetry.render(&[], 0);
+        let text = telemetry.render(&[], &[], 0);
         let build = r#"{source="github",kind="build",outcome="success"}"#;
         assert_eq!(sample(&text, &format!("valuestream_span_duration_seconds_count{build}")), Some(1.0));
         assert_eq!(sample(&text, &format!("valuestream_span_duration_seconds_sum{build}")), Some(0.0));

@@ -79,6 +79,8 @@ fn help_documents_every_flag_and_its_environment_variable() {
         "VS_MAX_INFLIGHT_BYTES",
         "--export-delay",
         "VS_EXPORT_DELAY",
+        "--expire-open-after",
+        "VS_EXPIRE_OPEN_AFTER",
         "--config",
         "VS_CONFIG",
         "VS_GITHUB_SECRET",
@@ -159,6 +161,7 @@ fn bad_usage_exits_2_with_one_line_naming_the_mistake_for_every_flag_and_command
         (vec!["serve", "--max-connections", "many"], no_env, "--max-connections"),
         (vec!["serve", "--max-inflight-bytes", "1000"], no_env, "--max-inflight-bytes"),
         (vec!["serve", "--export-delay", "soon"], no_env, "--export-delay"),
+        (vec!["serve", "--expire-open-after", "0d"], no_env, "--expire-open-after"),
         (vec!["serve"], &[("VS_ALLOW_UNSIGNED", "maybe")], "--allow-unsigned"),
         (vec!["serve", "--database", "mysql://db/vs"], no_env, "mysql://db/vs"),
         (vec!["serve", "--config", "/no/such/valuestream.toml"], no_env, "/no/such/valuestream.toml"),
@@ -345,6 +348,42 @@ fn text_logs_carry_no_colour_when_stderr_is_not_a_terminal() {
     let logs = format!("{line}{rest}");
     assert!(logs.contains("ValueStream is listening.") && logs.contains("INFO"), "{logs}");
     assert!(!logs.contains('\x1b'), "escape codes on a pipe: {logs:?}");
+}
+
+#[test]
+fn a_bad_expire_open_after_is_bad_usage_naming_the_accepted_forms() {
+    let dir = TempDir::new("expire");
+    let database = dir.database();
+    let serve = ["serve", "--addr", "127.0.0.1:0", "--database", &database];
+    for (flag, env) in [(Some("soon"), None), (None, Some("1.5d")), (Some("0d"), None)] {
+        let mut command = valuestream();
+        command.args(serve).stdout(Stdio::null()).stderr(Stdio::piped());
+        if let Some(value) = flag {
+            command.args(["--expire-open-after", value]);
+        }
+        if let Some(value) = env {
+            command.env("VS_EXPIRE_OPEN_AFTER", value);
+        }
+        let mut child = command.spawn().unwrap();
+        let began = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if began.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("serve {flag:?} / {env:?} started instead of refusing the value");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{flag:?} / {env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        for named in ["--expire-open-after", "VS_EXPIRE_OPEN_AFTER", "90d", "12h", "off"] {
+            assert!(stderr.contains(named), "{flag:?} / {env:?}: the line names {named}: {stderr}");
+        }
+    }
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! An independent, deliberately naive reference implementation ("oracle") of
-//! the DORA keys of /work/notes/dora-semantics.md (metrics.md and linking.md
-//! made exact), and a property that feeds generated delivery histories through
+//! the DORA keys as docs/metrics.md and docs/linking.md define them, and a property that feeds generated delivery histories through
 //! the real parser and store, in shuffled order, and compares `dora()` and the
 //! incidents' parents with the oracle.
 //!
 //! The oracle reads only this file's own history structs (never the store, never
-//! the crate's code): O(n²) loops that follow the notes sentence by sentence.
+//! the crate's code): O(n²) loops that follow those docs sentence by sentence.
 //!
 //! Run: `cargo test -p valuestream --test dora_oracle` (SQLite);
 //! `cargo test -p valuestream --test dora_oracle -- --ignored` adds the same
@@ -23,12 +22,18 @@
 //! The survey also applies each history in listed and in shuffled order and
 //! counts histories where the store's own answers differ between the two.
 //!
-//! Readings chosen where the notes leave a choice (the simplest one each time):
-//! - Pushes: the generator never forks or loops the push chain, so "several
-//!   pushes share a before" and "only reachable through a cycle" are not
-//!   exercised; the oracle takes the smallest (pushed_at, after) among all
-//!   pushes with that `before`, stops at a push already taken, and puts every
-//!   push not reached from a root last by (pushed_at, after).
+//! Readings chosen where the docs leave a choice (the simplest one each time):
+//! - Pushes: the oracle takes the smallest (pushed_at, after) among the pushes
+//!   not yet taken with that `before`, and puts every push not reached from a
+//!   root last by (pushed_at, after). The generator forks the chain only by
+//!   resets (a forced push back to an earlier commit, after which the branch
+//!   goes on from that commit) and never loops it.
+//! - Forced pushes: the generator records which commits each one took off its
+//!   branch (the payload only says `forced`); it rewrites or resets only the
+//!   latest commits of main, and only with nothing else pending, which is what
+//!   docs/metrics.md says the store can read from a payload. A deploy does not
+//!   ship a commit a forced push at or before the deployed commit's push took
+//!   off; a PR-only change belongs with the change before it.
 //! - A push's pushed_at is its head commit's timestamp (what GitHub's payload
 //!   gives; the generator always makes the head commit the last commit).
 //! - A PR-only change goes before the first push commit (branch order) whose
@@ -134,14 +139,27 @@ struct PushH {
     branch: &'static str,
     before: String,
     commits: Vec<Commit>,
+    /// A forced push (GitHub's `forced`).
+    forced: bool,
+    /// A reset (a forced push of no new commit): the earlier commit it moved the branch back to.
+    reset_to: Option<Commit>,
+    /// What the generator's own branch lost by this push (never sent: the
+    /// oracle's truth, where the store has only the payload to go by).
+    drops: Vec<String>,
 }
 
 impl PushH {
+    fn plain(repo: &'static str, branch: &'static str, before: String, commits: Vec<Commit>) -> PushH {
+        PushH { repo, branch, before, commits, forced: false, reset_to: None, drops: Vec::new() }
+    }
+    fn head(&self) -> &Commit {
+        self.commits.last().or(self.reset_to.as_ref()).expect("pushes have a head commit")
+    }
     fn after(&self) -> &str {
-        &self.commits.last().expect("pushes have commits").sha
+        &self.head().sha
     }
     fn pushed_at(&self) -> i64 {
-        self.commits.last().expect("pushes have commits").at
+        self.head().at
     }
 }
 
@@ -274,7 +292,7 @@ impl History {
             message: message.to_string(),
             at: *at,
         });
-        self.pushes.push(PushH { repo, branch: "main", before: before.to_string(), commits: commits.collect() });
+        self.pushes.push(PushH::plain(repo, "main", before.to_string(), commits.collect()));
         self
     }
     fn pr(mut self, pr: Pr) -> History {
@@ -326,9 +344,14 @@ impl std::fmt::Display for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let repo = |r: &str| if r == HW { "hw" } else { "other" };
         for p in &self.pushes {
-            write!(f, "push {} {} {}→{}:", repo(p.repo), p.branch, short(&p.before), short(p.after()))?;
+            let forced = if p.forced { " forced" } else { "" };
+            write!(f, "push{forced} {} {} {}→{}:", repo(p.repo), p.branch, short(&p.before), short(p.after()))?;
             for c in &p.commits {
                 write!(f, " [{} {} {:?}]", short(&c.sha), short_time(c.at), first_line(&c.message))?;
+            }
+            if !p.drops.is_empty() {
+                let drops: Vec<&str> = p.drops.iter().map(|d| short(d)).collect();
+                write!(f, " drops {drops:?}")?;
             }
             writeln!(f)?;
         }
@@ -429,7 +452,7 @@ fn batches(order: &[usize], seed: u64, grouped: bool) -> Vec<Vec<usize>> {
 
 // ---------------------------------------------------------------- the oracle
 
-/// One change of a repository (notes, "Changes of a repository").
+/// One change of a repository (docs/metrics.md, "Changes and change sets").
 #[derive(Clone, Debug)]
 struct Change {
     sha: String,
@@ -439,6 +462,9 @@ struct Change {
     pr: Option<usize>,
     revert: bool,
     hotfix: bool,
+    /// The place in push order of the push that brought it (a PR-only
+    /// change: that of the change before it); see `Oracle::change_set`.
+    push: usize,
 }
 
 /// The pull request number a commit's first line names: `Merge pull request #N …`
@@ -511,6 +537,8 @@ struct Oracle<'a> {
     h: &'a History,
     /// Each repository's changes, in branch order.
     changes: HashMap<&'static str, Vec<Change>>,
+    /// Each repository's shas a forced push took off the branch, with that push's place.
+    dropped: HashMap<&'static str, HashMap<String, usize>>,
     /// Per successful deploy (index into `History::deploys`): `None` unmatched,
     /// else the indices of its changes.
     sets: HashMap<usize, Option<Vec<usize>>>,
@@ -520,9 +548,17 @@ struct Oracle<'a> {
 
 impl<'a> Oracle<'a> {
     fn new(h: &'a History) -> Oracle<'a> {
-        let mut oracle = Oracle { h, changes: HashMap::new(), sets: HashMap::new(), attributed: HashMap::new() };
+        let mut oracle = Oracle {
+            h,
+            changes: HashMap::new(),
+            dropped: HashMap::new(),
+            sets: HashMap::new(),
+            attributed: HashMap::new(),
+        };
         for repo in REPOS {
-            oracle.changes.insert(repo, change_list(h, repo));
+            let (changes, dropped) = change_list(h, repo);
+            oracle.changes.insert(repo, changes);
+            oracle.dropped.insert(repo, dropped);
         }
         for (d, deploy) in h.deploys.iter().enumerate() {
             if deploy.successful() {
@@ -545,7 +581,7 @@ impl<'a> Oracle<'a> {
         self.changes[deploy.repo].iter().position(|c| c.sha.eq_ignore_ascii_case(&deploy.sha))
     }
 
-    /// Notes, "Change sets".
+    /// docs/metrics.md, "Changes and change sets".
     fn change_set(&self, d: usize) -> Option<Vec<usize>> {
         let deploy = &self.h.deploys[d];
         let p = self.position(d)?;
@@ -561,7 +597,13 @@ impl<'a> Oracle<'a> {
             }
         }
         let from = m.map_or(0, |m| m + 1);
-        Some((from..=p).collect())
+        // Not what a forced push at or before the deployed commit's push took off the branch.
+        let changes = &self.changes[deploy.repo];
+        let dropped = &self.dropped[deploy.repo];
+        let on_branch = |i: &usize| {
+            dropped.get(&changes[*i].sha.to_ascii_lowercase()).is_none_or(|&forced| forced > changes[p].push)
+        };
+        Some((from..=p).filter(on_branch).collect())
     }
 
     fn shipped(&self, d: usize) -> Vec<&Change> {
@@ -572,7 +614,7 @@ impl<'a> Oracle<'a> {
         }
     }
 
-    /// Notes, "Incident attribution".
+    /// docs/metrics.md, "Incidents".
     fn attribute(&self, i: usize) -> Option<usize> {
         let incident = &self.h.issues[i];
         let candidates: Vec<usize> = (0..self.h.deploys.len())
@@ -609,7 +651,7 @@ impl<'a> Oracle<'a> {
         latest_before(&candidates)
     }
 
-    /// linking.md, as the notes' header says (see the top of this file).
+    /// linking.md (see the top of this file).
     fn parent(&self, node: Node) -> Option<Node> {
         match node {
             Node::Deploy(d) => {
@@ -822,11 +864,16 @@ impl<'a> Oracle<'a> {
     }
 }
 
-/// Notes, "Changes of a repository", steps 1–3.
-fn change_list(h: &History, repo: &str) -> Vec<Change> {
+/// docs/metrics.md, "Changes and change sets": push commits, PR-only changes, their pull requests.
+/// A repository's changes in branch order, and per sha taken off the branch
+/// the place in push order of the forced push that took it off.
+fn change_list(h: &History, repo: &str) -> (Vec<Change>, HashMap<String, usize>) {
     // 1. Push commits in branch order.
-    let pushes: Vec<&PushH> =
-        h.pushes.iter().filter(|p| p.repo == repo && p.branch == "main" && !p.commits.is_empty()).collect();
+    let pushes: Vec<&PushH> = h
+        .pushes
+        .iter()
+        .filter(|p| p.repo == repo && p.branch == "main" && (p.forced || !p.commits.is_empty()))
+        .collect();
     let order_key = |p: &PushH| (p.pushed_at(), p.after().to_string());
     let mut roots: Vec<usize> =
         (0..pushes.len()).filter(|&i| !pushes.iter().any(|q| q.after() == pushes[i].before)).collect();
@@ -842,7 +889,7 @@ fn change_list(h: &History, repo: &str) -> Vec<Change> {
             taken[i] = true;
             order.push(i);
             current = (0..pushes.len())
-                .filter(|&j| pushes[j].before == pushes[i].after())
+                .filter(|&j| !taken[j] && pushes[j].before == pushes[i].after())
                 .min_by_key(|&j| order_key(pushes[j]));
         }
     }
@@ -850,12 +897,21 @@ fn change_list(h: &History, repo: &str) -> Vec<Change> {
     rest.sort_by_key(|&i| order_key(pushes[i]));
     order.extend(rest);
 
-    // (commit, its push's pushed_at), a sha once.
-    let mut push_commits: Vec<(&Commit, i64)> = Vec::new();
-    for &i in &order {
+    // Per sha: the place in `order` of the first forced push that took it off
+    // the branch (the generator's own record; the payload only says "forced").
+    let mut dropped: HashMap<String, usize> = HashMap::new();
+    for (place, &i) in order.iter().enumerate() {
+        for sha in &pushes[i].drops {
+            dropped.entry(sha.to_ascii_lowercase()).or_insert(place);
+        }
+    }
+
+    // (commit, its push's pushed_at, its push's place in `order`), a sha once.
+    let mut push_commits: Vec<(&Commit, i64, usize)> = Vec::new();
+    for (place, &i) in order.iter().enumerate() {
         for commit in &pushes[i].commits {
-            if !push_commits.iter().any(|(c, _)| c.sha.eq_ignore_ascii_case(&commit.sha)) {
-                push_commits.push((commit, pushes[i].pushed_at()));
+            if !push_commits.iter().any(|(c, _, _)| c.sha.eq_ignore_ascii_case(&commit.sha)) {
+                push_commits.push((commit, pushes[i].pushed_at(), place));
             }
         }
     }
@@ -869,13 +925,13 @@ fn change_list(h: &History, repo: &str) -> Vec<Change> {
                 && pr
                     .merge_sha
                     .as_deref()
-                    .is_some_and(|sha| !push_commits.iter().any(|(c, _)| c.sha.eq_ignore_ascii_case(sha)))
+                    .is_some_and(|sha| !push_commits.iter().any(|(c, _, _)| c.sha.eq_ignore_ascii_case(sha)))
         })
         .collect();
     pr_only.sort_by_key(|&p| (h.prs[p].merged, h.prs[p].merge_sha.clone()));
     let place = |p: usize| {
         let merged = h.prs[p].merged.unwrap();
-        push_commits.iter().position(|(_, pushed_at)| *pushed_at > merged).unwrap_or(push_commits.len())
+        push_commits.iter().position(|(_, pushed_at, _)| *pushed_at > merged).unwrap_or(push_commits.len())
     };
 
     let revert = |text: &str| text.starts_with("Revert \"");
@@ -888,6 +944,7 @@ fn change_list(h: &History, repo: &str) -> Vec<Change> {
             pr: Some(p),
             revert: revert(&pr.title),
             hotfix: hotfix(pr),
+            push: 0,
         }
     };
     let commit_change = |commit: &Commit| {
@@ -908,16 +965,22 @@ fn change_list(h: &History, repo: &str) -> Vec<Change> {
             pr,
             revert: revert(&commit.message) || pr.is_some_and(|p| revert(&h.prs[p].title)),
             hotfix: pr.is_some_and(|p| hotfix(&h.prs[p])),
+            push: 0,
         }
     };
 
-    let mut changes = Vec::new();
-    for (index, (commit, _)) in push_commits.iter().enumerate() {
-        changes.extend(pr_only.iter().filter(|&&p| place(p) == index).map(|&p| pr_change(p)));
-        changes.push(commit_change(commit));
+    let mut changes: Vec<Change> = Vec::new();
+    let previous_push = |changes: &Vec<Change>| changes.last().map_or(0, |c| c.push);
+    for (index, (commit, _, push)) in push_commits.iter().enumerate() {
+        for &p in pr_only.iter().filter(|&&p| place(p) == index) {
+            changes.push(Change { push: previous_push(&changes), ..pr_change(p) });
+        }
+        changes.push(Change { push: *push, ..commit_change(commit) });
     }
-    changes.extend(pr_only.iter().filter(|&&p| place(p) == push_commits.len()).map(|&p| pr_change(p)));
-    changes
+    for &p in pr_only.iter().filter(|&&p| place(p) == push_commits.len()) {
+        changes.push(Change { push: previous_push(&changes), ..pr_change(p) });
+    }
+    (changes, dropped)
 }
 
 /// One measurement: a window and a repository filter.
@@ -1046,13 +1109,10 @@ fn push_payload(push: &PushH) -> Value {
     body["repository"]["default_branch"] = json!("main");
     body["before"] = json!(push.before);
     body["after"] = json!(push.after());
-    body["commits"] = json!(
-        push.commits
-            .iter()
-            .map(|c| json!({"id": c.sha, "message": c.message, "timestamp": rfc3339(c.at)}))
-            .collect::<Vec<_>>()
-    );
-    body["head_commit"] = body["commits"].as_array().unwrap().last().unwrap().clone();
+    body["forced"] = json!(push.forced);
+    let commit = |c: &Commit| json!({"id": c.sha, "message": c.message, "timestamp": rfc3339(c.at)});
+    body["commits"] = json!(push.commits.iter().map(commit).collect::<Vec<_>>());
+    body["head_commit"] = commit(push.head());
     body
 }
 
@@ -1263,6 +1323,13 @@ enum Action {
         branch: u8,
         gap: u16,
     },
+    /// A forced push to main: a reset back to an earlier commit, or an amend
+    /// or rebase of the latest ones.
+    Force {
+        repo: u8,
+        how: u8,
+        gap: u16,
+    },
     Deploy {
         repo: u8,
         env: u8,
@@ -1316,6 +1383,7 @@ fn action() -> impl Strategy<Value = Action> {
             Action::PrOnly { repo, kind, flavor, reviews, lag, gap }
         }),
         2 => (u(), u(), gap()).prop_map(|(repo, branch, gap)| Action::Push { repo, branch, gap }),
+        1 => (u(), u(), gap()).prop_map(|(repo, how, gap)| Action::Force { repo, how, gap }),
         3 => (u(), u(), u(), any::<u16>(), u(), 1u16..90, gap()).prop_map(
             |(repo, env, target, pick, outcome, minutes, gap)| Action::Deploy {
                 repo, env, target, pick, outcome, minutes, gap,
@@ -1341,6 +1409,8 @@ struct Builder {
     last_pushed: Vec<Option<Commit>>,
     /// Shas that reached main (pushed, or merged PR-only), in time order.
     available: Vec<Vec<String>>,
+    /// The pushed commits on main now, in branch order.
+    main: Vec<Vec<Commit>>,
     next_pr: Vec<u64>,
     next_issue: Vec<u64>,
     next_deploy: u64,
@@ -1357,6 +1427,7 @@ impl Builder {
             last_after: vec![ZEROS.to_string(); 2],
             last_pushed: vec![None, None],
             available: vec![Vec::new(); 2],
+            main: vec![Vec::new(); 2],
             next_pr: vec![1, 1],
             next_issue: vec![900, 900],
             next_deploy: 1,
@@ -1385,6 +1456,10 @@ impl Builder {
             }
             Action::Push { repo, branch, gap } => {
                 self.push(self.repo(repo), branch);
+                gap
+            }
+            Action::Force { repo, how, gap } => {
+                self.force(self.repo(repo), how);
                 gap
             }
             Action::Deploy { repo, env, target, pick, outcome, minutes, gap } => {
@@ -1475,7 +1550,7 @@ impl Builder {
         if branch.is_multiple_of(12) {
             // To another branch: these commits never reach main.
             let before = self.sha("feature");
-            self.h.pushes.push(PushH { repo: REPOS[repo], branch: "feature-x", before, commits });
+            self.h.pushes.push(PushH::plain(REPOS[repo], "feature-x", before, commits));
             return;
         }
         self.available[repo].extend(commits.iter().map(|c| c.sha.clone()));
@@ -1485,9 +1560,48 @@ impl Builder {
             // Repeats the previous push's head commit first (first occurrence wins).
             commits.insert(0, previous);
         }
-        let push = PushH { repo: REPOS[repo], branch: "main", before: self.last_after[repo].clone(), commits };
+        let new: Vec<Commit> =
+            commits.iter().filter(|c| !self.main[repo].iter().any(|m| m.sha == c.sha)).cloned().collect();
+        self.main[repo].extend(new);
+        let push = PushH::plain(REPOS[repo], "main", self.last_after[repo].clone(), commits);
         self.last_after[repo] = push.after().to_string();
         self.last_pushed[repo] = push.commits.last().cloned();
+        self.h.pushes.push(push);
+    }
+
+    /// A forced push: `how` even rewrites the latest 1–3 commits of main
+    /// (an amend, a rebase: new shas, same messages and times), odd resets
+    /// main back 1–3 commits. Only with nothing pending, so the push brings
+    /// exactly the rewritten commits.
+    fn force(&mut self, repo: usize, how: u8) {
+        let count = 1 + (how / 2) as usize % 3;
+        let main = &self.main[repo];
+        if !self.pending[repo].is_empty() || main.len() <= count {
+            return;
+        }
+        let kept = main.len() - count;
+        let old: Vec<Commit> = main[kept..].to_vec();
+        let drops: Vec<String> = old.iter().map(|c| c.sha.clone()).collect();
+        let (commits, reset_to) = if how.is_multiple_of(2) {
+            (old.into_iter().map(|c| Commit { sha: self.sha("rewritten"), ..c }).collect(), None)
+        } else {
+            (Vec::new(), Some(main[kept - 1].clone()))
+        };
+        self.available[repo].retain(|sha| !drops.contains(sha));
+        self.available[repo].extend(commits.iter().map(|c| c.sha.clone()));
+        self.main[repo].truncate(kept);
+        self.main[repo].extend(commits.iter().cloned());
+        let push = PushH {
+            repo: REPOS[repo],
+            branch: "main",
+            before: self.last_after[repo].clone(),
+            commits,
+            forced: true,
+            reset_to,
+            drops,
+        };
+        self.last_after[repo] = push.after().to_string();
+        self.last_pushed[repo] = Some(push.head().clone());
         self.h.pushes.push(push);
     }
 
@@ -1785,6 +1899,45 @@ fn a_rollback_ships_nothing_and_neither_does_redeploying_after_it() {
             ("full.lead_time_for_changes.median_seconds", json!(4200.0)),
             ("full.lead_time_for_changes.p90_seconds", json!(6120.0)),
             ("full.deployment_frequency.deployments", json!(4)),
+        ],
+    );
+}
+
+#[test]
+fn commits_a_forced_push_took_off_the_branch_are_no_changes() {
+    let (a, b, c, d, e) = (sha("a"), sha("b"), sha("c"), sha("d"), sha("e"));
+    let mut h = History::default().push(
+        HW,
+        ZEROS,
+        &[(&a, "Add a", t(2, "09:00")), (&b, "Add b", t(2, "09:10")), (&c, "Add c", t(2, "09:20"))],
+    );
+    // `git reset --hard a && git push --force`: b and c are off main.
+    h.pushes.push(PushH {
+        forced: true,
+        reset_to: Some(Commit { sha: a.clone(), message: "Add a".into(), at: t(2, "09:00") }),
+        drops: vec![b.clone(), c.clone()],
+        ..PushH::plain(HW, "main", c.clone(), Vec::new())
+    });
+    // Then an amend of the next commit: d is replaced by e.
+    let h = h.push(HW, &a, &[(&d, "Add d", t(2, "10:00"))]);
+    let mut h = h;
+    h.pushes.push(PushH {
+        forced: true,
+        drops: vec![d.clone()],
+        ..PushH::plain(
+            HW,
+            "main",
+            d.clone(),
+            vec![Commit { sha: e.clone(), message: "Add d".into(), at: t(2, "10:00") }],
+        )
+    });
+    let h = h.deploy(1, &e, "production", t(2, "11:00"), t(2, "11:10"), "success");
+    // Deploy 1 ships a (2 h 10 min) and e (1 h 10 min), not b, c or d: median 6000 s.
+    check(
+        h,
+        &[
+            ("full.lead_time_for_changes.changes", json!(2)),
+            ("full.lead_time_for_changes.median_seconds", json!(6000.0)),
         ],
     );
 }

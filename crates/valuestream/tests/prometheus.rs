@@ -23,6 +23,7 @@ const DEPLOY_ENDED: &str = r#"webhooks_event_end_total{event_source="github",eve
 const DEPLOY_FAILED: &str = r#"webhooks_event_end_total{event_source="github",event_type="deploy",error="true"}"#;
 const DEPLOY_STARTED: &str = r#"webhooks_event_start_total{event_source="github",event_type="deploy"}"#;
 const DEPLOYS_OPEN: &str = r#"valuestream_open_spans{source="github",kind="deploy"}"#;
+const DEPLOYS_EXPIRED: &str = r#"valuestream_expired_spans{source="github",kind="deploy"}"#;
 const DEPLOY_SECONDS: &str =
     r#"valuestream_span_duration_seconds_count{source="github",kind="deploy",outcome="success"}"#;
 const STATUSES_ACCEPTED: &str =
@@ -34,7 +35,9 @@ const STATUSES_REJECTED: &str =
 async fn the_first_deploy_steps_its_series_from_zero_to_one() {
     let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
     let before = scrape(&app).await;
-    for series in [DEPLOY_ENDED, DEPLOY_FAILED, DEPLOY_STARTED, DEPLOYS_OPEN, DEPLOY_SECONDS, STATUSES_ACCEPTED] {
+    for series in
+        [DEPLOY_ENDED, DEPLOY_FAILED, DEPLOY_STARTED, DEPLOYS_OPEN, DEPLOYS_EXPIRED, DEPLOY_SECONDS, STATUSES_ACCEPTED]
+    {
         assert_eq!(sample(&before, series), Some(0.0), "{series} is published at 0 from start-up:\n{before}");
     }
     assert_eq!(
@@ -102,15 +105,27 @@ async fn deploy(app: &App, n: u64, failed: bool) {
 #[tokio::test]
 #[ignore = "needs promtool (Debian's prometheus): run by .ci/run"]
 async fn promtool_finds_nothing_to_lint() {
-    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    let app = spawn_app(|db| {
+        let mut c = config(db, TracerBackend::None, None, &[SECRET]);
+        c.expire_open_after = Some(std::time::Duration::from_secs(86_400));
+        c
+    })
+    .await;
     let (ok, text) = promtool(&["check", "metrics"], &scrape(&app).await);
     assert!(ok && text.trim().is_empty(), "a fresh server:\n{text}");
     for (i, (event, body)) in scenario().iter().enumerate() {
         assert_eq!(app.github(event, &format!("l-{i}"), body).await.0, 200);
     }
     deploy(&app, 1, true).await;
-    let (ok, text) = promtool(&["check", "metrics"], &scrape(&app).await);
-    assert!(ok && text.trim().is_empty(), "after deliveries:\n{text}");
+    // A deploy whose status never came, older than a day: expired.
+    let mut lost = deployment(MERGE_SHA, "2026-11-21T17:00:00Z");
+    lost["deployment"]["id"] = serde_json::json!(2000);
+    assert_eq!(app.github("deployment", "l-lost", &lost).await.0, 200);
+    let text = scrape(&app).await;
+    assert_eq!(sample(&text, DEPLOYS_EXPIRED), Some(1.0), "{text}");
+    assert_eq!(sample(&text, DEPLOYS_OPEN), Some(0.0), "{text}");
+    let (ok, lint) = promtool(&["check", "metrics"], &text);
+    assert!(ok && lint.trim().is_empty(), "after deliveries:\n{lint}");
     app.stop().await;
 }
 

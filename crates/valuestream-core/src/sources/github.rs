@@ -229,6 +229,8 @@ struct PushEvent {
     #[serde(default)]
     deleted: bool,
     #[serde(default)]
+    forced: bool,
+    #[serde(default)]
     commits: Vec<PushCommit>,
     head_commit: Option<PushCommit>,
     repository: Repository,
@@ -757,6 +759,7 @@ impl Context<'_> {
             branch: branch.to_string(),
             before: event.before,
             after: event.after,
+            forced: event.forced,
             pushed_at,
             commits,
         }))

@@ -931,6 +931,7 @@ impl Context<'_> {
             branch: branch.to_string(),
             before: hook.before,
             after: hook.after,
+            forced: false,
             pushed_at,
             commits,
         }))

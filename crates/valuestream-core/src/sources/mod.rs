@@ -66,6 +66,10 @@ pub struct Push {
     /// The branch head before and after the push; chains pushes in order.
     pub before: String,
     pub after: String,
+    /// A forced push: it rewrote the branch rather than adding to it
+    /// (GitHub says so; GitLab's push hook does not).
+    #[serde(default)]
+    pub forced: bool,
     pub pushed_at: Timestamp,
     pub commits: Vec<Commit>,
 }

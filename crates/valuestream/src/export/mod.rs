@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
+use valuestream_core::vocab;
 
 pub use otlp::{OtlpExporter, OtlpSettings, Protocol};
 
@@ -47,13 +48,17 @@ pub struct ExportLink {
 
 impl ExportSpan {
     pub fn from_api(span: &ApiSpan, links: Vec<ExportLink>) -> ExportSpan {
-        let attributes = valuestream_core::export::attributes(
+        let mut attributes = valuestream_core::export::attributes(
             &span.key,
             &span.kind,
             span.outcome.as_deref(),
             span.repo.as_deref(),
             &span.attributes,
         );
+        if span.state == vocab::state::EXPIRED {
+            // Its end is its start plus --expire-open-after, not a time any payload gave.
+            attributes.insert(vocab::attr::EXPIRED.into(), true.into());
+        }
         ExportSpan {
             key: span.key.clone(),
             source: span.source.clone(),

@@ -79,7 +79,8 @@ fn sorted_seconds(mut nanos: Vec<i64>) -> Vec<f64> {
 /// One query: for each stored metrics group (`span_groups`: one per distinct
 /// source, kind, repo, project, environment and outcome), the database
 /// gathers the durations of its spans closed in the window and the ages of
-/// its spans open at `until` from the `spans_by_group` index, as one string
+/// its spans open at `until` (not expired by then: an expired span has no
+/// end, and counts as neither) from the `spans_by_group` index, as one string
 /// each. Only those numbers leave the database — a few thousand rows however
 /// many spans — and Rust merges the groups asked for and sorts each for its
 /// percentiles.
@@ -96,7 +97,8 @@ pub async fn summary(
             (SELECT string_agg(CAST(s.end_ns - s.start_ns AS TEXT), ',') FROM spans s
               WHERE s.group_id = g.id AND s.end_ns >= $1 AND s.end_ns < $2),
             (SELECT string_agg(CAST($2 - s.start_ns AS TEXT), ',') FROM spans s
-              WHERE s.group_id = g.id AND s.end_ns IS NULL AND s.start_ns < $2),
+              WHERE s.group_id = g.id AND s.end_ns IS NULL AND s.start_ns < $2
+                AND (s.expired_ns IS NULL OR s.expired_ns > $2)),
             (SELECT string_agg(CAST($2 - s.start_ns AS TEXT), ',') FROM spans s
               WHERE s.group_id = g.id AND s.end_ns >= $2 AND s.start_ns < $2)
          FROM span_groups g WHERE 1 = 1{filter_sql}"

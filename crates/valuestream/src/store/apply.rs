@@ -3,9 +3,8 @@
 //! export — all inside the caller's transaction, so nothing is half-applied.
 
 use super::changes;
-use super::columns::{
-    MetricColumns, PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times,
-};
+use super::columns::{PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times};
+use super::expiry::ExpiryRule;
 use super::outbox;
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
@@ -13,13 +12,14 @@ use crate::export::{ExportLink, ExportSpan};
 use sqlx::{AnyConnection, Connection, Row};
 use std::collections::{BTreeSet, HashSet};
 use valuestream_core::ids;
+use valuestream_core::settle::{Settled, Step, Stored, pull_request_times, settle, step};
 use valuestream_core::sources::Parsed;
-use valuestream_core::span::{SpanEvent, SpanState, fold};
+use valuestream_core::span::{Folding, SpanEvent, SpanState};
 use valuestream_core::time::Timestamp;
-use valuestream_core::vocab::{attr, kind, outcome};
+use valuestream_core::vocab::{attr, kind, outcome, state};
 
 /// The PostgreSQL advisory lock that serializes writers across replicas ("VSWRITER").
-const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
+pub(super) const WRITER_LOCK: i64 = 0x5653_5752_4954_4552;
 
 /// How far up a parent chain we walk before calling it a cycle.
 const MAX_DEPTH: usize = 64;
@@ -97,7 +97,8 @@ impl Store {
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {
-            let (ack, queued) = apply_one(&mut tx, item, export, &self.production).await?;
+            let expiry = ExpiryRule { age: self.expire_open_after, now: item.received_at };
+            let (ack, queued) = apply_one(&mut tx, item, export, &self.production, expiry).await?;
             acks.push(ack);
             exported += queued;
         }
@@ -223,6 +224,7 @@ async fn apply_one(
     item: &Applicable,
     export: bool,
     production: &[String],
+    expiry: ExpiryRule,
 ) -> Result<(Ack, usize), StoreError> {
     let (status, reason) = match &item.parsed {
         Parsed::Pong => (AckStatus::Pong, None),
@@ -256,7 +258,9 @@ async fn apply_one(
         return Ok((ack, 0));
     }
     let (spans, queued, transitions) = match &item.parsed {
-        Parsed::Spans(events) => apply_events(conn, &item.id, item.received_at, events, export, production).await?,
+        Parsed::Spans(events) => {
+            apply_events(conn, &item.id, item.received_at, events, export, production, expiry).await?
+        }
         Parsed::Push(push) if !push.default_branch => {
             record_branch_push(conn, &item.source, push).await?;
             (0, 0, Vec::new())
@@ -270,25 +274,6 @@ async fn apply_one(
         Parsed::Pong | Parsed::Ignored { .. } => (0, 0, Vec::new()),
     };
     Ok((Ack { status, delivery_id: item.id.clone(), spans, reason, transitions }, queued))
-}
-
-/// What a span's row said before this delivery.
-struct Previous {
-    kind: String,
-    repo: Option<String>,
-    environment: Option<String>,
-    revision: Option<String>,
-    state: String,
-    end_ns: Option<i64>,
-    outcome: Option<String>,
-    trace_refs: String,
-    parent_refs: String,
-    link_refs: String,
-    group_id: Option<i64>,
-    start_ns: i64,
-    reviewed_ns: Option<i64>,
-    first_commit_ns: Option<i64>,
-    rework: bool,
 }
 
 /// Records `events` and brings every affected span up to date. Returns the
@@ -305,10 +290,12 @@ async fn apply_events(
     events: &[SpanEvent],
     export: bool,
     production: &[String],
+    expiry: ExpiryRule,
 ) -> Result<(usize, usize, Vec<Transition>), StoreError> {
+    // Each event as stored: stamped with its delivery.
+    let events: Vec<SpanEvent> =
+        events.iter().map(|event| SpanEvent { delivery_id: delivery_id.to_string(), ..event.clone() }).collect();
     for (seq, event) in events.iter().enumerate() {
-        let mut event = event.clone();
-        event.delivery_id = delivery_id.to_string();
         sqlx::query(
             "INSERT INTO span_events (span_key, delivery_id, seq, event) VALUES ($1, $2, $3, $4)
              ON CONFLICT (span_key, delivery_id, seq) DO NOTHING",
@@ -322,7 +309,7 @@ async fn apply_events(
     }
 
     let mut touched: Vec<String> = Vec::new();
-    for event in events {
+    for event in &events {
         if !touched.contains(&event.key) {
             touched.push(event.key.clone());
         }
@@ -331,35 +318,37 @@ async fn apply_events(
     let mut to_relink: BTreeSet<String> = BTreeSet::new();
     let mut to_retrace: BTreeSet<String> = BTreeSet::new();
     let mut to_derive: BTreeSet<String> = BTreeSet::new();
-    let mut previous = Vec::with_capacity(touched.len());
+    let mut steps = Vec::with_capacity(touched.len());
     let mut materialized = Vec::with_capacity(touched.len());
     for key in &touched {
-        let before = load_previous(conn, key).await?;
+        let (before, folding) = match load_previous(conn, key).await? {
+            Some((before, folding)) => (Some(before), folding),
+            None => (None, None),
+        };
+        let new: Vec<&SpanEvent> = events.iter().filter(|event| &event.key == key).collect();
         // A key whose events are all tentative has no span (yet): leave it out.
-        let Some(refolded) = refold(conn, key, before.as_ref()).await? else { continue };
+        let Some(refolded) = refold(conn, key, before.as_ref(), folding, &new, expiry).await? else { continue };
+        let settled = &refolded.settled;
         materialized.push(key.clone());
-        if before.is_none() || refolded.parent_refs_changed {
+        if settled.parent_refs_changed {
             to_resolve.insert(key.clone());
         }
-        if refolded.link_refs_changed {
+        if settled.link_refs_changed {
             to_relink.insert(key.clone());
         }
-        if refolded.kind_changed {
+        if settled.kind_changed {
             // An incident among a span's ancestors makes it rework: its
             // descendants' flags follow its kind.
             to_retrace.insert(key.clone());
-            if before.as_ref().is_some_and(|b| b.kind == kind::INCIDENT) {
-                sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1")
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await?;
-                to_resolve.insert(key.clone());
-            }
         }
-        to_derive.extend(refolded.derive_for);
+        if settled.no_longer_incident {
+            sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1").bind(key).execute(&mut *conn).await?;
+            to_resolve.insert(key.clone());
+        }
+        to_derive.extend(settled.derive_for.iter().cloned());
         to_resolve.extend(refolded.waiting);
         to_relink.extend(refolded.waiting_links);
-        previous.push(before);
+        steps.push(refolded.step);
     }
     for key in &to_resolve {
         if resolve_parent(conn, key).await? {
@@ -382,30 +371,49 @@ async fn apply_events(
     let mut queued = 0;
     let mut transitions = Vec::new();
     let touched = materialized;
-    for (key, previous) in touched.iter().zip(previous) {
-        let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
-        let was_closed = previous.as_ref().is_some_and(|p| p.state == "closed");
-        if span.state != "closed" {
-            if previous.is_none() || was_closed {
-                transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
-            }
-            if export && was_closed {
-                // Reopened: an end still settling in the outbox is not its end any more.
-                outbox::withdraw(conn, key).await?;
-            }
+    for (key, step) in touched.iter().zip(steps) {
+        if step == Step::StillOpen {
             continue;
         }
-        let end_ns = span.end.map(|e| e.nanos());
-        let ended_now =
-            !previous.as_ref().is_some_and(|p| was_closed && p.end_ns == end_ns && p.outcome == span.outcome);
-        if ended_now {
-            let outcome = span.outcome.clone().unwrap_or_default();
-            transitions.push(Transition {
-                source: span.source.clone(),
-                kind: span.kind.clone(),
-                ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
-            });
-        }
+        let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
+        let ended_now = match step {
+            Step::StillOpen => continue,
+            Step::Unexpired => {
+                if export {
+                    // The expired version still settling in the outbox is not its end any more.
+                    outbox::withdraw(conn, key).await?;
+                }
+                continue;
+            }
+            Step::Expired { started, changed } => {
+                if started {
+                    transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
+                }
+                // Exported as expired, once; no end and no duration are counted.
+                if export && enqueue_export(conn, &span, changed, received_at).await? {
+                    queued += 1;
+                }
+                continue;
+            }
+            Step::Opened { reopened } => {
+                transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
+                if export && reopened {
+                    // An end still settling in the outbox is not its end any more.
+                    outbox::withdraw(conn, key).await?;
+                }
+                continue;
+            }
+            Step::Ended => {
+                let outcome = span.outcome.clone().unwrap_or_default();
+                transitions.push(Transition {
+                    source: span.source.clone(),
+                    kind: span.kind.clone(),
+                    ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
+                });
+                true
+            }
+            Step::StillEnded => false,
+        };
         if export && enqueue_export(conn, &span, ended_now, received_at).await? {
             queued += 1;
         }
@@ -413,101 +421,99 @@ async fn apply_events(
     Ok((touched.len(), queued, transitions))
 }
 
-async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<Previous>, StoreError> {
+/// What `key`'s row says, and its fold in progress when it has one.
+async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<(Stored, Option<String>)>, StoreError> {
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
                 CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
-                kind, repo, environment, revision, first_commit_ns
+                kind, repo, environment, revision, first_commit_ns, expired_ns, folding
          FROM spans WHERE key = $1",
     )
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(match row {
-        Some(row) => Some(Previous {
-            state: row.try_get(0)?,
-            end_ns: row.try_get(1)?,
-            outcome: row.try_get(2)?,
-            trace_refs: row.try_get(3)?,
-            parent_refs: row.try_get(4)?,
-            link_refs: row.try_get(5)?,
-            group_id: row.try_get(6)?,
-            start_ns: row.try_get(7)?,
-            reviewed_ns: row.try_get(8)?,
-            rework: row.try_get::<i64, _>(9)? == 1,
-            kind: row.try_get(10)?,
-            repo: row.try_get(11)?,
-            environment: row.try_get(12)?,
-            revision: row.try_get(13)?,
-            first_commit_ns: row.try_get(14)?,
-        }),
+        Some(row) => Some((
+            Stored {
+                state: row.try_get(0)?,
+                end_ns: row.try_get(1)?,
+                outcome: row.try_get(2)?,
+                trace_refs: row.try_get(3)?,
+                parent_refs: row.try_get(4)?,
+                link_refs: row.try_get(5)?,
+                group_id: row.try_get(6)?,
+                start_ns: row.try_get(7)?,
+                reviewed_ns: row.try_get(8)?,
+                rework: row.try_get::<i64, _>(9)? == 1,
+                kind: row.try_get(10)?,
+                repo: row.try_get(11)?,
+                environment: row.try_get(12)?,
+                revision: row.try_get(13)?,
+                first_commit_ns: row.try_get(14)?,
+                expired_ns: row.try_get(15)?,
+            },
+            row.try_get(16)?,
+        )),
         None => None,
     })
 }
 
 /// What refolding a span changed beyond its own row.
 struct Refolded {
-    parent_refs_changed: bool,
-    link_refs_changed: bool,
-    kind_changed: bool,
-    /// The repositories whose change sets or incident causes this span's
-    /// change may move (its own, and its old one when that changed).
-    derive_for: Vec<String>,
+    /// The core's decisions about its new state.
+    settled: Settled,
+    /// How it moved through its life.
+    step: Step,
     /// Spans that look for a parent among this span's (new) references.
     waiting: Vec<String>,
     /// Spans that link to this span's (new) references.
     waiting_links: Vec<String>,
 }
 
-/// Folds all events of `key` into its row and refreshes what it answers to
-/// and where it looks for its parent, when those changed.
+/// Folds `key`'s events into its row and refreshes what it answers to and
+/// where it looks for its parent, when those changed. `new` are this
+/// delivery's events of `key`: when they all sort after the events already
+/// in its stored fold (`folding`), they are added to it; else every stored
+/// event of the span is read and folded again. An open span older than the
+/// age is stored expired ([`ExpiryRule`]).
 async fn refold(
     conn: &mut AnyConnection,
     key: &str,
-    before: Option<&Previous>,
+    before: Option<&Stored>,
+    folding: Option<String>,
+    new: &[&SpanEvent],
+    expiry: ExpiryRule,
 ) -> Result<Option<Refolded>, StoreError> {
-    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        let text: String = row.try_get(0)?;
-        events.push(
-            serde_json::from_str::<SpanEvent>(&text)
-                .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
-        );
-    }
-    if events.iter().all(|event| event.tentative) {
+    let grown = folding.and_then(|text| serde_json::from_str::<Folding>(&text).ok()).and_then(|f| added(f, new));
+    let folding = match grown {
+        Some(folding) => folding,
+        None => refold_all(conn, key).await?,
+    };
+    if !folding.is_firm() {
         return Ok(None);
     }
-    let span = fold(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))?;
+    let span = folding.span();
     let name = valuestream_core::export::name(&span.kind, &span.name, &span.attributes);
-    let trace_refs = serde_json::to_string(&span.trace_refs).expect("refs serialize");
-    let parent_refs = serde_json::to_string(&span.parent_refs).expect("refs serialize");
-    let link_refs = serde_json::to_string(&span.link_refs).expect("refs serialize");
-    let columns = MetricColumns::of(
-        &span.source,
-        &span.kind,
-        span.repo.as_deref(),
-        span.project.as_deref(),
-        span.outcome.as_deref(),
-        &span.attributes,
-    );
-    let group_id = columns.group.id();
-    if before.is_none_or(|b| b.group_id != Some(group_id)) {
+    let settled = settle(before, &span);
+    let columns = &settled.columns;
+    let expired_at = expiry.expired_at(&span, before.and_then(|b| b.expired_ns));
+    let stored_state = if expired_at.is_some() { state::EXPIRED } else { span.state.as_str() };
+    if settled.new_group {
         ensure_group(conn, &columns.group).await?;
     }
     sqlx::query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
-                            link_refs, environment, group_id, revision, reviewed_ns)
+                            link_refs, environment, group_id, revision, reviewed_ns, expired_ns, folding)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, $13, '[]', $14, $15, $16, $17,
-                 $18, $19, $20)
+                 $18, $19, $20, $21, $22)
          ON CONFLICT (key) DO UPDATE SET
             source = excluded.source, kind = excluded.kind, name = excluded.name, repo = excluded.repo,
             project = excluded.project, start_ns = excluded.start_ns, end_ns = excluded.end_ns,
             state = excluded.state, outcome = excluded.outcome, attributes = excluded.attributes,
             trace_refs = excluded.trace_refs, parent_refs = excluded.parent_refs, link_refs = excluded.link_refs,
             environment = excluded.environment, group_id = excluded.group_id, revision = excluded.revision,
-            reviewed_ns = excluded.reviewed_ns",
+            reviewed_ns = excluded.reviewed_ns, expired_ns = excluded.expired_ns, folding = excluded.folding",
     )
     .bind(key)
     .bind(&span.source)
@@ -517,41 +523,31 @@ async fn refold(
     .bind(span.project.clone())
     .bind(span.start.nanos())
     .bind(span.end.map(|e| e.nanos()))
-    .bind(span.state.as_str())
+    .bind(stored_state)
     .bind(span.outcome.clone())
     .bind(ids::trace_id(key))
     .bind(ids::span_id(key))
     .bind(serde_json::to_string(&span.attributes).expect("attributes serialize"))
-    .bind(&trace_refs)
-    .bind(&parent_refs)
-    .bind(&link_refs)
+    .bind(&settled.trace_refs)
+    .bind(&settled.parent_refs)
+    .bind(&settled.link_refs)
     .bind(columns.group.environment.clone())
-    .bind(group_id)
+    .bind(settled.group_id)
     .bind(columns.revision.clone())
     .bind(columns.reviewed_ns)
+    .bind(expired_at.map(|e| e.nanos()))
+    .bind(serde_json::to_string(&folding).expect("a fold serializes"))
     .execute(&mut *conn)
     .await?;
     if span.kind == kind::PULL_REQUEST {
         // Change sets may already name this pull request (its deploy and
         // push can arrive first): copy its times whenever they are new.
-        let merged = span.end.filter(|_| span.outcome.as_deref() == Some(outcome::MERGED)).map(|e| e.nanos());
         let head = span.attributes.get(attr::HEAD_BRANCH).and_then(|v| v.as_str());
         let first_commit = match (&span.repo, head) {
             (Some(repo), Some(head)) => first_commit(conn, &span.source, repo, head, span.start.nanos()).await?,
             _ => None,
         };
-        let times =
-            PullRequestTimes { opened: span.start.nanos(), first_commit, reviewed: columns.reviewed_ns, merged };
-        let times_changed = before.is_none_or(|b| {
-            let was_merged = b.end_ns.filter(|_| b.outcome.as_deref() == Some(outcome::MERGED));
-            let then = PullRequestTimes {
-                opened: b.start_ns,
-                first_commit: b.first_commit_ns,
-                reviewed: b.reviewed_ns,
-                merged: was_merged,
-            };
-            then != times
-        });
+        let (times, times_changed) = pull_request_times(before, &span, columns, first_commit);
         if times_changed {
             sqlx::query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
                 .bind(first_commit)
@@ -560,7 +556,7 @@ async fn refold(
                 .await?;
             update_pull_request_times(conn, key, times).await?;
         }
-        if before.is_some_and(|b| b.rework) != columns.rework {
+        if settled.rework_changed {
             store_rework(conn, key, columns.rework).await?;
             changes::refresh_pr_rework(conn, Some(key)).await?;
         }
@@ -569,7 +565,7 @@ async fn refold(
 
     let mut waiting = Vec::new();
     let mut waiting_links = Vec::new();
-    if before.is_none_or(|b| b.trace_refs != trace_refs) {
+    if settled.trace_refs_changed {
         let own: Vec<String> =
             std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
         if before.is_some() {
@@ -604,12 +600,8 @@ async fn refold(
         }
     }
 
-    // `relink` rebuilds span_link_refs from these and the change set. A new
-    // span without link references has nothing to relink (most spans).
-    let link_refs_changed = before.map_or(!span.link_refs.is_empty(), |b| b.link_refs != link_refs);
-
-    let parent_refs_changed = before.is_none_or(|b| b.parent_refs != parent_refs);
-    if parent_refs_changed {
+    // `relink` rebuilds span_link_refs from the link references and the change set.
+    if settled.parent_refs_changed {
         if before.is_some() {
             sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
         }
@@ -625,15 +617,30 @@ async fn refold(
             insert.execute(&mut *conn).await?;
         }
     }
-    let derive_for = derivation_inputs_changed(before, &span, &columns);
-    Ok(Some(Refolded {
-        parent_refs_changed,
-        link_refs_changed,
-        kind_changed: before.is_some_and(|b| b.kind != span.kind),
-        derive_for,
-        waiting,
-        waiting_links,
-    }))
+    let step = step(before, &span, expired_at.map(|e| e.nanos()));
+    Ok(Some(Refolded { settled, step, waiting, waiting_links }))
+}
+
+/// `folding` with `new` added in order; `None` when one of them sorts before
+/// an event already in it.
+fn added(mut folding: Folding, new: &[&SpanEvent]) -> Option<Folding> {
+    let mut new = new.to_vec();
+    new.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+    new.iter().all(|event| folding.push(event)).then_some(folding)
+}
+
+/// Reads and folds every stored event of `key`.
+async fn refold_all(conn: &mut AnyConnection, key: &str) -> Result<Folding, StoreError> {
+    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let text: String = row.try_get(0)?;
+        events.push(
+            serde_json::from_str::<SpanEvent>(&text)
+                .map_err(|e| StoreError::Corrupt(format!("span event of {key}: {e}")))?,
+        );
+    }
+    Folding::of(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))
 }
 
 async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) -> Result<(), StoreError> {
@@ -705,51 +712,6 @@ async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> R
         }
     }
     Ok(())
-}
-
-/// The repositories whose change sets or incident causes a span's new state
-/// can move: what the derivation reads of a span (a deploy's end, outcome,
-/// environment and sha; a merged pull request's times and merge commit; an
-/// incident's start and root cause) changed.
-fn derivation_inputs_changed(
-    before: Option<&Previous>,
-    span: &valuestream_core::span::Span,
-    columns: &MetricColumns,
-) -> Vec<String> {
-    let relevant = |kind_: &str, outcome_: Option<&str>| {
-        kind_ == kind::DEPLOY
-            || kind_ == kind::INCIDENT
-            || (kind_ == kind::PULL_REQUEST && outcome_ == Some(outcome::MERGED))
-    };
-    let now = relevant(&span.kind, span.outcome.as_deref()).then(|| {
-        (
-            span.kind.as_str(),
-            span.repo.as_deref(),
-            span.start.nanos(),
-            span.end.map(|e| e.nanos()),
-            span.outcome.as_deref(),
-            columns.group.environment.as_deref(),
-            columns.revision.as_deref(),
-        )
-    });
-    let then = before.filter(|b| relevant(&b.kind, b.outcome.as_deref())).map(|b| {
-        (
-            b.kind.as_str(),
-            b.repo.as_deref(),
-            b.start_ns,
-            b.end_ns,
-            b.outcome.as_deref(),
-            b.environment.as_deref(),
-            b.revision.as_deref(),
-        )
-    });
-    if now == then {
-        return Vec::new();
-    }
-    let mut repos: Vec<String> =
-        [now.and_then(|n| n.1), then.and_then(|t| t.1)].into_iter().flatten().map(str::to_string).collect();
-    repos.dedup();
-    repos
 }
 
 /// The first commit of a pull request opened at `opened` from `branch`: the
@@ -838,8 +800,8 @@ async fn record_push(
     push: &valuestream_core::sources::Push,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, repo, after_sha) DO NOTHING",
+        "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id, forced)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, before_sha, after_sha) DO NOTHING",
     )
     .bind(source)
     .bind(&push.repo)
@@ -848,16 +810,20 @@ async fn record_push(
     .bind(&push.branch)
     .bind(push.pushed_at.nanos())
     .bind(delivery_id)
+    .bind(i64::from(push.forced))
     .execute(&mut *conn)
     .await?;
     for (position, commit) in push.commits.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO push_commits (source, repo, sha, push_after, position, committed_at, message, pull_request)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, push_after, position) DO NOTHING",
+            "INSERT INTO push_commits (source, repo, sha, push_before, push_after, position, committed_at, message,
+                                       pull_request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (source, repo, push_before, push_after, position) DO NOTHING",
         )
         .bind(source)
         .bind(&push.repo)
         .bind(&commit.sha)
+        .bind(&push.before)
         .bind(&push.after)
         .bind(position as i64)
         .bind(commit.timestamp.nanos())
@@ -1000,7 +966,7 @@ async fn kind_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, 
 /// just ended (or its end or outcome moved) or when an earlier version of it
 /// still waits in the outbox; returns whether a row was written.
 /// [`outbox::queue`] decides between a new row, a refreshed one and none.
-async fn enqueue_export(
+pub(super) async fn enqueue_export(
     conn: &mut AnyConnection,
     span: &ApiSpan,
     ended_now: bool,

@@ -40,38 +40,42 @@ struct History {
 
 async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, History>, StoreError> {
     let mut by_source: BTreeMap<String, History> = BTreeMap::new();
-    let mut commits: HashMap<(String, String), Vec<(i64, CommitRecord)>> = HashMap::new();
+    // Commits per push: (source, before, after).
+    let mut commits: HashMap<(String, String, String), Vec<(i64, CommitRecord)>> = HashMap::new();
     for row in sqlx::query(
-        "SELECT source, push_after, position, sha, committed_at, pull_request, message FROM push_commits WHERE repo = $1",
+        "SELECT source, push_before, push_after, position, sha, committed_at, pull_request, message
+         FROM push_commits WHERE repo = $1",
     )
     .bind(repo)
     .fetch_all(&mut *conn)
     .await?
     {
-        let message: String = row.try_get(6)?;
-        commits.entry((row.try_get(0)?, row.try_get(1)?)).or_default().push((
-            row.try_get(2)?,
+        let message: String = row.try_get(7)?;
+        commits.entry((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)).or_default().push((
+            row.try_get(3)?,
             CommitRecord {
-                sha: row.try_get(3)?,
-                committed_at: row.try_get(4)?,
-                pull_request: row.try_get(5)?,
+                sha: row.try_get(4)?,
+                committed_at: row.try_get(5)?,
+                pull_request: row.try_get(6)?,
                 revert: is_revert(&message),
             },
         ));
     }
-    for row in sqlx::query("SELECT source, before_sha, after_sha, pushed_at FROM pushes WHERE repo = $1")
+    for row in sqlx::query("SELECT source, before_sha, after_sha, pushed_at, forced FROM pushes WHERE repo = $1")
         .bind(repo)
         .fetch_all(&mut *conn)
         .await?
     {
         let source: String = row.try_get(0)?;
+        let before: String = row.try_get(1)?;
         let after: String = row.try_get(2)?;
-        let mut rows = commits.remove(&(source.clone(), after.clone())).unwrap_or_default();
+        let mut rows = commits.remove(&(source.clone(), before.clone(), after.clone())).unwrap_or_default();
         rows.sort_by_key(|(position, _)| *position);
         by_source.entry(source).or_default().pushes.push(PushRecord {
-            before: row.try_get(1)?,
+            before,
             after,
             pushed_at: row.try_get(3)?,
+            forced: row.try_get::<i64, _>(4)? != 0,
             commits: rows.into_iter().map(|(_, commit)| commit).collect(),
         });
     }
@@ -130,7 +134,11 @@ pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[Strin
         let changes = branch_order(&history.pushes, &history.merged);
         let sets = change_sets(&changes, &history.deploys);
         for deploy in &history.deploys {
-            let set = sets.get(&deploy.key).cloned().flatten().map(|range| changes[range].to_vec());
+            let set = sets
+                .get(&deploy.key)
+                .cloned()
+                .flatten()
+                .map(|set| set.iter().map(|&i| changes[i].clone()).collect::<Vec<_>>());
             let rows = set.as_ref().map(|set| {
                 set.iter()
                     .map(|c| {

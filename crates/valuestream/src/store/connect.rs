@@ -95,7 +95,7 @@ pub(super) async fn open(url: &str, mode: OpenMode) -> Result<Store, StoreError>
         .await
         .map_err(|error| StoreError::Open(place.explain(&error)))?;
     let production = valuestream_core::vocab::PRODUCTION_ENVIRONMENTS.iter().map(|s| s.to_string()).collect();
-    Ok(Store { pool, backend, faults, production: std::sync::Arc::new(production) })
+    Ok(Store { pool, backend, faults, production: std::sync::Arc::new(production), expire_open_after: None })
 }
 
 /// Session settings every connection gets.

@@ -10,11 +10,13 @@ mod apply;
 pub mod changes;
 mod columns;
 mod connect;
+mod expiry;
 mod faults;
 mod outbox;
 mod query;
 
 pub use apply::{Ack, AckStatus, Applicable, Transition};
+pub use expiry::Swept;
 pub use outbox::{Due, Sent};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
 
@@ -70,6 +72,9 @@ pub struct Store {
     backend: Backend,
     /// The deploy environments incidents are attributed among (metrics.md).
     production: std::sync::Arc<Vec<String>>,
+    /// Open spans older than this expire (`--expire-open-after`); `None`:
+    /// this handle expires nothing and keeps the expiry stored spans have.
+    expire_open_after: Option<Duration>,
     faults: Arc<Faults>,
 }
 
@@ -86,6 +91,20 @@ impl Store {
             self.production = std::sync::Arc::new(names.to_vec());
         }
         self
+    }
+
+    /// Sets the age at which open spans expire (`--expire-open-after`). The
+    /// writer then expires a span that arrives older than that in its
+    /// delivery's transaction, and its sweep ([`Store::sweep_expired`])
+    /// expires those that grow older.
+    pub fn with_expire_open_after(mut self, age: Option<Duration>) -> Store {
+        self.expire_open_after = age;
+        self
+    }
+
+    /// The age at which open spans expire, if any.
+    pub fn expire_open_after(&self) -> Option<Duration> {
+        self.expire_open_after
     }
 
     /// Connects to an existing database, for commands that only read: a

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
+use valuestream_core::vocab;
 
 /// A span as the API shows it (docs/api.md, "GET /api/v1/spans").
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -33,13 +34,21 @@ pub struct ApiSpan {
 }
 
 const SPAN_COLUMNS: &str = "key, source, kind, name, repo, project, trace_id, span_id, parent_key, parent_span_id,
-    links, trace_refs, start_ns, end_ns, state, outcome, attributes";
+    links, trace_refs, start_ns, end_ns, state, outcome, attributes, expired_ns";
 
 fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
     let json = |name: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(name)?) };
     let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
     let start = Timestamp(row.try_get("start_ns")?);
-    let end = row.try_get::<Option<i64>, _>("end_ns")?.map(Timestamp);
+    let state: String = row.try_get("state")?;
+    // An expired span shows the end it was given (its start plus the age)
+    // but no duration: as far as any payload says, it never finished.
+    let (end, duration_seconds) = if state == vocab::state::EXPIRED {
+        (row.try_get::<Option<i64>, _>("expired_ns")?.map(Timestamp), None)
+    } else {
+        let end = row.try_get::<Option<i64>, _>("end_ns")?.map(Timestamp);
+        (end, end.map(|end| start.seconds_until(end)))
+    };
     Ok(ApiSpan {
         key: row.try_get("key")?,
         source: row.try_get("source")?,
@@ -61,8 +70,8 @@ fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
             .collect(),
         start,
         end,
-        duration_seconds: end.map(|end| start.seconds_until(end)),
-        state: row.try_get("state")?,
+        duration_seconds,
+        state,
         outcome: row.try_get("outcome")?,
         attributes: serde_json::from_str(&json("attributes")?).map_err(|e| corrupt("attributes", e))?,
     })
@@ -75,7 +84,7 @@ pub(super) async fn load_span(conn: &mut AnyConnection, key: &str) -> Result<Opt
 }
 
 /// Filters of `GET /api/v1/spans`. `since`/`until` bound the span's start;
-/// the text filters match whatever the case.
+/// source, kind, repo, project and key match whatever the case.
 #[derive(Clone, Debug, Default)]
 pub struct SpanFilter {
     pub source: Option<String>,
@@ -116,17 +125,18 @@ impl Store {
         // Names match whatever their case, as GitHub treats them: lower() on
         // both sides (these columns are filtered while reading spans in start
         // order, so no index is lost).
-        for (column, value) in [
-            ("source", &filter.source),
-            ("kind", &filter.kind),
-            ("repo", &filter.repo),
-            ("project", &filter.project),
-            ("state", &filter.state),
-        ] {
+        for (column, value) in
+            [("source", &filter.source), ("kind", &filter.kind), ("repo", &filter.repo), ("project", &filter.project)]
+        {
             if let Some(value) = value {
                 sql.push_str(&format!(" AND lower({column}) = lower(${})", next()));
                 texts.push(value.clone());
             }
+        }
+        // The state is one of ours (checked by the API): compared as stored.
+        if let Some(state) = &filter.state {
+            sql.push_str(&format!(" AND state = ${}", next()));
+            texts.push(state.clone());
         }
         // A key through span_refs, which holds every span's key in lowercase
         // (its primary key finds it), and only a key, not a trace reference.
@@ -210,9 +220,18 @@ impl Store {
 
     /// Open spans by (source, kind), for the `valuestream_open_spans` gauge.
     pub async fn open_span_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT source, kind, COUNT(*) FROM spans WHERE state = 'open' GROUP BY source, kind")
-            .fetch_all(&self.pool)
-            .await?;
+        self.span_counts("SELECT source, kind, COUNT(*) FROM spans WHERE state = 'open' GROUP BY source, kind").await
+    }
+
+    /// Expired spans by (source, kind), for the `valuestream_expired_spans` gauge.
+    pub async fn expired_span_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.span_counts("SELECT source, kind, COUNT(*) FROM spans WHERE state = 'expired' GROUP BY source, kind").await
+    }
+
+    /// Both read a partial index of their state alone (migration 0007), so
+    /// the literal state in the statement matters: a bound one would not use it.
+    async fn span_counts(&self, sql: &'static str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
     }
 

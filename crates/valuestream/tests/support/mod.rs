@@ -251,6 +251,7 @@ pub fn config(database: &str, tracer: TracerBackend, otlp_endpoint: Option<Strin
         otlp_endpoint,
         // Tests that want the settle delay set their own.
         export_delay: Duration::ZERO,
+        expire_open_after: None,
     }
 }
 
