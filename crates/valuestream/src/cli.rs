@@ -1,11 +1,13 @@
-//! The command line (contract.md, "Command line"): `serve` (the default),
-//! `replay`, `migrate` and `event`. Exit status 0 on success, 2 on bad usage, 1 on
-//! failure with a one-line reason on stderr.
+//! The command line: `serve` (the default), `report`, `replay`, `migrate` and
+//! `event`. Exit status 0 on success; 2 on bad usage (a flag, an environment
+//! variable or a config file key that is wrong, whatever the command), 1 on
+//! failure; either way with one line on stderr saying why.
 
 use crate::config::{FileConfig, LogFormat, ServeConfig, database_url, log_level};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +17,7 @@ const SECRETS_HELP: &str = "Webhook secrets are read from the environment only (
   VS_JENKINS_TOKEN      token of Jenkins notifications (Authorization: Bearer <token>, or ?token=<token>)
   VS_JIRA_SECRET        HMAC secret of Jira Cloud webhooks (X-Hub-Signature: sha256=…)
   VS_CUSTOMHTTP_SECRET  HMAC secret of customhttp events (X-VS-Signature: sha256=…), also used by `valuestream event`
-Logging: VS_LOG_LEVEL = error | warn | info | debug | trace (default info).
+Logging: VS_LOG_LEVEL = error | warn | info | debug | trace, any case (default info).
 OTLP export reads the standard OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
 OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, default, or grpc).";
 
@@ -149,12 +151,86 @@ pub struct ReplayCommand {
     /// JSON Lines files of recorded deliveries, or folders holding them (*.jsonl, *.ndjson)
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Exit 0 even when some lines were rejected (they are still counted and reported)
+    #[arg(long)]
+    pub best_effort: bool,
+}
+
+/// Bad usage: a flag, an environment variable or a config file key that is
+/// wrong. `main` exits 2 for it (any other error exits 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    /// A configuration error (flags, environment, file) as a usage error.
+    pub fn from_config(error: anyhow::Error) -> anyhow::Error {
+        UsageError(format!("{error:#}")).into()
+    }
+}
+
+/// Whether `error` is bad usage: a [`UsageError`] or a database URL of no
+/// known kind, anywhere in its chain.
+fn is_usage(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<UsageError>() || matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::UnsupportedUrl(_)))
+    })
+}
+
+/// clap's error as one line: its message and tips without the usage block,
+/// then where to read more (`valuestream serve --help`). Help and version
+/// requests print as clap prints them.
+fn usage_line(error: &clap::Error, args: &[String]) -> String {
+    let path = command_path(args);
+    if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let mut command = Cli::command();
+        for name in path.split(' ').skip(1) {
+            command = command.find_subcommand(name).cloned().unwrap_or(command);
+        }
+        let names: Vec<&str> = command.get_subcommands().map(|sub| sub.get_name()).collect();
+        return format!("`{path}` needs a command: {} (see `{path} --help`)", names.join(" or "));
+    }
+    let rendered = error.render().to_string();
+    let mut parts = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    format!("{} (see `{path} --help`)", parts.join(" "))
+}
+
+/// The (sub)command the arguments name, e.g. `valuestream event start`.
+fn command_path(args: &[String]) -> String {
+    let mut command = Cli::command();
+    let mut path = vec![command.get_name().to_string()];
+    for arg in args.iter().skip(1) {
+        let Some(sub) = command.find_subcommand(arg).cloned() else { continue };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    path.join(" ")
 }
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     crate::body::map_large_allocations();
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help, --version
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("valuestream: {}", usage_line(&error, &args));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(anyhow::anyhow!("cannot start the async runtime: {error}")),
@@ -171,32 +247,57 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.downcast_ref::<crate::report::UsageError>().is_some() => {
-            eprintln!("valuestream: {error}");
+        Err(error) if is_usage(&error) => {
+            eprintln!("valuestream: {}", one_line(&error));
             ExitCode::from(2)
         }
         Err(error) => fail(error),
     }
 }
 
+/// The error and its causes, joined on one line.
+fn one_line(error: &anyhow::Error) -> String {
+    format!("{error:#}").replace('\n', " ")
+}
+
 fn fail(error: anyhow::Error) -> ExitCode {
-    // One line: the error and its causes, joined.
-    eprintln!("valuestream: {}", format!("{error:#}").replace('\n', " "));
+    eprintln!("valuestream: {}", one_line(&error));
     ExitCode::FAILURE
 }
 
 async fn serve(command: ServeCommand) -> anyhow::Result<()> {
-    let config = ServeConfig::resolve(&command.common, &command.args)?;
+    let config = ServeConfig::resolve(&command.common, &command.args).map_err(UsageError::from_config)?;
     init_logging(config.log_format, &config.log_level);
-    config.check_safe_default()?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
+    // A host name is resolved now, at bind, not when the flag is read.
+    let cannot_listen = |e: std::io::Error| anyhow::anyhow!("cannot listen on {}: {e}", config.addr);
+    let addrs = config.addr.resolve().await.map_err(cannot_listen)?;
+    let listener = tokio::net::TcpListener::bind(&addrs[..]).await.map_err(cannot_listen)?;
+    // Checked on the address actually bound: nothing is accepted before run().
+    let unsigned = config.check_safe_default(listener.local_addr()?)?;
+    if !unsigned.is_empty() {
+        let names: Vec<&str> = unsigned.iter().map(|source| source.name()).collect();
+        let variables: Vec<&str> = unsigned.iter().map(|source| source.secret_variable()).collect();
+        tracing::warn!(
+            addr = %config.addr,
+            unsigned = names.join(", "),
+            set = variables.join(", "),
+            "Listening beyond loopback with --allow-unsigned: these sources accept deliveries nobody signed."
+        );
+    }
     crate::server::run(config, listener, shutdown_signal()).await
 }
 
+/// The configuration file and the log level every command that reads the
+/// store takes, checked (bad ones are usage errors), with logging set up.
+pub fn load_and_log(common: &CommonArgs) -> anyhow::Result<FileConfig> {
+    let file = FileConfig::load(common.config.as_deref()).map_err(UsageError::from_config)?;
+    let level = log_level(file.log_level.as_deref()).map_err(UsageError::from_config)?;
+    init_logging(LogFormat::Text, &level);
+    Ok(file)
+}
+
 async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
-    let file = FileConfig::load(common.config.as_deref())?;
+    let file = load_and_log(&common)?;
     let url = database_url(&common, &file);
     let store = Store::open(&url)
         .await
@@ -208,13 +309,22 @@ async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
 }
 
 /// Sets up structured logs on stderr (stdout belongs to the logging tracer).
+/// Text logs are coloured only when stderr is a terminal (and `NO_COLOR` is unset).
 pub fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::new(format!("warn,valuestream={level},valuestream_core={level}"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+        LogFormat::Text => {
+            builder.with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"))).try_init()
+        }
     };
+}
+
+/// Whether text logs carry ANSI colours: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed by this call,
@@ -250,7 +360,40 @@ async fn received(signal: Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// The level for commands without a config file (replay, migrate).
-pub fn default_log_level() -> String {
-    log_level(None).unwrap_or_else(|_| "info".into())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+    }
+
+    fn usage(args: &[&str]) -> String {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        usage_line(&Cli::try_parse_from(&args).unwrap_err(), &args)
+    }
+
+    #[test]
+    fn clap_errors_become_one_line_naming_the_command_to_ask_for_help() {
+        assert_eq!(
+            usage(&["valuestream", "serve", "--adr", "x"]),
+            "unexpected argument '--adr' found tip: a similar argument exists: '--addr' (see `valuestream serve --help`)"
+        );
+        assert_eq!(
+            usage(&["valuestream", "event", "start", "--namespace", "p"]),
+            "the following required arguments were not provided: --type <TYPE> (see `valuestream event start --help`)"
+        );
+        assert_eq!(
+            usage(&["valuestream", "report", "--since"]),
+            "a value is required for '--since <TIME>' but none was supplied (see `valuestream report --help`)"
+        );
+        assert_eq!(
+            usage(&["valuestream", "event"]),
+            "`valuestream event` needs a command: start or end (see `valuestream event --help`)"
+        );
+    }
 }

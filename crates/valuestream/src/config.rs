@@ -1,5 +1,5 @@
 //! Configuration: flag, else environment variable, else the TOML file
-//! (`--config` / `VS_CONFIG`), else the default (contract.md, "Configuration").
+//! (`--config` / `VS_CONFIG`), else the default (docs/configuration.md).
 //! Bad configuration fails at start with a sentence naming what to change.
 
 use crate::cli::{CommonArgs, ServeArgs};
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use valuestream_core::sources::{SOURCES, SourceOptions};
+use valuestream_core::sources::{SOURCES, Source, SourceOptions};
 use valuestream_core::verify::split_secrets;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:5000";
@@ -144,7 +144,9 @@ impl TracerBackend {
             "lightstep" => TracerBackend::Lightstep,
             "datadog" => TracerBackend::Datadog,
             "none" => TracerBackend::None,
-            other => bail!("unknown tracer {other:?}: use logging, otlp, jaeger, lightstep, datadog or none"),
+            _ => bail!(
+                "--tracer / VS_TRACER_BACKEND / tracer: unknown tracer {value:?}: use logging, otlp, jaeger, lightstep, datadog or none"
+            ),
         })
     }
 }
@@ -291,7 +293,7 @@ pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
 /// `--expire-open-after` / `VS_EXPIRE_OPEN_AFTER` (merged by clap), else the
 /// file's `expire_open_after`, else off. A bad value is bad usage (exit 2).
 fn expire_open_after(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Duration>> {
-    let usage = |message: String| anyhow::Error::new(crate::report::UsageError(message));
+    let usage = |message: String| anyhow::Error::new(crate::cli::UsageError(message));
     match (&args.expire_open_after, &file.expire_open_after) {
         (Some(text), _) => {
             parse_age(text).map_err(|e| usage(format!("--expire-open-after / VS_EXPIRE_OPEN_AFTER {e}")))
@@ -304,7 +306,7 @@ fn expire_open_after(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Opti
 /// Everything `serve` needs, resolved.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    pub addr: SocketAddr,
+    pub addr: ListenAddr,
     pub database: String,
     pub tracer: TracerBackend,
     pub tracer_access_token: Option<String>,
@@ -335,10 +337,14 @@ impl ServeConfig {
     pub fn resolve(common: &CommonArgs, args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         let file = FileConfig::load(common.config.as_deref())?;
         let addr_text = args.addr.clone().or(file.addr.clone()).unwrap_or_else(|| DEFAULT_ADDR.to_string());
-        let addr: SocketAddr = addr_text
-            .parse()
-            .with_context(|| format!("--addr / VS_ADDR {addr_text:?} is not an address like 127.0.0.1:5000"))?;
+        let addr: ListenAddr =
+            addr_text.parse().map_err(|e| anyhow::anyhow!("--addr / VS_ADDR {addr_text:?} is not an address: {e}"))?;
         let tracer = TracerBackend::parse(args.tracer.as_deref().or(file.tracer.as_deref()).unwrap_or("logging"))?;
+        let tracer_access_token =
+            args.tracer_access_token.clone().or(file.tracer_access_token.clone()).filter(|t| !t.is_empty());
+        if tracer == TracerBackend::Lightstep && tracer_access_token.is_none() {
+            bail!("--tracer lightstep needs --tracer-access-token / VS_TRACER_ACCESS_TOKEN / tracer_access_token");
+        }
         let log_format = match args.log_format.as_deref().or(file.log_format.as_deref()).unwrap_or("json") {
             f if f.eq_ignore_ascii_case("json") => LogFormat::Json,
             f if f.eq_ignore_ascii_case("text") => LogFormat::Text,
@@ -387,7 +393,7 @@ impl ServeConfig {
             addr,
             database,
             tracer,
-            tracer_access_token: args.tracer_access_token.clone().or(file.tracer_access_token),
+            tracer_access_token,
             log_format,
             log_level,
             api_token: args.api_token.clone().or(file.api_token).filter(|t| !t.is_empty()),
@@ -399,19 +405,23 @@ impl ServeConfig {
         })
     }
 
-    /// contract.md, "Safe by default": beyond loopback every source needs a secret.
-    pub fn check_safe_default(&self) -> anyhow::Result<()> {
-        if self.addr.ip().is_loopback() || self.allow_unsigned {
-            return Ok(());
+    /// docs/configuration.md, "Safe by default": beyond loopback (`bound` is where the
+    /// listener was bound, a host name resolved) every source needs a secret,
+    /// unless `--allow-unsigned`. Returns the sources accepted unsigned beyond
+    /// loopback, for `serve` to warn about.
+    pub fn check_safe_default(&self, bound: SocketAddr) -> anyhow::Result<Vec<&'static dyn Source>> {
+        if bound.ip().is_loopback() {
+            return Ok(Vec::new());
         }
-        let missing: Vec<&str> = SOURCES
+        let unsigned: Vec<&'static dyn Source> = SOURCES
             .iter()
+            .copied()
             .filter(|source| self.secrets.get(source.name()).is_none_or(|s| s.is_empty()))
-            .map(|source| source.secret_variable())
             .collect();
-        if missing.is_empty() {
-            return Ok(());
+        if unsigned.is_empty() || self.allow_unsigned {
+            return Ok(unsigned);
         }
+        let missing: Vec<&str> = unsigned.iter().map(|source| source.secret_variable()).collect();
         bail!(
             "refusing to listen on {} with unsigned sources: set {} (or pass --allow-unsigned to accept unsigned deliveries)",
             self.addr,
@@ -431,11 +441,75 @@ pub fn database_url(common: &CommonArgs, file: &FileConfig) -> String {
 
 /// `VS_LOG_LEVEL` (any case), else the file, else `info`.
 pub fn log_level(file_level: Option<&str>) -> anyhow::Result<String> {
-    let level = std::env::var("VS_LOG_LEVEL").ok().filter(|l| !l.is_empty());
-    let level = level.as_deref().or(file_level).unwrap_or("info").to_ascii_lowercase();
+    let env = std::env::var("VS_LOG_LEVEL").ok().filter(|l| !l.is_empty());
+    let (given, name) = match (&env, file_level) {
+        (Some(level), _) => (level.as_str(), "VS_LOG_LEVEL"),
+        (None, Some(level)) => (level, "log_level in the config file"),
+        (None, None) => ("info", "the default"),
+    };
+    let level = given.trim().to_ascii_lowercase();
     match level.as_str() {
         "error" | "warn" | "info" | "debug" | "trace" => Ok(level),
-        other => bail!("VS_LOG_LEVEL {other:?} is not one of error, warn, info, debug, trace"),
+        _ => bail!("{name} {given:?} is not a log level: use error, warn, info, debug or trace (any case)"),
+    }
+}
+
+/// A listen address as given (`--addr`): an IP address or a host name, and a
+/// port. A host name is resolved when `serve` binds ([`ListenAddr::resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// An IP address (IPv6 without its brackets) or a host name.
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    /// `127.0.0.1:5000`, `localhost:5000`, `[::1]:5000`, `0.0.0.0:5000`.
+    fn from_str(text: &str) -> Result<ListenAddr, String> {
+        let text = text.trim();
+        let like = "use HOST:PORT, like 127.0.0.1:5000, localhost:5000, [::1]:5000 or 0.0.0.0:5000 (every interface)";
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("no port: {like}"))?;
+        let port: u16 = port.parse().map_err(|_| format!("the port {port:?} is not a number from 0 to 65535"))?;
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(ip) if ip.parse::<std::net::Ipv6Addr>().is_ok() => ip,
+            Some(_) => return Err(format!("{host} is not an IPv6 address: {like}")),
+            None if host.contains(':') => return Err(format!("an IPv6 address needs brackets: {like}")),
+            None => host,
+        };
+        let name_like = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+        if host.is_empty() {
+            return Err(format!("no host before the port: {like}"));
+        }
+        if !(host.contains(':') || host.chars().all(name_like)) {
+            return Err(format!("{host:?} is not a host name or an IP address: {like}"));
+        }
+        Ok(ListenAddr { host: host.to_string(), port })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl ListenAddr {
+    /// The socket addresses to try, IPv4 first: `localhost` then listens on
+    /// 127.0.0.1, which every client of `localhost` tries.
+    pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port)).await?.collect();
+        addrs.sort_by_key(|addr| addr.is_ipv6());
+        addrs.dedup();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address"));
+        }
+        Ok(addrs)
     }
 }
 
@@ -490,6 +564,55 @@ mod tests {
         assert!(message.contains("--max-connections"), "{message}");
         let message = error(ServeArgs { max_inflight_bytes: Some(1_000_000), ..ServeArgs::default() });
         assert!(message.contains("--max-inflight-bytes") && message.contains("--max-body-bytes"), "{message}");
+    }
+
+    #[test]
+    fn listen_addresses_are_an_ip_or_a_host_name_and_a_port() {
+        let ok = |text: &str, host: &str, port: u16| {
+            assert_eq!(text.parse::<ListenAddr>(), Ok(ListenAddr { host: host.into(), port }), "{text}")
+        };
+        ok("127.0.0.1:5000", "127.0.0.1", 5000);
+        ok("localhost:5000", "localhost", 5000);
+        ok("valuestream.internal.example.com:80", "valuestream.internal.example.com", 80);
+        ok("0.0.0.0:0", "0.0.0.0", 0);
+        ok("[::1]:5000", "::1", 5000);
+        assert_eq!("[::1]:5000".parse::<ListenAddr>().unwrap().to_string(), "[::1]:5000");
+        assert_eq!("localhost:5000".parse::<ListenAddr>().unwrap().to_string(), "localhost:5000");
+        for bad in [
+            "",
+            "localhost",
+            ":5000",
+            "localhost:",
+            "localhost:http",
+            "host:65536",
+            "::1:5000",
+            "[nope]:1",
+            "a b:1",
+            "http://x:1",
+        ] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn localhost_resolves_to_loopback_ipv4_first() {
+        let addrs = "localhost:5000".parse::<ListenAddr>().unwrap().resolve().await.unwrap();
+        assert!(addrs[0].is_ipv4() && addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 5000), "{addrs:?}");
+    }
+
+    #[test]
+    fn log_levels_take_any_case_and_a_wrong_one_names_the_accepted_values() {
+        // The file's level (VS_LOG_LEVEL is not set in unit tests).
+        if std::env::var_os("VS_LOG_LEVEL").is_some() {
+            return;
+        }
+        assert_eq!(log_level(Some("DEBUG")).unwrap(), "debug");
+        assert_eq!(log_level(None).unwrap(), "info");
+        let error = log_level(Some("Verbose")).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "log_level in the config file \"Verbose\" is not a log level: use error, warn, info, debug or trace (any case)"
+        );
     }
 
     #[test]
@@ -574,11 +697,11 @@ mod tests {
         assert_eq!(expire("expire_open_after = \"90d\"\n", Some("off")).unwrap().expire_open_after, None);
 
         let error = expire("", Some("soon")).unwrap_err();
-        assert!(error.downcast_ref::<crate::report::UsageError>().is_some(), "bad usage (exit 2): {error}");
+        assert!(error.downcast_ref::<crate::cli::UsageError>().is_some(), "bad usage (exit 2): {error}");
         let message = error.to_string();
         assert!(message.starts_with("--expire-open-after / VS_EXPIRE_OPEN_AFTER \"soon\""), "{message}");
         let error = expire("expire_open_after = \"a while\"\n", None).unwrap_err();
-        assert!(error.downcast_ref::<crate::report::UsageError>().is_some(), "{error}");
+        assert!(error.downcast_ref::<crate::cli::UsageError>().is_some(), "{error}");
         assert!(error.to_string().starts_with("expire_open_after in the config file: \"a while\""), "{error}");
     }
 }

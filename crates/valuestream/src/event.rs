@@ -1,4 +1,4 @@
-//! `valuestream event start|end` (contract.md, "Command line"): sends a
+//! `valuestream event start|end` (docs/configuration.md, "event start / event end"): sends a
 //! `customhttp` event to a running ValueStream, as the original's `vscli` did.
 //!
 //! `start` prints the event's id on stdout; `end --id <that id>` (with the
@@ -142,7 +142,8 @@ pub fn new_id() -> String {
 async fn send(base: &str, body: &[u8], secret: Option<&str>) -> anyhow::Result<()> {
     let base = base.trim().trim_end_matches('/');
     let endpoint = format!("{base}/webhooks/customhttp");
-    let url = reqwest::Url::parse(&endpoint).with_context(|| format!("--url / VS_URL {base:?} is not a URL"))?;
+    let url = reqwest::Url::parse(&endpoint)
+        .map_err(|e| crate::cli::UsageError(format!("--url / VS_URL {base:?} is not a URL: {e}")))?;
     let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().context("cannot build an HTTP client")?;
     let mut request = client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec());
     if let Some(secret) = secret {

@@ -1,10 +1,10 @@
 //! `valuestream replay`: recorded deliveries, one JSON object per line
-//! (contract.md, "Recorded deliveries"), through the same parse → store path
+//! (docs/configuration.md, "replay"), through the same parse → store path
 //! as the server. Replay trusts its input (no signature checks) and is
 //! idempotent: replaying a file twice changes nothing.
 
-use crate::cli::{CommonArgs, ReplayCommand, default_log_level, init_logging};
-use crate::config::{FileConfig, LogFormat, database_url};
+use crate::cli::{ReplayCommand, UsageError, load_and_log};
+use crate::config::{FileConfig, database_url};
 use crate::ingest::{Ingest, prepare};
 use crate::store::{Ack, AckStatus, Store};
 use crate::telemetry::Telemetry;
@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::Notify;
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{self, SourceOptions};
@@ -61,41 +63,45 @@ impl ReplayCounts {
     }
 }
 
+/// Runs `valuestream replay`: prints the counts; fails (exit 1) when a line
+/// was rejected, unless `--best-effort`.
 pub async fn run(command: ReplayCommand) -> anyhow::Result<()> {
-    init_logging(LogFormat::Text, &default_log_level());
-    let counts = replay_paths(&command.common, &command.paths, true).await?;
+    let file_config = load_and_log(&command.common)?;
+    let url = database_url(&command.common, &file_config);
+    let counts = replay_paths(&url, &file_config, &command.paths, true).await?;
+    let total = counts.accepted + counts.duplicate + counts.ignored + counts.rejected;
     println!(
-        "replayed {} deliveries: {} accepted, {} duplicate, {} ignored, {} rejected",
-        counts.accepted + counts.duplicate + counts.ignored + counts.rejected,
-        counts.accepted,
-        counts.duplicate,
-        counts.ignored,
-        counts.rejected
+        "replayed {total} deliveries: {} accepted, {} duplicate, {} ignored, {} rejected",
+        counts.accepted, counts.duplicate, counts.ignored, counts.rejected
     );
+    if counts.rejected > 0 && !command.best_effort {
+        anyhow::bail!("{} of {total} deliveries were rejected (--best-effort exits 0 all the same)", counts.rejected);
+    }
     Ok(())
 }
 
-/// Replays every file under `paths` into the configured store.
-pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool) -> anyhow::Result<ReplayCounts> {
-    let file_config = FileConfig::load(common.config.as_deref())?;
+/// Replays every file under `paths` into the store at `url`.
+pub async fn replay_paths(
+    url: &str,
+    file_config: &FileConfig,
+    paths: &[PathBuf],
+    progress: bool,
+) -> anyhow::Result<ReplayCounts> {
+    let options = file_config.source_options().map_err(UsageError::from_config)?;
     let files = collect_files(paths)?;
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
-    let url = database_url(common, &file_config);
-    let store = Store::open(&url)
+    let store = Store::open(url)
         .await
-        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?
+        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(url)))?
         .with_production_environments(&file_config.production_environments.clone().unwrap_or_default());
     store.migrate().await?;
-    let options = file_config.source_options()?;
     // Finished spans are queued in the outbox; the next `serve` exports them.
     let (ingest, writer) =
         Ingest::start(store.clone(), options.clone(), true, Arc::new(Notify::new()), Telemetry::new());
 
     let bar = if progress { ProgressBar::new(total_bytes) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {per_sec} {msg}")
-            .expect("progress template is valid"),
-    );
+    let lines_read = Arc::new(AtomicU64::new(0));
+    bar.set_style(progress_style(lines_read.clone()));
     let mut counts = ReplayCounts::default();
     let mut pending: VecDeque<tokio::task::JoinHandle<Result<Ack, String>>> = VecDeque::new();
     let mut reported = 0;
@@ -109,6 +115,7 @@ pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool
             if line.trim().is_empty() {
                 continue;
             }
+            lines_read.fetch_add(1, Ordering::Relaxed);
             match parse_line(&line, &options) {
                 Ok(item) => {
                     let ingest = ingest.clone();
@@ -125,7 +132,10 @@ pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool
             while pending.len() >= IN_FLIGHT {
                 settle(pending.pop_front().expect("not empty"), &mut counts).await?;
             }
-            bar.set_message(format!("{} accepted, {} duplicate", counts.accepted, counts.duplicate));
+            bar.set_message(format!(
+                "{} accepted, {} duplicate, {} rejected",
+                counts.accepted, counts.duplicate, counts.rejected
+            ));
         }
     }
     while let Some(handle) = pending.pop_front() {
@@ -135,6 +145,35 @@ pub async fn replay_paths(common: &CommonArgs, paths: &[PathBuf], progress: bool
     writer.stop().await;
     store.close().await;
     Ok(counts)
+}
+
+/// The bar: elapsed time, the bar over the recording's bytes, then
+/// [`progress_text`] and the counts so far.
+fn progress_style(deliveries: Arc<AtomicU64>) -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {progress} {msg}")
+        .expect("progress template is valid")
+        .with_key("progress", move |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+            let text = progress_text(
+                deliveries.load(Ordering::Relaxed),
+                state.pos(),
+                state.len().unwrap_or(0),
+                state.elapsed(),
+            );
+            let _ = out.write_str(&text);
+        })
+}
+
+/// `12000 deliveries (4000/s), 96.00 MiB of 200.00 MiB (32.00 MiB/s)`.
+fn progress_text(deliveries: u64, bytes: u64, total_bytes: u64, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let per_second = |n: u64| if seconds > 0.0 { n as f64 / seconds } else { 0.0 };
+    format!(
+        "{deliveries} deliveries ({:.0}/s), {} of {} ({}/s)",
+        per_second(deliveries),
+        indicatif::HumanBytes(bytes),
+        indicatif::HumanBytes(total_bytes),
+        indicatif::HumanBytes(per_second(bytes) as u64),
+    )
 }
 
 async fn settle(handle: tokio::task::JoinHandle<Result<Ack, String>>, counts: &mut ReplayCounts) -> anyhow::Result<()> {
@@ -188,4 +227,18 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_shows_deliveries_per_second_and_bytes_with_units() {
+        assert_eq!(
+            progress_text(12_000, 96 * 1024 * 1024, 200 * 1024 * 1024, Duration::from_secs(3)),
+            "12000 deliveries (4000/s), 96.00 MiB of 200.00 MiB (32.00 MiB/s)"
+        );
+        assert_eq!(progress_text(0, 0, 512, Duration::ZERO), "0 deliveries (0/s), 0 B of 512 B (0 B/s)");
+    }
 }

@@ -1,20 +1,14 @@
 //! `valuestream report`: the summary and the DORA keys straight from the
 //! database (no server needed), as a table or as the two API objects in JSON.
 
-use crate::cli::ReportCommand;
-use crate::config::{FileConfig, database_url};
+use crate::cli::{ReportCommand, UsageError, load_and_log};
+use crate::config::database_url;
 use crate::metrics::{self, DoraFilter, SpanScope, Window};
 use crate::store::Store;
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::fmt::Write;
 use valuestream_core::time::Timestamp;
-
-/// Bad usage (exit 2): a value a flag, variable or key cannot take, found
-/// before anything is read or served (`report`'s window, `serve`'s age).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
     let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
@@ -36,7 +30,7 @@ pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
         other => return Err(UsageError(format!("--format must be table or json; got {other:?}")).into()),
     };
 
-    let file = FileConfig::load(command.common.config.as_deref())?;
+    let file = load_and_log(&command.common)?;
     let url = database_url(&command.common, &file);
     // Only reads: a mistyped path is an error, never a new empty database.
     let store = Store::open_existing(&url)

@@ -100,21 +100,254 @@ fn help_documents_every_flag_and_its_environment_variable() {
     }
 }
 
+/// Runs `valuestream ARGS…` with `env`, killed after 20 s (a usage error must
+/// never start a server that waits forever).
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = valuestream();
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("valuestream {args:?} did not exit: {:?}", child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
-fn bad_usage_exits_2_and_failures_exit_1_with_one_line() {
-    let output = valuestream().args(["serve", "--no-such-flag"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let output = valuestream().args(["serve", "--addr", "not-an-address"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("--addr") && stderr.trim().lines().count() == 1, "{stderr}");
-    let output = valuestream().args(["serve", "--tracer", "zipkin"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8(output.stderr).unwrap().contains("unknown tracer"));
-    let output = valuestream().args(["serve", "--export-delay", "soon"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("--export-delay") && stderr.trim().lines().count() == 1, "{stderr}");
+fn bad_usage_exits_2_with_one_line_naming_the_mistake_for_every_flag_and_command() {
+    let dir = TempDir::new("usage");
+    let database = dir.database();
+    let bad_key = dir.0.join("bad-key.toml");
+    std::fs::write(&bad_key, "adress = \"127.0.0.1:5000\"\n").unwrap();
+    let bad_value = dir.0.join("bad-value.toml");
+    std::fs::write(&bad_value, "tracer = \"zipkin\"\n").unwrap();
+    let bad_pattern = dir.0.join("bad-pattern.toml");
+    std::fs::write(&bad_pattern, "deploy_job_pattern = \"(\"\n").unwrap();
+    let (bad_key, bad_value, bad_pattern) =
+        (bad_key.to_str().unwrap(), bad_value.to_str().unwrap(), bad_pattern.to_str().unwrap());
+    let recording = dir.0.join("empty.jsonl");
+    std::fs::write(&recording, "").unwrap();
+    let recording = recording.to_str().unwrap();
+    let no_env: &[(&str, &str)] = &[];
+    // (arguments, environment, what the line must name)
+    type Case<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+    let cases: Vec<Case> = vec![
+        (vec!["serve", "--no-such-flag"], no_env, "--no-such-flag"),
+        (vec!["--no-such-flag"], no_env, "--no-such-flag"),
+        (vec!["serve", "--addr", "not-an-address"], no_env, "--addr"),
+        (vec!["serve", "--addr", "localhost"], no_env, "--addr"),
+        (vec!["serve", "--addr", "127.0.0.1:99999"], no_env, "--addr"),
+        (vec!["serve", "--addr", ":5000"], no_env, "--addr"),
+        (vec!["serve"], &[("VS_ADDR", "no port")], "VS_ADDR"),
+        (vec!["serve", "--tracer", "zipkin"], no_env, "--tracer"),
+        (vec!["--tracer", "zipkin"], no_env, "--tracer"),
+        (vec!["serve"], &[("VS_TRACER_BACKEND", "zipkin")], "VS_TRACER_BACKEND"),
+        (vec!["serve", "--tracer", "lightstep"], no_env, "--tracer-access-token"),
+        (vec!["serve", "--log-format", "xml"], no_env, "--log-format"),
+        (vec!["serve"], &[("VS_LOG_FORMAT", "xml")], "VS_LOG_FORMAT"),
+        (vec!["serve", "--max-body-bytes", "lots"], no_env, "--max-body-bytes"),
+        (vec!["serve", "--max-body-bytes", "0"], no_env, "--max-body-bytes"),
+        (vec!["serve", "--header-timeout", "soon"], no_env, "--header-timeout"),
+        (vec!["serve", "--body-timeout", "0s"], no_env, "--body-timeout"),
+        (vec!["serve", "--idle-timeout", "1 day"], no_env, "--idle-timeout"),
+        (vec!["serve", "--max-connections", "0"], no_env, "--max-connections"),
+        (vec!["serve", "--max-connections", "many"], no_env, "--max-connections"),
+        (vec!["serve", "--max-inflight-bytes", "1000"], no_env, "--max-inflight-bytes"),
+        (vec!["serve", "--export-delay", "soon"], no_env, "--export-delay"),
+        (vec!["serve", "--expire-open-after", "0d"], no_env, "--expire-open-after"),
+        (vec!["serve"], &[("VS_ALLOW_UNSIGNED", "maybe")], "--allow-unsigned"),
+        (vec!["serve", "--database", "mysql://db/vs"], no_env, "mysql://db/vs"),
+        (vec!["serve", "--config", "/no/such/valuestream.toml"], no_env, "/no/such/valuestream.toml"),
+        (vec!["serve", "--config", bad_key], no_env, "adress"),
+        (vec!["serve", "--config", bad_value], no_env, "zipkin"),
+        (vec!["serve", "--config", bad_pattern], no_env, "deploy_job_pattern"),
+        (vec!["serve"], &[("VS_LOG_LEVEL", "verbose")], "VS_LOG_LEVEL"),
+        (vec!["serve"], &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        (vec!["report", "--format", "xml"], no_env, "--format"),
+        (vec!["report", "--since", "last tuesday"], no_env, "--since"),
+        (vec!["report", "--until", "tomorrow"], no_env, "--until"),
+        (vec!["report", "--since", "1d", "--until", "2d"], no_env, "--since"),
+        (vec!["report", "--group-by", "colour"], no_env, "--group-by"),
+        (vec!["report", "--no-such-flag"], no_env, "--no-such-flag"),
+        (vec!["report", "--database", "mysql://db/vs"], no_env, "mysql://db/vs"),
+        (vec!["report", "--config", "/no/such/valuestream.toml"], no_env, "/no/such/valuestream.toml"),
+        (vec!["report"], &[("VS_LOG_LEVEL", "loud")], "VS_LOG_LEVEL"),
+        (vec!["replay"], no_env, "PATH"),
+        (vec!["replay", recording, "--no-such-flag"], no_env, "--no-such-flag"),
+        (vec!["replay", recording, "--database", "mysql://db/vs"], no_env, "mysql://db/vs"),
+        (vec!["replay", recording, "--config", "/no/such/valuestream.toml"], no_env, "/no/such/valuestream.toml"),
+        (vec!["replay", recording, "--config", bad_pattern], no_env, "deploy_job_pattern"),
+        (vec!["replay", recording], &[("VS_LOG_LEVEL", "verbose")], "VS_LOG_LEVEL"),
+        (vec!["migrate", "--no-such-flag"], no_env, "--no-such-flag"),
+        (vec!["migrate", "--database", "mysql://db/vs"], no_env, "mysql://db/vs"),
+        (vec!["migrate", "--config", "/no/such/valuestream.toml"], no_env, "/no/such/valuestream.toml"),
+        (vec!["migrate"], &[("VS_LOG_LEVEL", "verbose")], "VS_LOG_LEVEL"),
+        (vec!["event"], no_env, "start"),
+        (vec!["event", "start"], no_env, "--type"),
+        (vec!["event", "start", "--type", "deploy"], no_env, "--namespace"),
+        (vec!["event", "start", "--type", "deploy", "--namespace", "p", "--tag", "novalue"], no_env, "--tag"),
+        (vec!["event", "start", "--type", "deploy", "--namespace", "p", "--url", "not a url"], no_env, "--url"),
+        (vec!["event", "end", "--type", "deploy", "--namespace", "p"], no_env, "--id"),
+        (vec!["no-such-command"], no_env, "no-such-command"),
+    ];
+    for (args, env, named) in cases {
+        let mut env = env.to_vec();
+        if !env.iter().any(|(name, _)| *name == "VS_DATABASE_URL") {
+            env.push(("VS_DATABASE_URL", &database));
+        }
+        let output = run(&args, &env);
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?} exits 2: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?} {env:?}: one line, got: {stderr}");
+        assert!(stderr.starts_with("valuestream: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?} {env:?}: the line names {named}: {stderr}");
+        assert!(!stderr.contains('\x1b'), "{args:?}: no colour on a pipe: {stderr:?}");
+    }
+    assert!(!dir.0.join("vs.db").exists(), "no usage error got as far as opening the database");
+}
+
+#[test]
+fn an_unknown_log_level_names_the_accepted_values_and_any_case_is_accepted() {
+    let output = run(&["migrate"], &[("VS_LOG_LEVEL", "Verbose"), ("VS_DATABASE_URL", "sqlite://unused.db")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"Verbose\""), "the value as given: {stderr}");
+    for level in ["error", "warn", "info", "debug", "trace"] {
+        assert!(stderr.contains(level), "names {level}: {stderr}");
+    }
+    let dir = TempDir::new("log-level-case");
+    for level in ["ERROR", "Warn", "iNfO", "debug", "TRACE"] {
+        let output = run(&["migrate", "--database", &dir.database()], &[("VS_LOG_LEVEL", level)]);
+        assert!(output.status.success(), "{level}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[test]
+fn failures_exit_1_with_one_line() {
+    // A port already taken, and a host name that does not resolve: not usage
+    // mistakes but the machine's answer.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = TempDir::new("failures");
+    for listen in [addr.as_str(), "no-such-host.invalid:5000"] {
+        let output = run(&["serve", "--addr", listen, "--database", &dir.database()], &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert_eq!(output.status.code(), Some(1), "{listen}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("valuestream: cannot listen on") && last.contains(listen), "{listen}: {stderr}");
+    }
+}
+
+#[test]
+fn addr_takes_a_host_name_resolved_when_binding() {
+    let dir = TempDir::new("hostname");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = valuestream()
+        .args(["serve", "--addr", &format!("localhost:{port}"), "--database", &dir.database()])
+        .env("VS_TRACER_BACKEND", "none")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let log: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    assert_eq!(log["fields"]["message"], "ValueStream is listening.", "{line}");
+    let response = get_body(&format!("localhost:{port}"), "/healthz");
+    assert!(response.contains("ok"), "{response}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// Reads JSON log lines from `stderr` up to the one saying the server listens.
+/// Keep `stderr` open until the server exits: it logs until its last moment.
+fn log_lines_until_listening(stderr: &mut impl BufRead) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let log: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let listening = log["fields"]["message"] == "ValueStream is listening.";
+        lines.push(log);
+        if listening {
+            return lines;
+        }
+    }
+    panic!("the server never said it listens: {lines:?}");
+}
+
+#[test]
+fn allow_unsigned_beyond_loopback_starts_with_a_warning_naming_the_unsigned_sources() {
+    let dir = TempDir::new("unsigned");
+    let mut child = valuestream()
+        .args(["serve", "--addr", "0.0.0.0:0", "--allow-unsigned", "--database", &dir.database()])
+        .env("VS_GITHUB_SECRET", "s3cret")
+        .env("VS_JIRA_SECRET", "s3cret")
+        .env("VS_TRACER_BACKEND", "none")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let lines = log_lines_until_listening(&mut stderr);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let warning = lines.iter().find(|l| l["level"] == "WARN").unwrap_or_else(|| panic!("no warning: {lines:?}"));
+    let text = warning.to_string();
+    for unsigned in ["gitlab", "jenkins", "customhttp", "VS_GITLAB_TOKEN", "VS_JENKINS_TOKEN", "VS_CUSTOMHTTP_SECRET"] {
+        assert!(text.contains(unsigned), "the warning names {unsigned}: {text}");
+    }
+    for signed in ["github", "jira"] {
+        assert!(
+            !text.contains(&format!("\"{signed}")) && !text.contains(&format!(" {signed}")),
+            "{signed} has a secret: {text}"
+        );
+    }
+
+    // On loopback, unsigned sources are the normal local set-up: no warning.
+    let mut child = valuestream()
+        .args(["serve", "--addr", "127.0.0.1:0", "--allow-unsigned", "--database", &dir.database()])
+        .env("VS_TRACER_BACKEND", "none")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let lines = log_lines_until_listening(&mut stderr);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(lines.iter().all(|l| l["level"] != "WARN"), "{lines:?}");
+}
+
+#[test]
+fn text_logs_carry_no_colour_when_stderr_is_not_a_terminal() {
+    let dir = TempDir::new("colour");
+    let mut child = valuestream()
+        .args(["serve", "--addr", "127.0.0.1:0", "--log-format", "text", "--database", &dir.database()])
+        .env("VS_TRACER_BACKEND", "none")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let logs = format!("{line}{rest}");
+    assert!(logs.contains("ValueStream is listening.") && logs.contains("INFO"), "{logs}");
+    assert!(!logs.contains('\x1b'), "escape codes on a pipe: {logs:?}");
 }
 
 #[test]
@@ -284,25 +517,65 @@ fn replay_counts_each_outcome_and_replaying_twice_changes_nothing() {
     std::fs::create_dir_all(&folder).unwrap();
     write_recording(&folder.join("github.jsonl"));
 
+    // Rejected lines make the replay fail (exit 1) after it stored the rest,
+    // with the count as the last line.
     let first =
         valuestream().args(["replay", folder.to_str().unwrap(), "--database", &dir.database()]).output().unwrap();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stderr = String::from_utf8(first.stderr).unwrap();
+    assert_eq!(first.status.code(), Some(1), "{stderr}");
     let stdout = String::from_utf8(first.stdout).unwrap();
     assert_eq!(stdout.trim(), "replayed 5 deliveries: 2 accepted, 0 duplicate, 1 ignored, 2 rejected");
-    let stderr = String::from_utf8(first.stderr).unwrap();
     assert!(stderr.contains("github.jsonl:4: rejected: invalid payload at `.`: missing field `issue`"), "{stderr}");
     assert!(stderr.contains("github.jsonl:5: rejected: unknown source `nowhere`"), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        "valuestream: 2 of 5 deliveries were rejected (--best-effort exits 0 all the same)",
+        "{stderr}"
+    );
 
+    // --best-effort: the same counts, exit 0.
     let second = valuestream()
-        .args(["replay", folder.to_str().unwrap()])
+        .args(["replay", "--best-effort", folder.to_str().unwrap()])
         .env("VS_DATABASE_URL", dir.database())
         .output()
         .unwrap();
-    assert!(second.status.success());
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     assert_eq!(
         String::from_utf8(second.stdout).unwrap().trim(),
         "replayed 5 deliveries: 0 accepted, 3 duplicate, 0 ignored, 2 rejected"
     );
+
+    // A recording without a rejected line exits 0.
+    let clean = dir.0.join("clean.jsonl");
+    let recorded = std::fs::read_to_string(folder.join("github.jsonl")).unwrap();
+    std::fs::write(&clean, recorded.lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
+    let third =
+        valuestream().args(["replay", clean.to_str().unwrap(), "--database", &dir.database()]).output().unwrap();
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+    assert_eq!(
+        String::from_utf8(third.stdout).unwrap().trim(),
+        "replayed 3 deliveries: 0 accepted, 3 duplicate, 0 ignored, 0 rejected"
+    );
+
+    // report's name filters match as GitHub names do: whatever the case.
+    let database = dir.database();
+    let report = |filter: &[&str]| {
+        let window = ["--since", "2019-01-01T00:00:00Z", "--until", "2020-01-01T00:00:00Z"];
+        let mut args = vec!["report", "--format", "json", "--database", &database];
+        args.extend_from_slice(&window);
+        args.extend_from_slice(filter);
+        let output = valuestream().args(&args).output().unwrap();
+        assert!(output.status.success(), "{filter:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        json["summary"]["groups"].clone()
+    };
+    let exact = report(&["--repo", "Codertocat/Hello-World"]);
+    assert_eq!(exact.as_array().map(Vec::len), Some(2), "an issue and a pull request: {exact}");
+    assert_eq!(report(&["--repo", "codertocat/hello-world"]), exact);
+    assert_eq!(report(&["--repo", "CODERTOCAT/HELLO-WORLD"]), exact);
+    assert_eq!(report(&["--project", "hello-world"]), report(&["--project", "Hello-World"]));
+    assert_eq!(report(&["--project", "hello-world"]), exact);
+    assert_eq!(report(&["--repo", "codertocat/hello-world-2"]), serde_json::json!([]));
 
     let missing =
         valuestream().args(["replay", "/no/such/file.jsonl", "--database", &dir.database()]).output().unwrap();

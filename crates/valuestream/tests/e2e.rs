@@ -61,6 +61,24 @@ async fn scenario_gives_one_trace_in_the_api_and_in_otlp() {
     assert_eq!(by_id, trace);
     let (_, prs) = app.get("/api/v1/spans?kind=pull_request&state=closed").await;
     assert_eq!(prs["spans"].as_array().unwrap().len(), 1);
+    // Names match whatever their case, as GitHub treats them.
+    for filter in
+        ["repo=Octo-Org/Hello-World", "repo=OCTO-ORG%2FHELLO-WORLD&project=Hello-World", "project=HELLO-WORLD"]
+    {
+        let (status, spans) = app.get(&format!("/api/v1/spans?{filter}")).await;
+        assert_eq!(status, 200, "{spans}");
+        assert_eq!(spans["spans"].as_array().unwrap().len(), 2, "{filter}: {spans}");
+        let (status, summary) =
+            app.get(&format!("/api/v1/summary?{filter}&since=2026-11-01T00:00:00Z&until=2026-12-01T00:00:00Z")).await;
+        assert_eq!(status, 200, "{summary}");
+        assert_eq!(summary["groups"].as_array().unwrap().len(), 2, "{filter}: {summary}");
+        let (status, keys) = app.get(&format!("/api/v1/dora?{filter}")).await;
+        assert_eq!(status, 200, "{keys}");
+    }
+    let (_, spans) = app.get("/api/v1/spans?key=GitHub:Octo-Org/Hello-World:issue:27").await;
+    assert_eq!(spans["spans"][0]["key"], ISSUE_KEY, "{spans}");
+    let (_, spans) = app.get("/api/v1/spans?key=vstrace-github-hello-world-27").await;
+    assert_eq!(spans["spans"], json!([]), "`key` takes a span key, not a trace reference: {spans}");
 
     // The OTLP receiver got both spans with the same ids and payload times.
     let exported = received.wait_for(2).await;

@@ -247,8 +247,9 @@ fn usage_errors_exit_2_and_an_unreachable_server_exits_1() {
     let down = event(&["start", "--type", "deploy", "--namespace", "p", "--url", &url], &[]);
     assert_eq!(down.status.code(), Some(1));
     assert!(text(&down.stderr).contains("cannot send the event"), "{}", text(&down.stderr));
+    // A --url that is no URL is bad usage, like any other wrong flag.
     let bad_url = event(&["start", "--type", "deploy", "--namespace", "p", "--url", "not a url"], &[]);
-    assert_eq!(bad_url.status.code(), Some(1));
+    assert_eq!(bad_url.status.code(), Some(2));
     assert!(text(&bad_url.stderr).contains("--url / VS_URL"), "{}", text(&bad_url.stderr));
 }
 

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use support::*;
 use valuestream::ingest::prepare;
 use valuestream::metrics::{DoraFilter, SpanScope, Window, dora, summary};
-use valuestream::store::Store;
+use valuestream::store::{SpanFilter, Store};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
 use valuestream_core::time::Timestamp;
@@ -567,6 +567,61 @@ fn stores_written_before_derived_change_sets_are_rederived_on_migration() {
         assert_eq!(measure(&store).await, expected);
         let parent_of_90 = store.span("github:octo-org/hello-world:issue:90").await.unwrap().unwrap().parent_key;
         assert_eq!(parent_of_90.as_deref(), Some("github:octo-org/hello-world:deploy:83"));
+        store.close().await;
+    });
+}
+
+/// Name filters match as GitHub treats names, whatever their case: the
+/// summary, DORA and the span list (and so the API and `report`, which call
+/// them) give for `Octo-Org/Hello-World` what they give for `octo-org/hello-world`.
+#[test]
+fn repo_and_project_filters_match_whatever_the_case() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (_dir, store) = scenario_store(&(0..scenario().len()).collect::<Vec<_>>()).await;
+        let by_kind = ["kind".to_string()];
+        let scope = |repo: Option<&str>, project: Option<&str>| SpanScope {
+            repo: repo.map(String::from),
+            project: project.map(String::from),
+            ..SpanScope::default()
+        };
+        let filter = |repo: Option<&str>, project: Option<&str>| DoraFilter {
+            repo: repo.map(String::from),
+            project: project.map(String::from),
+            ..DoraFilter::default()
+        };
+        let page = |repo: Option<&str>, project: Option<&str>| SpanFilter {
+            repo: repo.map(String::from),
+            project: project.map(String::from),
+            limit: 1000,
+            ..SpanFilter::default()
+        };
+        let (exact, project) = (Some("octo-org/hello-world"), Some("hello-world"));
+        let exact_summary = summary(&store, window(), &by_kind, &scope(exact, project)).await.unwrap();
+        let exact_dora = dora(&store, window(), &filter(exact, project)).await.unwrap();
+        assert_eq!(exact_dora["deployment_frequency"]["deployments"], 3, "{exact_dora}");
+        let (exact_spans, _) = store.spans(&page(exact, project)).await.unwrap();
+        assert!(exact_spans.len() > 10, "{}", exact_spans.len());
+        for (repo, project) in [
+            (Some("Octo-Org/Hello-World"), Some("hello-world")),
+            (Some("OCTO-ORG/HELLO-WORLD"), Some("Hello-World")),
+            (Some("octo-org/HELLO-world"), Some("HELLO-WORLD")),
+        ] {
+            let summary = summary(&store, window(), &by_kind, &scope(repo, project)).await.unwrap();
+            assert_eq!(summary, exact_summary, "{repo:?} {project:?}");
+            let mut keys = dora(&store, window(), &filter(repo, project)).await.unwrap();
+            keys["repo"] = exact_dora["repo"].clone();
+            assert_eq!(keys, exact_dora, "{repo:?} {project:?}");
+            let (spans, _) = store.spans(&page(repo, project)).await.unwrap();
+            assert_eq!(spans, exact_spans, "{repo:?} {project:?}");
+        }
+        let other = dora(&store, window(), &filter(Some("octo-org/hello-world-2"), None)).await.unwrap();
+        assert_eq!(other["deployment_frequency"]["deployments"], 0, "{other}");
+        let (spans, _) = store
+            .spans(&SpanFilter { repo: Some("octo-org/hello".into()), limit: 10, ..SpanFilter::default() })
+            .await
+            .unwrap();
+        assert!(spans.is_empty(), "a filter is the whole name, not a prefix");
         store.close().await;
     });
 }

@@ -106,6 +106,11 @@ async fn summary_and_dora_are_the_same_on_postgres() {
         format!("/api/v1/summary?{window}&group_by=source,kind,outcome"),
         format!("/api/v1/summary?{window}&group_by=repo,environment"),
         format!("/api/v1/dora?{window}"),
+        // Names match whatever their case on both databases.
+        format!("/api/v1/summary?{window}&repo=Octo-Org/Hello-World&project=HELLO-WORLD"),
+        format!("/api/v1/dora?{window}&repo=OCTO-ORG/hello-world"),
+        "/api/v1/spans?repo=Octo-Org/Hello-World&kind=Deploy&source=GitHub".to_string(),
+        format!("/api/v1/spans?key={}", PR_KEY.to_uppercase()),
     ] {
         let (a, b) = (sqlite.get(&path).await, postgres.get(&path).await);
         assert_eq!(a.0, 200, "{path}: {}", a.1);
@@ -114,6 +119,10 @@ async fn summary_and_dora_are_the_same_on_postgres() {
     let (_, dora) = postgres.get(&format!("/api/v1/dora?{window}")).await;
     assert_eq!(dora["deployment_frequency"]["deployments"], 1, "{dora}");
     assert_eq!(dora["lead_time_for_changes"]["changes"], 1, "{dora}");
+    let (_, dora) = postgres.get(&format!("/api/v1/dora?{window}&repo=OCTO-ORG/hello-world")).await;
+    assert_eq!(dora["deployment_frequency"]["deployments"], 1, "{dora}");
+    let (_, spans) = postgres.get(&format!("/api/v1/spans?key={}", PR_KEY.to_uppercase())).await;
+    assert_eq!(spans["spans"][0]["key"], PR_KEY, "{spans}");
     sqlite.stop().await;
     postgres.stop().await;
     db.drop_database().await;

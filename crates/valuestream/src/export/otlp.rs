@@ -172,10 +172,13 @@ pub fn span_data(span: &ExportSpan) -> SpanData {
         events: SpanEvents::default(),
         links: span_links,
         status,
-        instrumentation_scope: InstrumentationScope::builder("valuestream")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build(),
+        instrumentation_scope: scope(),
     }
+}
+
+/// The instrumentation scope of every exported span: ValueStream and its version.
+pub fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("valuestream").with_version(env!("CARGO_PKG_VERSION")).build()
 }
 
 fn attribute_value(value: &serde_json::Value) -> Option<Value> {

@@ -71,11 +71,17 @@ impl Scope {
         let list: Vec<String> = (0..values.len()).map(|i| format!("${}", i + 3)).collect();
         let mut deploys = format!(" AND d.environment IN ({})", list.join(", "));
         let mut incidents = String::new();
+        // Repository and project match whatever the case, as GitHub treats
+        // names: the name becomes the spellings stored for it, found in the
+        // small `span_groups` table, so the deploy and incident indexes that
+        // lead with `repo` still serve a one-repository query.
         for (column, value) in [("repo", &filter.repo), ("project", &filter.project)] {
             if let Some(value) = value {
                 values.push(value.clone());
-                deploys.push_str(&format!(" AND d.{column} = ${}", values.len() + 2));
-                incidents.push_str(&format!(" AND i.{column} = ${}", values.len() + 2));
+                let n = values.len() + 2;
+                let spellings = format!("SELECT g.{column} FROM span_groups g WHERE lower(g.{column}) = lower(${n})");
+                deploys.push_str(&format!(" AND d.{column} IN ({spellings})"));
+                incidents.push_str(&format!(" AND i.{column} IN ({spellings})"));
             }
         }
         Scope { deploys, incidents, values }
@@ -95,7 +101,7 @@ impl Scope {
     }
 }
 
-/// The DORA object of contract.md.
+/// The DORA object of docs/api.md.
 pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<Value, StoreError> {
     let scope = Scope::new(filter);
     let days = window.days();

@@ -13,7 +13,9 @@ use valuestream_core::vocab::{kind as kinds, outcome as outcomes};
 /// The span fields a summary can group by; each is a column of `spans`.
 pub const GROUP_KEYS: &[&str] = &["source", "kind", "repo", "project", "environment", "outcome"];
 
-/// Which spans count: equality filters on the grouping columns.
+/// Which spans count: equality filters on the grouping columns. Source,
+/// kind, repo and project match whatever the case (as GitHub treats names);
+/// an environment matches exactly, as the production names do.
 #[derive(Clone, Debug, Default)]
 pub struct SpanScope {
     pub source: Option<String>,
@@ -24,19 +26,26 @@ pub struct SpanScope {
 }
 
 impl SpanScope {
-    /// ` AND column = $n` clauses from placeholder `first` on, and their values.
+    /// ` AND lower(g.column) = lower($n)` clauses from placeholder `first` on,
+    /// and their values. `span_groups` is small (one row per distinct group)
+    /// and read whole, so lower() costs no index.
     fn clauses(&self, first: usize) -> (String, Vec<String>) {
         let mut sql = String::new();
         let mut values = Vec::new();
-        for (column, value) in [
-            ("source", &self.source),
-            ("kind", &self.kind),
-            ("repo", &self.repo),
-            ("project", &self.project),
-            ("environment", &self.environment),
+        for (column, value, any_case) in [
+            ("source", &self.source, true),
+            ("kind", &self.kind, true),
+            ("repo", &self.repo, true),
+            ("project", &self.project, true),
+            ("environment", &self.environment, false),
         ] {
             if let Some(value) = value {
-                sql.push_str(&format!(" AND g.{column} = ${}", first + values.len()));
+                let n = first + values.len();
+                if any_case {
+                    sql.push_str(&format!(" AND lower(g.{column}) = lower(${n})"));
+                } else {
+                    sql.push_str(&format!(" AND g.{column} = ${n}"));
+                }
                 values.push(value.clone());
             }
         }
@@ -64,7 +73,7 @@ fn sorted_seconds(mut nanos: Vec<i64>) -> Vec<f64> {
     nanos.into_iter().map(|n| n as f64 / 1e9).collect()
 }
 
-/// The summary object of contract.md for `window`, grouped by `group_by`
+/// The summary object of docs/api.md for `window`, grouped by `group_by`
 /// (names from [`GROUP_KEYS`]).
 ///
 /// One query: for each stored metrics group (`span_groups`: one per distinct

@@ -10,7 +10,7 @@ use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
 use valuestream_core::vocab;
 
-/// A span as the API shows it (contract.md, "JSON shapes").
+/// A span as the API shows it (docs/api.md, "GET /api/v1/spans").
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct ApiSpan {
     pub key: String,
@@ -83,7 +83,8 @@ pub(super) async fn load_span(conn: &mut AnyConnection, key: &str) -> Result<Opt
     row.as_ref().map(span_from_row).transpose()
 }
 
-/// Filters of `GET /api/v1/spans`. `since`/`until` bound the span's start.
+/// Filters of `GET /api/v1/spans`. `since`/`until` bound the span's start;
+/// source, kind, repo, project and key match whatever the case.
 #[derive(Clone, Debug, Default)]
 pub struct SpanFilter {
     pub source: Option<String>,
@@ -121,18 +122,31 @@ impl Store {
             n += 1;
             n
         };
-        for (column, value) in [
-            ("source", &filter.source),
-            ("kind", &filter.kind),
-            ("repo", &filter.repo),
-            ("project", &filter.project),
-            ("state", &filter.state),
-            ("key", &filter.key),
-        ] {
+        // Names match whatever their case, as GitHub treats them: lower() on
+        // both sides (these columns are filtered while reading spans in start
+        // order, so no index is lost).
+        for (column, value) in
+            [("source", &filter.source), ("kind", &filter.kind), ("repo", &filter.repo), ("project", &filter.project)]
+        {
             if let Some(value) = value {
-                sql.push_str(&format!(" AND {column} = ${}", next()));
+                sql.push_str(&format!(" AND lower({column}) = lower(${})", next()));
                 texts.push(value.clone());
             }
+        }
+        // The state is one of ours (checked by the API): compared as stored.
+        if let Some(state) = &filter.state {
+            sql.push_str(&format!(" AND state = ${}", next()));
+            texts.push(state.clone());
+        }
+        // A key through span_refs, which holds every span's key in lowercase
+        // (its primary key finds it), and only a key, not a trace reference.
+        if let Some(key) = &filter.key {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(
+                " AND key IN (SELECT span_key FROM span_refs WHERE ref = ${a}) AND lower(key) = ${b}"
+            ));
+            texts.push(key.to_ascii_lowercase());
+            texts.push(key.to_ascii_lowercase());
         }
         let mut numbers: Vec<(usize, i64)> = Vec::new();
         if let Some(since) = filter.since {
