@@ -1,4 +1,4 @@
-//! What a span looks like to a trace backend (contract.md, "Exported spans"):
+//! What a span looks like to a trace backend (docs/sources.md):
 //! its name, its OpenTelemetry span kind, its status and the attributes it
 //! carries. The service's exporters (the logging tracer, OTLP) only put this
 //! on the wire with the ids and times the store resolved.

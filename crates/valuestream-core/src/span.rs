@@ -310,7 +310,7 @@ impl Folding {
 }
 
 /// When an open span started at `start` is given up for lost under `age`
-/// (`--expire-open-after`: its close webhook was missed; quality.md,
+/// (`--expire-open-after`: its close webhook was missed; docs/operations.md,
 /// "retention"): at `start + age`, once `now` has reached it. That is also
 /// the end it is shown with. It depends only on the start and the age, never
 /// on when the store noticed, so a late sweep changes nothing anyone sees.

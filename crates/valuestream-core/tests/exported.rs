@@ -141,8 +141,7 @@ fn every_fixture_is_exported_as_its_snapshot_says() {
 
 // ---------------------------------------------------------------- conformance
 
-/// What the OpenTelemetry CI/CD and VCS conventions (as contract.md, "Exported
-/// spans", reads them) require of an exported span, by the span it is.
+/// What the OpenTelemetry CI/CD and VCS conventions (as docs/sources.md, reads them) require of an exported span, by the span it is.
 struct Rule {
     /// Which spans the rule is about.
     about: &'static str,
@@ -301,7 +300,7 @@ const RULES: &[Rule] = &[
 /// Results of the conventions that end a run with an error status.
 const FAILED_RESULTS: &[&str] = &["failure", "error", "timeout"];
 
-/// contract.md: error status and `error.type` exactly when the result is a
+/// docs/sources.md: error status and `error.type` exactly when the result is a
 /// failure, an error or a timeout (or, without a result, a failed deploy or
 /// custom event); never `Ok`.
 fn status_problem(view: &View) -> Option<String> {
@@ -321,7 +320,7 @@ fn status_problem(view: &View) -> Option<String> {
     (view.error.as_deref() != error_type).then(|| format!("status {:?} but error.type {error_type:?}", view.error))
 }
 
-/// contract.md: every pipeline run (a CI source's build, a Jenkins deploy) is
+/// docs/sources.md: every pipeline run (a CI source's build, a Jenkins deploy) is
 /// SERVER and named `{cicd.pipeline.action.name} {cicd.pipeline.name}`; a job
 /// is named by its task; no name carries a run id.
 fn naming_problem(view: &View) -> Option<String> {

@@ -3,7 +3,7 @@
 //! (tests/data/gitlab/docs), as reviewed snapshots of what each one gives;
 //! then the lifecycle rules (merged and closed merge requests and failed
 //! pipelines end), order independence, linking, pushes, token
-//! authentication, bad input and "no input panics" (quality.md).
+//! authentication, bad input and "no input panics" (docs/operations.md).
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -653,7 +653,7 @@ fn the_token_is_compared_whole_against_every_configured_token() {
             None => with_headers(&[("X-Gitlab-Event", "Issue Hook")]),
         };
         let result = GitLab.authenticate(&delivery, &secrets);
-        // The comparison is verify_token's (constant time, quality.md).
+        // The comparison is verify_token's (constant time, docs/operations.md).
         assert_eq!(result, verify_token(&secrets, TOKEN, token));
         result
     };

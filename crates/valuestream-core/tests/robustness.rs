@@ -1,4 +1,4 @@
-//! "No input panics" (quality.md, "Security and bad input"): random bytes and
+//! "No input panics" (docs/operations.md): random bytes and
 //! mutated versions of every vendored GitHub payload (tests/data/github) go
 //! through `GitHub.parse` under every event type, and through the reference
 //! finders of `link`; each call must return (Ok or Err), never panic or
@@ -435,7 +435,7 @@ fn a_body_that_is_not_an_object_is_an_error() {
 
 /// serde_json deserialises a struct from a JSON array of its fields in order,
 /// so `["opened", {issue}, {repository}]` is read as an `issues` payload.
-/// GitHub never sends that; quality.md wants wrong types refused.
+/// GitHub never sends that; docs/operations.md wants wrong types refused.
 #[test]
 fn an_array_body_in_field_order_is_an_error() {
     let issue = fixture("issues.opened.org");
@@ -484,7 +484,7 @@ fn invalid_utf8_in_a_read_string_is_an_error() {
     assert!(message.contains("UTF-8"), "{message}");
 }
 
-/// quality.md lists invalid UTF-8 among the bad inputs that get a 4xx naming
+/// docs/operations.md lists invalid UTF-8 among the bad inputs that get a 4xx naming
 /// the problem; a body that is not UTF-8 is not JSON (RFC 8259 §8.1).
 #[test]
 fn invalid_utf8_in_an_ignored_string_is_an_error() {
@@ -557,7 +557,7 @@ fn a_form_body_without_payload_is_an_error() {
     }
 }
 
-/// quality.md lists deep nesting among the bad inputs that get a 4xx. serde_json
+/// docs/operations.md lists deep nesting among the bad inputs that get a 4xx. serde_json
 /// skips unknown fields without a depth limit, so the document check counts
 /// depth over the whole body, skipped fields included.
 #[test]

@@ -1,4 +1,4 @@
-//! Query bench (quality.md, "queries": summary and DORA over 1,000,000 closed
+//! Query bench (docs/benchmarks.md: summary and DORA over 1,000,000 closed
 //! spans in ≤ 500 ms): `metrics::summary` and `metrics::dora` over a generated
 //! year of a 200-repository GitHub organisation, about a million spans.
 //!

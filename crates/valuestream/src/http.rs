@@ -129,7 +129,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(json!({"error": message}))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            // contract.md: 503 means "the sender retries".
+            // docs/api.md: 503 means "the sender retries".
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
         }
         response

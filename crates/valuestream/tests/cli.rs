@@ -647,7 +647,7 @@ fn get_body(base: &str, path: &str) -> String {
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_delivery() {
-    // quality.md, crash safety: every delivery that got a 2xx is in the store
+    // docs/operations.md, crash safety: every delivery that got a 2xx is in the store
     // after `kill -9` and a restart, with its span.
     let dir = TempDir::new("crash");
     let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "none"), ("VS_LOG_LEVEL", "error")]);
@@ -712,7 +712,7 @@ fn kill_9_under_load_loses_no_acknowledged_delivery() {
 
 #[test]
 fn logs_carry_neither_secrets_nor_payloads() {
-    // quality.md, data exposure: secrets never logged; payloads not logged at info.
+    // docs/operations.md, data exposure: secrets never logged; payloads not logged at info.
     let dir = TempDir::new("logs");
     let secret = "sup3r-s3cret-value";
     let (child, base) =

@@ -1,4 +1,4 @@
-//! Spans that never end (quality.md, "retention"): a span whose close webhook
+//! Spans that never end (docs/operations.md): a span whose close webhook
 //! was missed stays open until `--expire-open-after` has passed since its
 //! start, then is `expired`, with its start plus the age as its end. Expired
 //! spans count in no duration and no open count, show as such in the API and

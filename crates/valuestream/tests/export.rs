@@ -1,6 +1,5 @@
 //! What a trace backend receives: the real server on port 0 exporting to an
-//! in-process OTLP/HTTP receiver. One export per span (contract.md, "Exported
-//! spans"): a span goes out once it has ended and stayed unchanged for the
+//! in-process OTLP/HTTP receiver. One export per span (docs/sources.md): a span goes out once it has ended and stayed unchanged for the
 //! settle delay, and again only when its end or outcome changes later.
 
 mod support;

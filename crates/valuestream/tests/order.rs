@@ -1,4 +1,4 @@
-//! Order independence (quality.md, "Reliability": the same deliveries in any
+//! Order independence (docs/operations.md: the same deliveries in any
 //! order give the same spans, links and ids; a redelivery changes nothing and
 //! answers `duplicate`), through the real parser and the real SQLite store.
 //!

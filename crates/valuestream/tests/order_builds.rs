@@ -1,4 +1,4 @@
-//! Order independence for builds and deploys (quality.md, "order"): the
+//! Order independence for builds and deploys (docs/operations.md): the
 //! issue → pull request → runs and jobs → merge → push → deploy scenario gives
 //! the same spans, parents, links and ids in any order and with redeliveries.
 

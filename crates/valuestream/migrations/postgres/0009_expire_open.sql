@@ -1,4 +1,4 @@
--- Spans that never end (quality.md, "retention"). An open span still open
+-- Spans that never end (docs/operations.md). An open span still open
 -- --expire-open-after after its start is given up for lost: its `state`
 -- becomes 'expired' and `expired_ns` holds the end it is shown and exported
 -- with, its start plus the age. `end_ns` stays NULL, so no duration, lead

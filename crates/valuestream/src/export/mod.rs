@@ -1,7 +1,7 @@
 //! Exporting finished spans. The store queues each finished span in the outbox
 //! (in the same transaction as the change that finished it); the export task
 //! sends a queued span once it has stayed unchanged for the settle delay and
-//! removes it once the backend acknowledged it (contract.md, "Exported spans":
+//! removes it once the backend acknowledged it (docs/sources.md:
 //! one export per span, again only when its end or outcome changes).
 //!
 //! Architecture Invariant: nothing is exported from a request handler. A backend

@@ -1,4 +1,4 @@
-//! Spans that never end (quality.md, "retention"). A span whose close webhook
+//! Spans that never end (docs/operations.md). A span whose close webhook
 //! was missed would stay open for ever; with `--expire-open-after`, an open
 //! span whose start is older than the age is `expired`. It keeps its events
 //! and its fold (`end_ns` stays NULL, so it counts in no duration, lead time

@@ -341,7 +341,7 @@ impl PostgresDb {
         let name = format!("vs_test_{}_{}", std::process::id(), rand_suffix());
         sqlx::any::install_default_drivers();
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is not reachable at {admin_url} ({e}); start it (shared/components.md) or set VS_TEST_POSTGRES_URL")
+            panic!("PostgreSQL is not reachable at {admin_url} ({e}); start it (CONTRIBUTING.md says how) or set VS_TEST_POSTGRES_URL")
         });
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
         let (base, _) = admin_url.rsplit_once('/').unwrap();
