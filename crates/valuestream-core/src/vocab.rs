@@ -11,6 +11,9 @@ pub mod kind {
     pub const BUILD: &str = "build";
     pub const JOB: &str = "job";
     pub const DEPLOY: &str = "deploy";
+    pub const SPRINT: &str = "sprint";
+    /// Every kind a source other than `customhttp` gives.
+    pub const ALL: &[&str] = &[ISSUE, INCIDENT, PULL_REQUEST, BUILD, JOB, DEPLOY, SPRINT];
 }
 
 /// A span's `state` in the store and the API: open, closed (it ended), or
@@ -27,6 +30,28 @@ pub mod outcome {
     pub const SUCCESS: &str = "success";
     pub const FAILURE: &str = "failure";
     pub const MERGED: &str = "merged";
+    pub const CANCELLED: &str = "cancelled";
+    pub const SKIPPED: &str = "skipped";
+    /// A pull request closed without merging.
+    pub const CLOSED: &str = "closed";
+    pub const COMPLETED: &str = "completed";
+    pub const NOT_PLANNED: &str = "not_planned";
+    pub const DELETED: &str = "deleted";
+    /// Every outcome a source other than `customhttp` gives.
+    pub const ALL: &[&str] = &[SUCCESS, FAILURE, CANCELLED, SKIPPED, MERGED, CLOSED, COMPLETED, NOT_PLANNED, DELETED];
+
+    /// The outcomes a span of `kind` can end with (sources.md); a pipeline's
+    /// own words beyond these count as other.
+    pub fn of_kind(kind: &str) -> &'static [&'static str] {
+        use super::kind;
+        match kind {
+            kind::ISSUE | kind::INCIDENT => &[COMPLETED, NOT_PLANNED, DELETED],
+            kind::PULL_REQUEST => &[MERGED, CLOSED],
+            kind::BUILD | kind::JOB | kind::DEPLOY => &[SUCCESS, FAILURE, CANCELLED, SKIPPED],
+            kind::SPRINT => &[COMPLETED],
+            _ => &[],
+        }
+    }
 }
 
 /// Attribute names the store and the metrics read.

@@ -10,16 +10,25 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use valuestream_core::sources;
 
-const SECRETS_HELP: &str = "Webhook secrets are read from the environment only (several comma-separated values are all accepted, for rotation):
-  VS_GITHUB_SECRET      HMAC secret of GitHub webhooks (X-Hub-Signature-256)
-  VS_GITLAB_TOKEN       secret token of GitLab webhooks (X-Gitlab-Token)
-  VS_JENKINS_TOKEN      token of Jenkins notifications (Authorization: Bearer <token>, or ?token=<token>)
-  VS_JIRA_SECRET        HMAC secret of Jira Cloud webhooks (X-Hub-Signature: sha256=…)
-  VS_CUSTOMHTTP_SECRET  HMAC secret of customhttp events (X-VS-Signature: sha256=…), also used by `valuestream event`
+/// `--help`'s list of webhook secrets: one line per source, from the sources.
+fn secrets_help() -> String {
+    let mut text = String::from(
+        "Webhook secrets are read from the environment only (several comma-separated values are all accepted, for rotation):",
+    );
+    let width = sources::SOURCES.iter().map(|s| s.secret_variable().len()).max().unwrap_or(0);
+    for source in sources::SOURCES {
+        text.push_str(&format!("\n  {:<width$}  {}", source.secret_variable(), source.secret_help()));
+    }
+    text.push_str(
+        "
 Logging: VS_LOG_LEVEL = error | warn | info | debug | trace, any case (default info).
 OTLP export reads the standard OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, default, or grpc).";
+OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, default, or grpc).",
+    );
+    text
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +36,7 @@ OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf, defau
     version,
     about = "Turns delivery webhooks (issues, pull requests, builds, deploys) into OpenTelemetry traces and delivery metrics.",
     args_conflicts_with_subcommands = true,
-    after_help = SECRETS_HELP
+    after_help = secrets_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -40,7 +49,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service (the default command).
-    #[command(after_help = SECRETS_HELP)]
+    #[command(after_help = secrets_help())]
     Serve(ServeCommand),
     /// Feed recorded deliveries (JSON Lines files or folders of them) through the pipeline.
     Replay(ReplayCommand),

@@ -16,19 +16,17 @@ use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use valuestream_core::sources;
+use valuestream_core::vocab::{kind, outcome};
 
 /// The `Content-Type` of [`Telemetry::render`]'s text (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// The label value for anything outside a label's known values.
 const OTHER: &str = "other";
-/// Sources that may appear as a label (besides those in `sources::SOURCES`).
-const KNOWN_SOURCES: &[&str] = &["github", "gitlab", "jenkins", "jira", "customhttp"];
 /// Span kinds that may appear as a label; `customhttp` kinds are free text.
-const KNOWN_KINDS: &[&str] = &["issue", "incident", "pull_request", "build", "job", "deploy", "sprint"];
+const KNOWN_KINDS: &[&str] = kind::ALL;
 /// Span outcomes that may appear as a label.
-const KNOWN_OUTCOMES: &[&str] =
-    &["success", "failure", "cancelled", "skipped", "merged", "closed", "completed", "not_planned", "deleted"];
+const KNOWN_OUTCOMES: &[&str] = outcome::ALL;
 /// Delivery results that may appear as a label (`pong` is the answer to a ping).
 const KNOWN_RESULTS: &[&str] = &["accepted", "duplicate", "ignored", "rejected", "pong"];
 /// Longest event label kept, in characters; longer ones count as `other`.
@@ -416,7 +414,7 @@ fn by_kind(rows: &[(String, String, i64)]) -> Family<OpenLabels, Gauge> {
 }
 
 /// The outcome that sets the original series' `error="true"`.
-const FAILURE: &str = "failure";
+const FAILURE: &str = outcome::FAILURE;
 
 /// The (source, kind) label pairs that can occur, and whether the source's
 /// kinds are free text: each source's own kinds, or for a source whose kinds
@@ -440,16 +438,13 @@ fn kind_space() -> Vec<(&'static str, &'static str, bool)> {
 /// The outcome labels a span of `kind` can end with; a free-text source's
 /// events end in `success` or `failure` whatever their kind.
 fn outcome_space(kind: &str, free_text: bool) -> Vec<&'static str> {
-    let own: &[&'static str] = match kind {
-        "issue" | "incident" => &["completed", "not_planned", "deleted"],
-        "pull_request" => &["merged", "closed"],
-        "build" | "job" | "deploy" => &["success", "failure", "cancelled", "skipped", OTHER],
-        "sprint" => &["completed"],
-        _ => &[],
-    };
-    let mut outcomes: Vec<&'static str> = own.to_vec();
+    let mut outcomes: Vec<&'static str> = outcome::of_kind(kind).to_vec();
+    if [kind::BUILD, kind::JOB, kind::DEPLOY].contains(&kind) {
+        // A pipeline's other results (`timed_out`, `action_required`, …).
+        outcomes.push(OTHER);
+    }
     if free_text {
-        for outcome in ["success", FAILURE] {
+        for outcome in [outcome::SUCCESS, FAILURE] {
             if !outcomes.contains(&outcome) {
                 outcomes.push(outcome);
             }
@@ -460,12 +455,7 @@ fn outcome_space(kind: &str, free_text: bool) -> Vec<&'static str> {
 
 /// `source` when it names a source ValueStream knows, else `other`.
 fn source_label(source: &str) -> &'static str {
-    KNOWN_SOURCES
-        .iter()
-        .copied()
-        .chain(sources::SOURCES.iter().map(|s| s.name()))
-        .find(|known| known.eq_ignore_ascii_case(source))
-        .unwrap_or(OTHER)
+    sources::SOURCES.iter().map(|s| s.name()).find(|known| known.eq_ignore_ascii_case(source)).unwrap_or(OTHER)
 }
 
 /// The entry of `values` equal to `value` (ignoring ASCII case), else `other`.

@@ -39,6 +39,10 @@ impl Source for CustomHttp {
         "VS_CUSTOMHTTP_SECRET"
     }
 
+    fn secret_help(&self) -> &'static str {
+        "HMAC secret of customhttp events (X-VS-Signature: sha256=…), also used by `valuestream event`"
+    }
+
     fn credential_headers(&self) -> &'static [&'static str] {
         &[SIGNATURE_HEADER]
     }

@@ -35,6 +35,10 @@ impl Source for GitHub {
         "VS_GITHUB_SECRET"
     }
 
+    fn secret_help(&self) -> &'static str {
+        "HMAC secret of GitHub webhooks (X-Hub-Signature-256)"
+    }
+
     /// `X-Hub-Signature-256`, and the SHA-1 `X-Hub-Signature` GitHub still sends beside it.
     fn credential_headers(&self) -> &'static [&'static str] {
         &[SIGNATURE_HEADER, "X-Hub-Signature"]

@@ -94,6 +94,10 @@ impl Source for GitLab {
         "VS_GITLAB_TOKEN"
     }
 
+    fn secret_help(&self) -> &'static str {
+        "secret token of GitLab webhooks (X-Gitlab-Token)"
+    }
+
     /// GitLab sends the webhook's secret token as is; it is compared in
     /// constant time against every configured token.
     fn credential_headers(&self) -> &'static [&'static str] {

@@ -54,6 +54,10 @@ impl Source for Jenkins {
         "VS_JENKINS_TOKEN"
     }
 
+    fn secret_help(&self) -> &'static str {
+        "token of Jenkins notifications (Authorization: Bearer <token>, or ?token=<token>)"
+    }
+
     /// `Authorization: Bearer …` (the `?token=` query parameter is never stored either).
     fn credential_headers(&self) -> &'static [&'static str] {
         &["Authorization"]

@@ -60,6 +60,10 @@ impl Source for Jira {
         "VS_JIRA_SECRET"
     }
 
+    fn secret_help(&self) -> &'static str {
+        "HMAC secret of Jira Cloud webhooks (X-Hub-Signature: sha256=…)"
+    }
+
     fn credential_headers(&self) -> &'static [&'static str] {
         &[SIGNATURE_HEADER]
     }

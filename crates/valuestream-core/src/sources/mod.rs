@@ -267,6 +267,8 @@ pub trait Source: Sync {
     fn name(&self) -> &'static str;
     /// The environment variable that holds this source's secrets (comma-separated).
     fn secret_variable(&self) -> &'static str;
+    /// What that secret is and where the sender puts it, for `--help`.
+    fn secret_help(&self) -> &'static str;
     /// The headers that carry this source's credentials: its signatures and
     /// tokens (any case). They are dropped before a delivery is stored; HTTP's
     /// own ([`HTTP_CREDENTIAL_HEADERS`]) are dropped for every source.
