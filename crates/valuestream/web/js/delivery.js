@@ -1,0 +1,156 @@
+// Delivery (`/`): the six DORA tiles, each against the previous period of
+// the same length, and the lead-time breakdown. Two calls of /api/v1/dora;
+// the page formats what they say and computes no metric.
+
+import { get } from './api.js';
+import { h, empty } from './dom.js';
+import { count, duration, number, percent } from './format.js';
+
+/** Each tile: where its value is, how to show it, its `n`, and which way is better. */
+const TILES = [
+  {
+    key: 'deployment_frequency',
+    value: (d) => d.per_day,
+    show: (v) => [number(v), ' ', h('span', { class: 'unit' }, 'per day')],
+    n: (d) => d.deployments,
+    detail: (d) => `${count(d.deployments, 'deploy')} · ${number(d.deployment_days_per_week, 1)} deploy days a week`,
+    better: 'higher',
+    delta: (a, b) => `${sign(a - b)}${number(Math.abs(a - b))} per day`,
+  },
+  {
+    key: 'lead_time_for_changes',
+    value: (d) => d.median_seconds,
+    show: (v) => [duration(v), ' ', h('span', { class: 'unit' }, 'median')],
+    n: (d) => d.changes,
+    detail: (d) => `${count(d.changes, 'change')} · p90 ${duration(d.p90_seconds)}`,
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${duration(Math.abs(a - b))}`,
+  },
+  {
+    key: 'change_failure_rate',
+    value: (d) => d.ratio,
+    show: (v) => percent(v),
+    n: (d) => d.deployments,
+    detail: (d) => `${d.failed} of ${count(d.deployments, 'deploy')} failed`,
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${number(Math.abs(a - b) * 100, 1)} points`,
+  },
+  {
+    key: 'time_to_restore',
+    value: (d) => d.median_seconds,
+    show: (v) => [duration(v), ' ', h('span', { class: 'unit' }, 'median')],
+    n: (d) => d.incidents,
+    detail: (d) => count(d.incidents, 'incident'),
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${duration(Math.abs(a - b))}`,
+  },
+  {
+    key: 'failed_deployment_recovery_time',
+    value: (d) => d.median_seconds,
+    show: (v) => [duration(v), ' ', h('span', { class: 'unit' }, 'median')],
+    n: (d) => d.failures,
+    detail: (d) => count(d.failures, 'failed deploy'),
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${duration(Math.abs(a - b))}`,
+  },
+  {
+    key: 'deployment_rework_rate',
+    value: (d) => d.ratio,
+    show: (v) => percent(v),
+    n: (d) => d.deployments,
+    detail: (d) => `${d.rework} of ${count(d.deployments, 'deploy')} were rework`,
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${number(Math.abs(a - b) * 100, 1)} points`,
+  },
+];
+
+function sign(x) {
+  return x > 0 ? '+' : x < 0 ? '−' : '±';
+}
+
+function plain(text) {
+  return String(text).replaceAll('`', '');
+}
+
+function comparison(tile, now, before, days) {
+  const period = `the previous ${number(days, 1)} days`;
+  const a = tile.value(now);
+  const b = before ? tile.value(before) : null;
+  if (b == null) return h('p', { class: 'delta', dataset: { trend: 'unknown' } }, `nothing to compare with in ${period}`);
+  if (a == null) return h('p', { class: 'delta', dataset: { trend: 'unknown' } }, 'none now; ', tile.show(b), ` in ${period}`);
+  if (a === b) return h('p', { class: 'delta', dataset: { trend: 'same' } }, `same as ${period}`);
+  const up = a > b;
+  const good = tile.better === 'higher' ? up : !up;
+  return h('p', { class: `delta ${good ? 'better' : 'worse'}`, dataset: { trend: good ? 'better' : 'worse' } },
+    h('span', { 'aria-hidden': 'true' }, up ? '▲ ' : '▼ '),
+    `${tile.delta(a, b)} vs ${period} · ${good ? 'better' : 'worse'}`);
+}
+
+function tileOf(tile, now, before, definitions, days) {
+  const data = now[tile.key];
+  const def = definitions.dora[tile.key];
+  const value = tile.value(data);
+  const level = data.level || null;
+  const hover = `${def.definition}\nBands: ${plain(def.bands)}.`;
+  return h('article', {
+    class: `tile level-${level || 'unrated'}`,
+    tabindex: 0,
+    title: hover,
+    'aria-label': `${def.title}`,
+    dataset: { key: tile.key, value: value == null ? 'null' : String(value), n: String(tile.n(data)), level: level || 'unrated' },
+  },
+  h('h3', null, def.title),
+  h('p', { class: 'value' }, tile.show(value)),
+  h('p', { class: 'level' }, level
+    ? h('span', { class: 'pill' }, level === 'none' ? 'level: none' : `level: ${level}`)
+    : h('span', { class: 'pill' }, 'no level (a ratio)')),
+  h('p', { class: 'n' }, tile.detail(data)),
+  comparison(tile, data, before ? before[tile.key] : null, days),
+  h('div', { class: 'definition', role: 'note' }, h('p', null, def.definition), h('p', null, `Bands: ${plain(def.bands)}.`)));
+}
+
+const STAGES = ['coding', 'pickup', 'review', 'deploy'];
+
+function breakdown(lead, definitions) {
+  const parts = lead.breakdown || {};
+  const known = STAGES.filter((s) => parts[s] != null);
+  const bar = h('div', { class: 'stack', role: 'img', 'aria-label': STAGES.map((s) => `${s} ${duration(parts[s])}`).join(', ') },
+    known.map((stage) => h('div', {
+      class: `segment stage-${stage}`,
+      style: { flexGrow: String(Math.max(parts[stage], 1)) },
+      title: `${stage}: ${duration(parts[stage])} (median, ${definitions.breakdown[stage]})`,
+    }, h('span', null, stage))));
+  const legend = h('dl', { class: 'stages' }, STAGES.map((stage) => h('div', { class: `stage stage-${stage}`, dataset: { stage, value: parts[stage] == null ? 'null' : String(parts[stage]) } },
+    h('dt', null, stage),
+    h('dd', null, duration(parts[stage])),
+    h('dd', { class: 'what' }, definitions.breakdown[stage] + (parts[stage] == null && stage === 'coding' ? ' (needs pushes to pull request branches)' : '')))));
+  return h('section', { class: 'panel breakdown', 'aria-labelledby': 'breakdown-title' },
+    h('h2', { id: 'breakdown-title' }, 'Lead time, stage by stage'),
+    h('p', { class: 'note' }, `Medians of each stage over ${count(lead.changes, 'change')} (so they need not add up to the median lead time, ${duration(lead.median_seconds)}; p90 ${duration(lead.p90_seconds)}).`),
+    known.length ? bar : empty('No change that came through a pull request reached production in this window.'),
+    legend);
+}
+
+function coverage(dora) {
+  const unmatched = dora.lead_time_for_changes.unmatched_deploys;
+  if (!unmatched) return null;
+  return h('p', { class: 'coverage', role: 'status' },
+    `${count(unmatched, 'successful production deploy')} of a commit no push or merged pull request recorded: their changes have no lead time. Send push and pull request webhooks from the repositories they deploy.`);
+}
+
+export async function render({ filters, window, definitions }) {
+  if (!window.valid) return empty('Pick a time range whose start is before its end.');
+  const scope = { repo: filters.repo, project: filters.project, environment: filters.environment };
+  const [now, before] = await Promise.all([
+    get('/api/v1/dora', { ...scope, since: window.since, until: window.until }),
+    get('/api/v1/dora', { ...scope, since: window.previous.since, until: window.previous.until }),
+  ]);
+  const beforeHasData = before.change_failure_rate.deployments > 0 || before.time_to_restore.incidents > 0;
+  return h('div', { class: 'page delivery', dataset: { since: now.since, until: now.until } },
+    h('h1', { class: 'visually-hidden' }, 'Delivery'),
+    coverage(now),
+    filters.source ? h('p', { class: 'note' }, 'The DORA keys count deploys and incidents of every source; the source filter applies to the other pages.') : null,
+    h('section', { class: 'tiles', 'aria-label': `DORA keys, ${now.environment}` },
+      TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days))),
+    breakdown(now.lead_time_for_changes, definitions));
+}
