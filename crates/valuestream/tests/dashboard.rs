@@ -540,10 +540,10 @@ async fn browser_trace_page_draws_the_tree_and_a_deep_link_selects_its_span() {
     // children by start (the CI run and its job, the deploys, the incident under 993).
     assert_eq!(order[0], ISSUE_KEY);
     assert_eq!(order[1], PR_KEY);
-    let position = |key: &str| order.iter().position(|k| *k == key).unwrap_or_else(|| panic!("{key} not drawn"));
+    let position = |key: &str| order.iter().position(|k| *k == key).unwrap_or_else(|| panic!("{key} not drawn: {order:?}"));
     let run = spans.iter().find(|s| s["kind"] == "build").unwrap()["key"].as_str().unwrap();
     let job = spans.iter().find(|s| s["kind"] == "job").unwrap()["key"].as_str().unwrap();
-    let incident = "github:octo-org/hello-world:incident:90";
+    let incident = "github:octo-org/hello-world:issue:90";
     assert!(position(run) < position(job) && position(job) < position(DEPLOY_991), "{order:?}");
     assert_eq!(position(incident), position("github:octo-org/hello-world:deploy:993") + 1, "{order:?}");
     let level = |key: &str| rows[position(key)]["aria-level"].parse::<u32>().unwrap();

@@ -13,7 +13,7 @@ const TILES = [
     value: (d) => d.per_day,
     show: (v) => [number(v), ' ', h('span', { class: 'unit' }, 'per day')],
     n: (d) => d.deployments,
-    detail: (d) => `${count(d.deployments, 'deploy')} · ${number(d.deployment_days_per_week, 1)} deploy days a week`,
+    detail: (d) => `${count(d.deployments, 'deploy')} · ${number(d.deployment_days_per_week, 1)} ${d.deployment_days_per_week === 1 ? 'deploy day' : 'deploy days'} a week`,
     better: 'higher',
     delta: (a, b) => `${sign(a - b)}${number(Math.abs(a - b))} per day`,
   },

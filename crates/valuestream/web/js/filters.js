@@ -104,7 +104,7 @@ function localInput(ms) {
 }
 
 const LABELS = { repo: 'Repository', project: 'Project', environment: 'Environment', source: 'Source' };
-const ALL = { repo: 'all repositories', project: 'all projects', environment: 'production (default)', source: 'all sources' };
+const ALL = { repo: 'all repositories', project: 'all projects', environment: 'default', source: 'all sources' };
 
 /** Draws the frame's filter bar into `form`; `go(filters)` applies a change. */
 export function renderFilters(form, filters, win, go) {
@@ -133,7 +133,7 @@ export function renderFilters(form, filters, win, go) {
     h('button', { type: 'submit' }, 'apply')) : null;
 
   const selects = Object.keys(LABELS).map((name) => {
-    const select = h('select', { name, 'aria-label': LABELS[name], onchange: (e) => set({ [name]: e.target.value }) },
+    const select = h('select', { name, 'aria-label': LABELS[name], title: name === 'environment' ? 'By default the DORA keys count the production environments and the other pages every environment' : null, onchange: (e) => set({ [name]: e.target.value }) },
       h('option', { value: '' }, ALL[name]));
     if (filters[name]) select.append(h('option', { value: filters[name], selected: true }, filters[name]));
     return h('label', { class: 'filter' }, h('span', null, LABELS[name]), select);
@@ -142,7 +142,7 @@ export function renderFilters(form, filters, win, go) {
   const span = h('p', { class: 'win', title: `${utc(win.sinceMs)} → ${utc(win.untilMs)}` },
     win.valid ? `${new Date(win.sinceMs).toLocaleString()} → ${new Date(win.untilMs).toLocaleString()}` : 'since must be before until');
 
-  fill(form, h('div', { class: 'ranges', role: 'group', 'aria-label': 'Time range' }, buttons), custom, ...selects, span);
+  fill(form, h('div', { class: 'ranges', role: 'group', 'aria-label': 'Time range' }, buttons), custom, ...selects, range === 'custom' ? null : span);
   form.onsubmit = (e) => {
     e.preventDefault();
     const data = new FormData(form);

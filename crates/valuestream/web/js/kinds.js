@@ -3,7 +3,7 @@
 
 import { get } from './api.js';
 import { h, empty, navLink, problem } from './dom.js';
-import { count, duration, kindName, number, percent, time } from './format.js';
+import { count, duration, isFailure, kindName, number, percent, time } from './format.js';
 import { filterQuery } from './filters.js';
 
 export const GROUPS = ['repo', 'project', 'source', 'outcome', 'environment'];
@@ -68,6 +68,7 @@ export async function render({ filters, window, params, definitions, navigate })
     h('th', { scope: 'col' }, group),
     COLUMNS.map((c) => h('th', {
       scope: 'col',
+      class: 'num',
       'aria-sort': c.id === sort ? (descending ? 'descending' : 'ascending') : null,
       title: plain(definitions.summary[c.doc] || ''),
     }, navLink(here({ sort: c.id, order: c.id === sort && descending ? 'asc' : null }), c.label, c.id === sort ? (descending ? ' ↓' : ' ↑') : ''))));
@@ -118,16 +119,17 @@ async function spansOf(selected, group, filters, window) {
   return section;
 }
 
-/** Spans as rows; each opens its trace with the span selected. */
-export function spanTable(spans, extra = [], filters = {}) {
+/** Spans as rows; each opens its trace with the span selected. `open`: no end to show. */
+export function spanTable(spans, extra = [], filters = {}, { open = false } = {}) {
   if (!spans.length) return empty('No spans.');
+  const heads = ['name', 'repository', 'started', ...(open ? [] : ['duration', 'outcome']), ...extra.map((e) => e.label)];
   return h('div', { class: 'scroll' }, h('table', { class: 'spans' },
-    h('thead', null, h('tr', null, ['name', 'repository', 'started', 'duration', 'outcome', ...extra.map((e) => e.label)].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, heads.map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, spans.map((s) => h('tr', { dataset: { key: s.key } },
       h('td', null, navLink(`/traces/${s.trace_id}${filterQuery(filters, { span: s.span_id })}`, s.name)),
       h('td', null, s.repo || ''),
       h('td', null, time(s.start)),
-      h('td', { class: 'num' }, s.end ? duration(s.duration_seconds) : 'open'),
-      h('td', { class: /failure|error|timeout/.test(s.outcome || '') ? 'bad' : '' }, s.outcome || (s.end ? '' : 'open')),
+      open ? null : h('td', { class: 'num' }, s.end ? duration(s.duration_seconds) : 'open'),
+      open ? null : h('td', { class: isFailure(s.outcome) ? 'bad' : '' }, s.outcome || (s.end ? '' : 'open')),
       extra.map((e) => h('td', { class: e.class || '' }, e.value(s))))))));
 }

@@ -29,8 +29,8 @@ export async function render({ filters, window, params }) {
       dataset: { kind: g.kind, open: String(g.open) },
     },
     h('h3', null, kindName(g.kind)),
-    h('p', { class: 'value' }, String(g.open), ' ', h('span', { class: 'unit' }, 'open')),
-    h('p', { class: 'n' }, `p50 age ${duration(g.open_age_seconds.p50)} · oldest ${duration(g.open_age_seconds.max)}`),
+    h('p', { class: 'value' }, String(g.open), ' ', h('span', { class: 'unit' }, 'open at the range’s end')),
+    h('p', { class: 'n' }, `then: p50 age ${duration(g.open_age_seconds.p50)} · oldest ${duration(g.open_age_seconds.max)}`),
     h('p', { class: 'n' }, `finished: p50 ${duration(g.duration_seconds.p50)}, p90 ${duration(g.duration_seconds.p90)} (${count(g.closed, 'closed')})`))));
 
   const compare = (span) => {
@@ -50,7 +50,7 @@ export async function render({ filters, window, params }) {
   const list = h('section', { class: 'panel', 'aria-labelledby': 'open-title' },
     h('h2', { id: 'open-title' }, kind ? `Open ${kindName(kind)}s, oldest first` : 'Open work, oldest first'),
     h('p', { class: 'note' }, 'Open now, whatever the time range; the range picks the finished work each one is compared with.'));
-  const table = h('div', null, spanTable(first.spans, extra, filters));
+  const table = h('div', null, spanTable(first.spans, extra, filters, { open: true }));
   list.append(table);
   let cursor = first.next_cursor;
   if (cursor) {
@@ -60,7 +60,7 @@ export async function render({ filters, window, params }) {
         more.disabled = true;
         try {
           const page = await get('/api/v1/spans', { state: 'open', kind, limit: PAGE, cursor, ...scope });
-          table.append(spanTable(page.spans, extra, filters));
+          table.append(spanTable(page.spans, extra, filters, { open: true }));
           cursor = page.next_cursor;
           if (cursor) more.disabled = false; else more.remove();
         } catch (error) {

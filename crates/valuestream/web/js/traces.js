@@ -15,7 +15,7 @@ let cached = { id: null, trace: null };
 const collapsed = new Set();
 
 function searchForm(q, navigate, filters) {
-  const input = h('input', { type: 'search', name: 'q', value: q || '', placeholder: 'span key, vstrace-… reference, commit sha or trace id', 'aria-label': 'Find a trace', size: 48 });
+  const input = h('input', { type: 'search', name: 'q', value: q || '', placeholder: 'span key, vstrace-… reference, commit sha or trace id', 'aria-label': 'Find a trace' });
   return h('form', {
     class: 'search',
     role: 'search',
@@ -105,14 +105,16 @@ const STEPS = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400,
 
 function ruler(t0, t1) {
   const span = t1 - t0;
-  const step = STEPS.find((s) => span / s <= 6) || STEPS[STEPS.length - 1];
+  const most = globalThis.innerWidth && globalThis.innerWidth < 600 ? 3 : 6;
+  const step = STEPS.find((s) => span / s <= most) || STEPS[STEPS.length - 1];
   const withHour = step < 86400000;
   // Ticks on local midnights for day steps, local hours otherwise.
   const first = new Date(t0);
   if (withHour) first.setMinutes(0, 0, 0); else first.setHours(0, 0, 0, 0);
   const ticks = [];
   for (let t = first.getTime(); t <= t1; t += step) {
-    if (t < t0) continue;
+    // A label needs room on its right: none in the last stretch of the lane.
+    if (t < t0 || (t - t0) / span > 0.9) continue;
     ticks.push(h('span', { class: 'tick', style: { left: `${((t - t0) / span) * 100}%` }, title: utc(t) }, tick(t, withHour)));
   }
   return h('div', { class: 'row ruler', 'aria-hidden': 'true' },
@@ -256,7 +258,7 @@ function copyButton(text, label) {
 /** A span key as a link: inside this trace it selects the span, else it opens the span's trace. */
 function spanLink(key, trace, select, filters) {
   const here = trace.spans.find((s) => s.key === key);
-  if (here) return h('button', { type: 'button', class: 'linkish', onclick: () => select(here) }, key);
+  if (here) return h('button', { type: 'button', class: 'linkish', title: key, onclick: () => select(here) }, here.name);
   return navLink(`/traces${filterQuery(filters, { q: key })}`, key, ' ↗');
 }
 
