@@ -331,6 +331,8 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// What one headless Chromium run printed.
 struct Browser {
     stdout: String,
@@ -342,6 +344,8 @@ struct Browser {
 async fn browse(url: String, extra: Vec<String>) -> Browser {
     let binary = chromium();
     tokio::task::spawn_blocking(move || {
+        // One browser at a time: the machine has two cores.
+        let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
         let profile = TempDir::new();
         let mut child = Command::new(&binary)
             .args([

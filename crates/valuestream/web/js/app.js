@@ -88,6 +88,8 @@ async function render() {
     if (run === generation) {
       main.setAttribute('aria-busy', 'false');
       document.body.dataset.ready = 'true';
+      // How many views were drawn: a test driving the browser waits on it.
+      document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
     }
   }
 }
