@@ -647,3 +647,210 @@ async fn browser_signs_in_with_the_token_once() {
     assert_eq!(frequency["data-n"], api["deployment_frequency"]["deployments"].to_string());
     app.stop().await;
 }
+
+// ---------------------------------------------------------------- driving the browser (WebDriver)
+
+/// A headless Chromium driven through Debian's chromedriver, over the
+/// WebDriver protocol's JSON (a few commands; no client library needed).
+struct Driver {
+    process: std::process::Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: TempDir,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Driver {
+    async fn start(width: u32, height: u32) -> Driver {
+        let binary = chromium();
+        let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("chromedriver is not installed (apt-get install -y chromium-driver, as .ci/run does)"));
+        let one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let process = Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver.display()));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not answer on port {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = TempDir::new();
+        let capabilities = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.0.display()),
+                ],
+            },
+        }}});
+        let answer: Value =
+            http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+        let session = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_string();
+        Driver { process, base, session, http, _profile: profile, _one: one }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let answer: Value = self.http.request(method, &url).json(&body).send().await.unwrap().json().await.unwrap();
+        assert!(answer["value"].get("error").is_none(), "WebDriver {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.command(reqwest::Method::POST, path, body).await
+    }
+
+    async fn go(&self, url: &str) {
+        self.post("/url", json!({"url": url})).await;
+    }
+
+    async fn run(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []})).await
+    }
+
+    async fn renders(&self) -> u64 {
+        self.run("return Number(document.body.dataset.renders || 0)").await.as_u64().unwrap_or(0)
+    }
+
+    /// Waits until the page has drawn more than `after` views.
+    async fn drawn_after(&self, after: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.renders().await <= after {
+            assert!(Instant::now() < deadline, "the page did not draw a new view");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let found = self.post("/element", json!({"using": "css selector", "value": css})).await;
+        found[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {found}")).to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.element(css).await;
+        self.post(&format!("/element/{element}/click"), json!({})).await;
+    }
+
+    /// Sends WebDriver key codes to the focused element.
+    async fn keys(&self, keys: &str) {
+        let actions: Vec<Value> =
+            keys.chars().flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})]).collect();
+        self.post("/actions", json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})).await;
+    }
+
+    async fn tile(&self, key: &str) -> String {
+        let script = format!("return document.querySelector('.tile[data-key=\"{key}\"]').dataset.n");
+        self.run(&script).await.as_str().unwrap().to_string()
+    }
+
+    /// Console messages at warning or worse since the last call.
+    async fn console_problems(&self) -> Vec<String> {
+        let logs = self.post("/se/log", json!({"type": "browser"})).await;
+        logs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["level"] != "INFO" && l["level"] != "DEBUG")
+            .map(|l| l["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.command(reqwest::Method::DELETE, "", json!({})).await;
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+const ARROW_UP: &str = "\u{E013}";
+const ARROW_DOWN: &str = "\u{E015}";
+const ARROW_LEFT: &str = "\u{E012}";
+const ENTER: &str = "\u{E007}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium and chromedriver (apt-get install chromium chromium-driver); .ci/run runs it"]
+async fn browser_filters_live_in_the_url_back_and_reload_work_and_the_waterfall_takes_the_keyboard() {
+    let app = seeded(None).await;
+    let driver = Driver::start(1280, 800).await;
+    let (_, seven_days) = app.get("/api/v1/dora?since=7d").await;
+
+    // The explicit window: two successful deploys.
+    driver.go(&format!("{}/?{}", app.base, window())).await;
+    driver.drawn_after(0).await;
+    assert_eq!(driver.tile("deployment_frequency").await, "2");
+
+    // "last 7d" changes the URL and every tile; back and reload restore the view.
+    let before = driver.renders().await;
+    driver.click("button.range:nth-child(1)").await;
+    driver.drawn_after(before).await;
+    assert_eq!(driver.run("return location.search").await, "?since=7d");
+    assert_eq!(driver.tile("deployment_frequency").await, seven_days["deployment_frequency"]["deployments"].to_string());
+    assert_eq!(driver.tile("change_failure_rate").await, seven_days["change_failure_rate"]["deployments"].to_string());
+
+    let before = driver.renders().await;
+    driver.post("/back", json!({})).await;
+    driver.drawn_after(before).await;
+    assert_eq!(driver.run("return decodeURIComponent(location.search)").await, format!("?{}", window()));
+    assert_eq!(driver.tile("deployment_frequency").await, "2", "back restores the previous view");
+
+    driver.post("/refresh", json!({})).await;
+    driver.drawn_after(0).await;
+    assert_eq!(driver.tile("deployment_frequency").await, "2", "a reload keeps the filters");
+
+    // A tab keeps the filters.
+    let before = driver.renders().await;
+    driver.click("nav.tabs a[href^='/traces']").await;
+    driver.drawn_after(before).await;
+    let here = driver.run("return location.pathname + decodeURIComponent(location.search)").await;
+    assert_eq!(here, format!("/traces?{}", window()));
+
+    // The waterfall: ↓ moves down, Enter selects (the URL says which), ← folds a subtree.
+    let trace_id = ids::trace_id(ISSUE_KEY);
+    driver.go(&format!("{}/traces/{trace_id}?span={}", app.base, ids::span_id(PR_KEY))).await;
+    driver.drawn_after(0).await;
+    let focused = "return document.activeElement.dataset.key || null";
+    driver.run("document.querySelector('[aria-selected=\"true\"]').focus()").await;
+    assert_eq!(driver.run(focused).await, PR_KEY);
+    driver.keys(ARROW_DOWN).await;
+    let run_key = driver.run(focused).await.as_str().unwrap().to_string();
+    assert!(run_key.contains(":build:"), "↓ from the pull request is its CI run: {run_key}");
+    let before = driver.renders().await;
+    driver.keys(ENTER).await;
+    driver.drawn_after(before).await;
+    let span = driver.run("return new URLSearchParams(location.search).get('span')").await;
+    assert_eq!(span, ids::span_id(&run_key), "Enter selects the row");
+    let detail = driver.run("return document.querySelector('aside.detail').dataset.key").await;
+    assert_eq!(detail, run_key.as_str());
+
+    driver.run("document.querySelector('[aria-selected=\"true\"]').focus()").await;
+    driver.keys(ARROW_UP).await;
+    assert_eq!(driver.run(focused).await, PR_KEY, "↑ goes back up");
+    let rows = "return document.querySelectorAll('[role=\"treeitem\"]').length";
+    let all = driver.run(rows).await.as_u64().unwrap();
+    driver.keys(ARROW_LEFT).await;
+    let folded = driver.run(rows).await.as_u64().unwrap();
+    assert_eq!(folded, 2, "← on the pull request folds everything under it ({all} rows before)");
+    let expanded = driver.run("return document.activeElement.getAttribute('aria-expanded')").await;
+    assert_eq!(expanded, "false");
+
+    let problems = driver.console_problems().await;
+    assert!(problems.is_empty(), "console: {problems:?}");
+    driver.stop().await;
+    app.stop().await;
+}
