@@ -452,7 +452,7 @@ pub fn parse_group_by(value: Option<&str>) -> Result<Vec<String>, ApiError> {
     metrics::parse_group_by(value).map_err(ApiError::BadRequest)
 }
 
-const DORA_PARAMS: &[&str] = &["repo", "project", "environment", "since", "until", "token"];
+const DORA_PARAMS: &[&str] = &["repo", "project", "environment", "since", "until", "bucket", "token"];
 
 async fn dora(
     State(state): State<AppState>,
@@ -467,7 +467,14 @@ async fn dora(
         environment: text("environment"),
         production: state.production_environments.to_vec(),
     };
-    Ok(Json(metrics::dora(&state.store, window, &filter).await?))
+    match params.get("bucket").filter(|b| !b.is_empty()) {
+        None => Ok(Json(metrics::dora(&state.store, window, &filter).await?)),
+        Some(bucket) => {
+            let bucket = metrics::Bucket::parse(bucket).map_err(ApiError::BadRequest)?;
+            let buckets = metrics::buckets(window, bucket).map_err(ApiError::BadRequest)?;
+            Ok(Json(metrics::dora_series(&state.store, window, &filter, &buckets).await?))
+        }
+    }
 }
 
 fn trace_json(trace_id: &str, spans: Vec<ApiSpan>) -> serde_json::Value {

@@ -297,6 +297,33 @@ async fn the_search_box_finds_a_trace_by_sha_and_spans_filter_by_environment_and
     app.stop().await;
 }
 
+#[tokio::test]
+async fn dora_takes_a_bucket_and_answers_a_series_of_the_same_objects() {
+    let app = seeded(None).await;
+    let (status, weekly) = app.get(&format!("/api/v1/dora?{}&bucket=week", window())).await;
+    assert_eq!(status, 200, "{weekly}");
+    let (_, plain) = app.get(&format!("/api/v1/dora?{}", window())).await;
+    assert!(plain.get("series").is_none(), "no series without bucket=");
+    let mut total = weekly.clone();
+    total.as_object_mut().unwrap().remove("series");
+    assert_eq!(total, plain);
+    // 11-15 is a Sunday: that day alone, then the weeks from Mondays 11-16 and 11-23.
+    let starts: Vec<&str> = weekly["series"].as_array().unwrap().iter().map(|b| b["start"].as_str().unwrap()).collect();
+    assert_eq!(starts, ["2026-11-15T00:00:00Z", "2026-11-16T00:00:00Z", "2026-11-23T00:00:00Z"]);
+    let week = &weekly["series"][1];
+    assert_eq!(week["end"], "2026-11-23T00:00:00Z");
+    assert_eq!(week["deployment_frequency"]["deployments"], 2, "991 and 993: {week}");
+    assert_eq!(week["change_failure_rate"]["failed"], 2, "{week}");
+    for bad in ["hour", "WEEK"] {
+        let (status, answer) = app.get(&format!("/api/v1/dora?bucket={bad}")).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("`bucket`"), "{answer}");
+    }
+    let (status, answer) = app.get("/api/v1/dora?since=2000-01-01T00:00:00Z&bucket=day").await;
+    assert_eq!(status, 400, "too many buckets: {answer}");
+    app.stop().await;
+}
+
 fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

@@ -106,6 +106,9 @@ async fn summary_and_dora_are_the_same_on_postgres() {
         format!("/api/v1/summary?{window}&group_by=source,kind,outcome"),
         format!("/api/v1/summary?{window}&group_by=repo,environment"),
         format!("/api/v1/dora?{window}"),
+        format!("/api/v1/dora?{window}&bucket=day"),
+        format!("/api/v1/dora?{window}&bucket=week"),
+        format!("/api/v1/dora?{window}&bucket=month"),
     ] {
         let (a, b) = (sqlite.get(&path).await, postgres.get(&path).await);
         assert_eq!(a.0, 200, "{path}: {}", a.1);
@@ -114,6 +117,11 @@ async fn summary_and_dora_are_the_same_on_postgres() {
     let (_, dora) = postgres.get(&format!("/api/v1/dora?{window}")).await;
     assert_eq!(dora["deployment_frequency"]["deployments"], 1, "{dora}");
     assert_eq!(dora["lead_time_for_changes"]["changes"], 1, "{dora}");
+    let (_, weekly) = postgres.get(&format!("/api/v1/dora?{window}&bucket=week")).await;
+    let weeks = weekly["series"].as_array().unwrap();
+    assert_eq!(weeks.len(), 5, "11-01 (a Sunday), then four weeks from Monday 11-02: {weekly}");
+    let deploys: u64 = weeks.iter().map(|w| w["deployment_frequency"]["deployments"].as_u64().unwrap()).sum();
+    assert_eq!(deploys, 1, "{weekly}");
     sqlite.stop().await;
     postgres.stop().await;
     db.drop_database().await;
