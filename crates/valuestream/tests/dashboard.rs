@@ -432,10 +432,11 @@ async fn page_dom(url: String) -> String {
     dom
 }
 
-/// Screenshots of `url` at the desktop and phone sizes, named `{name}-{width}.png`.
+/// Screenshots of `url` at the desktop and phone sizes, named
+/// `{name}-{width}.png`, and the desktop's whole page (`{name}-full.png`).
 async fn screenshots(url: &str, name: &str) {
-    for (width, height) in [(1280, 800), (390, 844)] {
-        let file = screenshot_dir().join(format!("{name}-{width}.png"));
+    for (width, height, suffix) in [(1280, 800, "1280"), (390, 844, "390"), (1280, 1600, "full")] {
+        let file = screenshot_dir().join(format!("{name}-{suffix}.png"));
         let _ = std::fs::remove_file(&file);
         browse(url.to_string(), vec![format!("--screenshot={}", file.display()), format!("--window-size={width},{height}")])
             .await;

@@ -80,6 +80,8 @@ async function render() {
     const content = await current.page.render(context);
     if (run !== generation) return;
     fill(main, content);
+    // Charts need their place in the page (a width) before they draw.
+    if (content && typeof content.mount === 'function') content.mount();
   } catch (error) {
     if (run !== generation) return;
     console.warn(error);

@@ -3,8 +3,19 @@
 // the page formats what they say and computes no metric.
 
 import { get } from './api.js';
-import { h, empty } from './dom.js';
-import { count, duration, number, percent } from './format.js';
+import { bars, durations, sparkline } from './charts.js';
+import { h, empty, navLink } from './dom.js';
+import { count, duration, millis, number, percent } from './format.js';
+import { filterQuery } from './filters.js';
+
+export const BUCKETS = ['day', 'week', 'month'];
+
+/** The URL's `bucket`, else one that gives a readable number of points. */
+function bucketOf(params, window) {
+  const asked = params.get('bucket');
+  if (BUCKETS.includes(asked)) return asked;
+  return window.days <= 14 ? 'day' : window.days <= 120 ? 'week' : 'month';
+}
 
 /** Each tile: where its value is, how to show it, its `n`, and which way is better. */
 const TILES = [
@@ -86,7 +97,7 @@ function comparison(tile, now, before, days) {
     `${tile.delta(a, b)} vs ${period} · ${good ? 'better' : 'worse'}`);
 }
 
-function tileOf(tile, now, before, definitions, days) {
+function tileOf(tile, now, before, definitions, days, charts) {
   const data = now[tile.key];
   const def = definitions.dora[tile.key];
   const value = tile.value(data);
@@ -106,7 +117,52 @@ function tileOf(tile, now, before, definitions, days) {
     : h('span', { class: 'pill' }, 'no level (a ratio)')),
   h('p', { class: 'n' }, tile.detail(data)),
   comparison(tile, data, before ? before[tile.key] : null, days),
+  trend(tile, now, charts),
   h('div', { class: 'definition', role: 'note' }, h('p', null, def.definition), h('p', null, `Bands: ${plain(def.bands)}.`)));
+}
+
+const LEVEL_COLOURS = { elite: '#1b7a3d', high: '#2e6fa8', medium: '#8a5a00', low: '#b3261e', none: '#5b6675' };
+
+/** The tile's value per bucket as a sparkline, described in words for screen readers. */
+function trend(tile, now, charts) {
+  const series = now.series || [];
+  if (series.length < 2) return null;
+  const xs = series.map((b) => millis(b.start) / 1000);
+  const ys = series.map((b) => tile.value(b[tile.key]));
+  const words = series.map((b, i) => (ys[i] == null ? 'none' : tile.show(ys[i]))).map((v) => (Array.isArray(v) ? v[0] : v));
+  const el = h('div', { class: 'spark', role: 'img', 'aria-label': `per ${now.bucket}: ${words.join(', ')}`, dataset: { points: String(series.length) } });
+  const colour = LEVEL_COLOURS[now[tile.key].level] || '#2456c9';
+  charts.push(() => sparkline(el, xs, ys, colour));
+  return el;
+}
+
+/** Deploys per bucket, and the lead time's median and p90 per bucket. */
+function trends(now, charts, bucket, here) {
+  const series = now.series || [];
+  if (!series.length) return null;
+  const xs = series.map((b) => millis(b.start) / 1000);
+  const deploysEl = h('div', { class: 'chart', role: 'img', 'aria-label': `deploys per ${bucket}: ` + series.map((b) => `${b.change_failure_rate.deployments} (${b.failed_deployment_recovery_time.failures} failed)`).join(', ') });
+  const leadEl = h('div', { class: 'chart', role: 'img', 'aria-label': `lead time per ${bucket}: ` + series.map((b) => duration(b.lead_time_for_changes.median_seconds)).join(', ') });
+  charts.push(() => bars(deploysEl, xs, [
+    { label: 'deploys that ended', values: series.map((b) => b.change_failure_rate.deployments), color: '#c0392b' },
+    { label: 'successful', values: series.map((b) => b.deployment_frequency.deployments), color: '#3f9b5a' },
+  ]));
+  charts.push(() => durations(leadEl, xs, [
+    { label: 'median', values: series.map((b) => b.lead_time_for_changes.median_seconds), color: '#2456c9' },
+    { label: 'p90', values: series.map((b) => b.lead_time_for_changes.p90_seconds), color: '#7b61c4', dash: [6, 4] },
+  ]));
+  const picker = h('p', { class: 'group-by' }, 'per ', BUCKETS.map((b) => (b === bucket
+    ? h('strong', { 'aria-current': 'true' }, b)
+    : navLink(here(b), b))));
+  return h('div', { class: 'charts' },
+    h('section', { class: 'panel', 'aria-labelledby': 'deploys-title' },
+      h('h2', { id: 'deploys-title' }, `Production deploys per ${bucket}`), picker,
+      h('p', { class: 'note' }, 'Red: deploys that ended (success or failure); green over it: the successful ones, so the red above green is the failures.'),
+      deploysEl),
+    h('section', { class: 'panel', 'aria-labelledby': 'lead-title' },
+      h('h2', { id: 'lead-title' }, `Lead time for changes per ${bucket}`),
+      h('p', { class: 'note' }, 'Median and p90 of the changes shipped by the deploys that ended in each bucket; a gap is a bucket without any.'),
+      leadEl));
 }
 
 const STAGES = ['coding', 'pickup', 'review', 'deploy'];
@@ -138,19 +194,26 @@ function coverage(dora) {
     `${count(unmatched, 'successful production deploy')} of a commit no push or merged pull request recorded: their changes have no lead time. Send push and pull request webhooks from the repositories they deploy.`);
 }
 
-export async function render({ filters, window, definitions }) {
+export async function render({ filters, window, definitions, params }) {
   if (!window.valid) return empty('Pick a time range whose start is before its end.');
   const scope = { repo: filters.repo, project: filters.project, environment: filters.environment };
+  const bucket = bucketOf(params, window);
   const [now, before] = await Promise.all([
-    get('/api/v1/dora', { ...scope, since: window.since, until: window.until }),
+    get('/api/v1/dora', { ...scope, since: window.since, until: window.until, bucket }),
     get('/api/v1/dora', { ...scope, since: window.previous.since, until: window.previous.until }),
   ]);
   const beforeHasData = before.change_failure_rate.deployments > 0 || before.time_to_restore.incidents > 0;
-  return h('div', { class: 'page delivery', dataset: { since: now.since, until: now.until } },
+  now.bucket = bucket;
+  const charts = [];
+  const here = (b) => `/${filterQuery(filters, { bucket: b })}`;
+  const page = h('div', { class: 'page delivery', dataset: { since: now.since, until: now.until, bucket } },
     h('h1', { class: 'visually-hidden' }, 'Delivery'),
     coverage(now),
     filters.source ? h('p', { class: 'note' }, 'The DORA keys count deploys and incidents of every source; the source filter applies to the other pages.') : null,
     h('section', { class: 'tiles', 'aria-label': `DORA keys, ${now.environment}` },
-      TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days))),
-    breakdown(now.lead_time_for_changes, definitions));
+      TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days, charts))),
+    breakdown(now.lead_time_for_changes, definitions),
+    trends(now, charts, bucket, here));
+  page.mount = () => charts.forEach((draw) => draw());
+  return page;
 }
