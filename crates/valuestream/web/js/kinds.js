@@ -119,17 +119,25 @@ async function spansOf(selected, group, filters, window) {
   return section;
 }
 
-/** Spans as rows; each opens its trace with the span selected. `open`: no end to show. */
+/**
+ * Spans as rows; each opens its trace with the span selected. `open`: spans
+ * without an end, whose `extra` columns (their age) come right after the name.
+ */
 export function spanTable(spans, extra = [], filters = {}, { open = false } = {}) {
   if (!spans.length) return empty('No spans.');
-  const heads = ['name', 'repository', 'started', ...(open ? [] : ['duration', 'outcome']), ...extra.map((e) => e.label)];
+  const columns = [
+    { label: 'repository', value: (s) => s.repo || '' },
+    { label: 'started', value: (s) => time(s.start) },
+    ...(open ? [] : [
+      { label: 'duration', class: 'num', value: (s) => (s.end ? duration(s.duration_seconds) : 'open') },
+      { label: 'outcome', class: (s) => (isFailure(s.outcome) ? 'bad' : ''), value: (s) => s.outcome || (s.end ? '' : 'open') },
+    ]),
+  ];
+  const all = open ? [...extra, ...columns] : [...columns, ...extra];
+  const classOf = (column, span) => (typeof column.class === 'function' ? column.class(span) : column.class || '');
   return h('div', { class: 'scroll' }, h('table', { class: 'spans' },
-    h('thead', null, h('tr', null, heads.map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'name'), all.map((c) => h('th', { scope: 'col' }, c.label)))),
     h('tbody', null, spans.map((s) => h('tr', { dataset: { key: s.key } },
       h('td', null, navLink(`/traces/${s.trace_id}${filterQuery(filters, { span: s.span_id })}`, s.name)),
-      h('td', null, s.repo || ''),
-      h('td', null, time(s.start)),
-      open ? null : h('td', { class: 'num' }, s.end ? duration(s.duration_seconds) : 'open'),
-      open ? null : h('td', { class: isFailure(s.outcome) ? 'bad' : '' }, s.outcome || (s.end ? '' : 'open')),
-      extra.map((e) => h('td', { class: e.class || '' }, e.value(s))))))));
+      all.map((c) => h('td', { class: classOf(c, s) }, c.value(s))))))));
 }

@@ -45,7 +45,7 @@ export async function render({ filters, window, params }) {
   };
   const extra = [
     { label: 'age', value: (s) => duration((now - millis(s.start)) / 1000), class: 'num' },
-    { label: 'compared with finished work', value: (s) => h('span', { class: compare(s).class }, compare(s).text) },
+    { label: 'vs finished work', class: 'wrap', value: (s) => h('span', { class: compare(s).class }, compare(s).text) },
   ];
   const list = h('section', { class: 'panel', 'aria-labelledby': 'open-title' },
     h('h2', { id: 'open-title' }, kind ? `Open ${kindName(kind)}s, oldest first` : 'Open work, oldest first'),
