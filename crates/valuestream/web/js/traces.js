@@ -181,7 +181,8 @@ function waterfall(trace, selectedId, navigate, filters) {
       h('span', { class: 'kind' }, kindName(span.kind)),
       h('span', { class: 'name', title: span.key }, span.name),
       span.outcome ? h('span', { class: `outcome ${failed ? 'bad' : ''}` }, span.outcome) : null,
-      span.end ? null : h('span', { class: 'outcome open' }, 'open')),
+      span.end ? null : h('span', { class: 'outcome open' }, 'open'),
+      span.state === 'expired' ? h('span', { class: 'outcome open', title: 'no end arrived within --expire-open-after' }, 'expired') : null),
     h('div', { class: 'lane' },
       h('div', {
         class: `bar kind-${span.kind} ${failed ? 'failed' : ''} ${span.end ? '' : 'open'}`,
