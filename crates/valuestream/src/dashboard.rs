@@ -272,7 +272,10 @@ mod tests {
 
     #[test]
     fn the_token_leaves_the_query_and_the_rest_stays() {
-        assert_eq!(split_token(Some("since=7d&token=t%20k&repo=a%2Fb")), (Some("t k".into()), Some("since=7d&repo=a%2Fb".into())));
+        assert_eq!(
+            split_token(Some("since=7d&token=t%20k&repo=a%2Fb")),
+            (Some("t k".into()), Some("since=7d&repo=a%2Fb".into()))
+        );
         assert_eq!(split_token(Some("token=x")), (Some("x".into()), None));
         assert_eq!(split_token(None), (None, None));
     }

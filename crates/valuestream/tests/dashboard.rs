@@ -80,7 +80,12 @@ fn scenario() -> Vec<(&'static str, Value)> {
     list.extend(deploy(991, "2026-11-21T17:00:00Z", "success", "2026-11-21T17:20:00Z"));
     list.extend(deploy(992, "2026-11-22T09:00:00Z", "failure", "2026-11-22T09:10:00Z"));
     list.extend(deploy(993, "2026-11-22T10:00:00Z", "success", "2026-11-22T10:15:00Z"));
-    list.extend(numbered_issue(90, "2026-11-22T11:00:00Z", Some("2026-11-22T12:30:00Z"), json!([{"name": "incident"}])));
+    list.extend(numbered_issue(
+        90,
+        "2026-11-22T11:00:00Z",
+        Some("2026-11-22T12:30:00Z"),
+        json!([{"name": "incident"}]),
+    ));
     list.extend(numbered_issue(28, "2026-11-25T08:00:00Z", None, json!([])));
     list
 }
@@ -249,12 +254,7 @@ async fn with_a_token_pages_ask_for_it_once_and_a_cookie_opens_the_api() {
     assert_eq!(get("/".into(), Some(cookie.clone())).await.unwrap().status(), 200);
     let dora = get(format!("/api/v1/dora?{}", window()), Some(cookie.clone())).await.unwrap();
     assert_eq!(dora.status(), 200);
-    let bearer = client
-        .get(format!("{}/api/v1/dora?{}", app.base, window()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let bearer = client.get(format!("{}/api/v1/dora?{}", app.base, window())).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(bearer.status(), 200);
     let forged = format!("{TOKEN_COOKIE}={}", "0".repeat(64));
     assert_eq!(get("/api/v1/spans".into(), Some(forged.clone())).await.unwrap().status(), 401);
@@ -280,7 +280,8 @@ async fn the_search_box_finds_a_trace_by_sha_and_spans_filter_by_environment_and
     let app = seeded(None).await;
     let trace_id = ids::trace_id(ISSUE_KEY);
     // The merge commit, whole and as a short prefix, and the key and reference as typed.
-    for reference in [MERGE_SHA, &MERGE_SHA[..10], "GITHUB:octo-org/hello-world:pull_request:42", "vstrace-github-hello-world-27"]
+    for reference in
+        [MERGE_SHA, &MERGE_SHA[..10], "GITHUB:octo-org/hello-world:pull_request:42", "vstrace-github-hello-world-27"]
     {
         let (status, trace) = app.get(&format!("/api/v1/traces?ref={}", urlencode(reference))).await;
         assert_eq!((status, trace["trace_id"].as_str()), (200, Some(trace_id.as_str())), "{reference}: {trace}");
@@ -438,8 +439,11 @@ async fn screenshots(url: &str, name: &str) {
     for (width, height, suffix) in [(1280, 800, "1280"), (390, 844, "390"), (1280, 1600, "full")] {
         let file = screenshot_dir().join(format!("{name}-{suffix}.png"));
         let _ = std::fs::remove_file(&file);
-        browse(url.to_string(), vec![format!("--screenshot={}", file.display()), format!("--window-size={width},{height}")])
-            .await;
+        browse(
+            url.to_string(),
+            vec![format!("--screenshot={}", file.display()), format!("--window-size={width},{height}")],
+        )
+        .await;
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{} is a real picture ({size} bytes)", file.display());
     }
@@ -572,7 +576,8 @@ async fn browser_trace_page_draws_the_tree_and_a_deep_link_selects_its_span() {
     // children by start (the CI run and its job, the deploys, the incident under 993).
     assert_eq!(order[0], ISSUE_KEY);
     assert_eq!(order[1], PR_KEY);
-    let position = |key: &str| order.iter().position(|k| *k == key).unwrap_or_else(|| panic!("{key} not drawn: {order:?}"));
+    let position =
+        |key: &str| order.iter().position(|k| *k == key).unwrap_or_else(|| panic!("{key} not drawn: {order:?}"));
     let run = spans.iter().find(|s| s["kind"] == "build").unwrap()["key"].as_str().unwrap();
     let job = spans.iter().find(|s| s["kind"] == "job").unwrap()["key"].as_str().unwrap();
     let incident = "github:octo-org/hello-world:issue:90";
@@ -598,11 +603,14 @@ async fn browser_trace_page_draws_the_tree_and_a_deep_link_selects_its_span() {
         .collect();
     assert_eq!(selected.len(), 1, "one selected row");
     assert_eq!(selected[0]["data-span-id"], pr_span);
-    let detail = elements_with(&dom, "key").into_iter().find(|e| e.get("aria-label").is_some_and(|l| l == "span details"));
+    let detail =
+        elements_with(&dom, "key").into_iter().find(|e| e.get("aria-label").is_some_and(|l| l == "span details"));
     assert_eq!(detail.expect("the detail panel")["data-key"], PR_KEY);
     assert!(dom.contains("vcs.ref.head.name"), "attributes listed");
     assert!(
-        Regex::new(r#"<a href="https://github\.com/[^"]+" target="_blank" rel="noopener noreferrer">"#).unwrap().is_match(&dom),
+        Regex::new(r#"<a href="https://github\.com/[^"]+" target="_blank" rel="noopener noreferrer">"#)
+            .unwrap()
+            .is_match(&dom),
         "a URL attribute is a link"
     );
     screenshots(&deep, "trace").await;
@@ -636,8 +644,9 @@ async fn browser_distributions_and_open_work_show_the_summary() {
     screenshots(&url, "distributions").await;
 
     // A row's spans: the deploys of the repository.
-    let dom = page_dom(format!("{}/kinds?{}&group_by=repo&kind=deploy&value=octo-org%2Fhello-world", app.base, window()))
-        .await;
+    let dom =
+        page_dom(format!("{}/kinds?{}&group_by=repo&kind=deploy&value=octo-org%2Fhello-world", app.base, window()))
+            .await;
     for id in [991, 992, 993] {
         assert!(dom.contains(&format!("data-key=\"github:octo-org/hello-world:deploy:{id}\"")), "deploy {id} listed");
     }
@@ -656,13 +665,8 @@ async fn browser_distributions_and_open_work_show_the_summary() {
 async fn browser_signs_in_with_the_token_once() {
     let app = seeded(Some(TOKEN)).await;
     let (_, api) = {
-        let response = app
-            .client
-            .get(format!("{}/api/v1/dora?{}", app.base, window()))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            app.client.get(format!("{}/api/v1/dora?{}", app.base, window())).bearer_auth(TOKEN).send().await.unwrap();
         (response.status(), response.json::<Value>().await.unwrap())
     };
     // Without the token: the form, not the numbers.
@@ -698,7 +702,9 @@ impl Driver {
             .into_iter()
             .map(PathBuf::from)
             .find(|p| p.is_file())
-            .unwrap_or_else(|| panic!("chromedriver is not installed (apt-get install -y chromium-driver, as .ci/run does)"));
+            .unwrap_or_else(|| {
+                panic!("chromedriver is not installed (apt-get install -y chromium-driver, as .ci/run does)")
+            });
         let one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let process = Command::new(&driver)
@@ -730,7 +736,8 @@ impl Driver {
         }}});
         let answer: Value =
             http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
-        let session = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_string();
+        let session =
+            answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_string();
         Driver { process, base, session, http, _profile: profile, _one: one }
     }
 
@@ -778,8 +785,10 @@ impl Driver {
 
     /// Sends WebDriver key codes to the focused element.
     async fn keys(&self, keys: &str) {
-        let actions: Vec<Value> =
-            keys.chars().flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})]).collect();
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})])
+            .collect();
         self.post("/actions", json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})).await;
     }
 
@@ -828,7 +837,10 @@ async fn browser_filters_live_in_the_url_back_and_reload_work_and_the_waterfall_
     driver.click("button.range:nth-child(1)").await;
     driver.drawn_after(before).await;
     assert_eq!(driver.run("return location.search").await, "?since=7d");
-    assert_eq!(driver.tile("deployment_frequency").await, seven_days["deployment_frequency"]["deployments"].to_string());
+    assert_eq!(
+        driver.tile("deployment_frequency").await,
+        seven_days["deployment_frequency"]["deployments"].to_string()
+    );
     assert_eq!(driver.tile("change_failure_rate").await, seven_days["change_failure_rate"]["deployments"].to_string());
 
     let before = driver.renders().await;

@@ -382,7 +382,8 @@ fn a_series_is_the_dora_of_each_bucket_and_its_total_the_window() {
         assert_eq!(days.len(), 7);
         assert_eq!(days[0]["start"], "2026-11-01T00:00:00Z");
         assert_eq!(days[6]["end"], "2026-11-08T00:00:00Z");
-        let per_day: Vec<u64> = days.iter().map(|d| d["deployment_frequency"]["deployments"].as_u64().unwrap()).collect();
+        let per_day: Vec<u64> =
+            days.iter().map(|d| d["deployment_frequency"]["deployments"].as_u64().unwrap()).collect();
         assert_eq!(per_day, [0, 0, 1, 1, 1, 0, 0]);
         close(&days[2]["deployment_frequency"]["per_day"], 1.0);
         assert_eq!(days[3]["change_failure_rate"]["deployments"], 2);

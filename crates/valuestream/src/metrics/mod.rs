@@ -115,7 +115,8 @@ impl Bucket {
             Bucket::Week => Timestamp(MONDAY + ((n - MONDAY).div_euclid(7 * DAY) + 1) * 7 * DAY),
             Bucket::Month => {
                 let date = DateTime::<Utc>::from_timestamp_nanos(n).date_naive();
-                let (year, month) = if date.month() == 12 { (date.year() + 1, 1) } else { (date.year(), date.month() + 1) };
+                let (year, month) =
+                    if date.month() == 12 { (date.year() + 1, 1) } else { (date.year(), date.month() + 1) };
                 let first = NaiveDate::from_ymd_opt(year, month, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
                 first.and_then(|d| d.and_utc().timestamp_nanos_opt()).map_or(Timestamp(i64::MAX), Timestamp)
             }
