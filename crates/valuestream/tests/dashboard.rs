@@ -173,10 +173,11 @@ fn no_asset_points_off_this_site() {
     let loads = Regex::new(r#"(?i)(src|href|action)\s*=\s*["']?\s*(https?:)?//|url\(\s*["']?\s*(https?:)?//|import\s*\(?\s*["'](https?:)?//|fetch\(\s*["'](https?:)?//|new\s+(WebSocket|EventSource)\("#).unwrap();
     let html = [include_str!("../web/index.html"), include_str!("../web/sign-in.html")];
     let bodies = ASSETS.iter().map(|a| (a.path, std::str::from_utf8(a.body).unwrap())).chain(html.map(|h| ("html", h)));
+    let absolute = Regex::new(r"https?://[^\s'`)]+").unwrap();
     for (path, text) in bodies {
         assert!(!loads.is_match(text), "{path} loads something from another site: {:?}", loads.find(text));
         // Any other absolute URL is only the vendored library's banner or its licence.
-        for found in Regex::new(r"https?://[^\s'`)]+").unwrap().find_iter(text) {
+        for found in absolute.find_iter(text) {
             let allowed = path.starts_with("vendor/uplot/") && found.as_str() == "https://github.com/leeoniya/uPlot";
             assert!(allowed, "{path} names {}", found.as_str());
         }
@@ -359,7 +360,8 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
-static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One browser at a time: the machine has two cores.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What one headless Chromium run printed.
 struct Browser {
@@ -371,9 +373,8 @@ struct Browser {
 /// scripts ran: `--virtual-time-budget` waits for its requests).
 async fn browse(url: String, extra: Vec<String>) -> Browser {
     let binary = chromium();
+    let _one = ONE_BROWSER.lock().await;
     tokio::task::spawn_blocking(move || {
-        // One browser at a time: the machine has two cores.
-        let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
         let profile = TempDir::new();
         let mut child = Command::new(&binary)
             .args([
@@ -690,7 +691,7 @@ struct Driver {
     session: String,
     http: reqwest::Client,
     _profile: TempDir,
-    _one: std::sync::MutexGuard<'static, ()>,
+    _one: tokio::sync::MutexGuard<'static, ()>,
 }
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -705,7 +706,7 @@ impl Driver {
             .unwrap_or_else(|| {
                 panic!("chromedriver is not installed (apt-get install -y chromium-driver, as .ci/run does)")
             });
-        let one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+        let one = ONE_BROWSER.lock().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let process = Command::new(&driver)
             .arg(format!("--port={port}"))
