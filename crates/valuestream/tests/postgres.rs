@@ -119,7 +119,7 @@ async fn summary_and_dora_are_the_same_on_postgres() {
     assert_eq!(dora["lead_time_for_changes"]["changes"], 1, "{dora}");
     let (_, weekly) = postgres.get(&format!("/api/v1/dora?{window}&bucket=week")).await;
     let weeks = weekly["series"].as_array().unwrap();
-    assert_eq!(weeks.len(), 5, "11-01 (a Sunday), then four weeks from Monday 11-02: {weekly}");
+    assert_eq!(weeks.len(), 6, "11-01 (a Sunday), four weeks from Monday 11-02, then Monday 11-30: {weekly}");
     let deploys: u64 = weeks.iter().map(|w| w["deployment_frequency"]["deployments"].as_u64().unwrap()).sum();
     assert_eq!(deploys, 1, "{weekly}");
     sqlite.stop().await;
