@@ -188,6 +188,12 @@ function breakdown(lead, definitions) {
 }
 
 function coverage(dora) {
+  if (dora.change_failure_rate.deployments === 0 && dora.time_to_restore.incidents === 0) {
+    return h('p', { class: 'coverage', role: 'status' },
+      `Nothing to measure in this window yet: no ${dora.environment} deploy ended and no incident closed. `,
+      'Point your GitHub, GitLab, Jenkins or Jira webhooks at ', h('code', null, `${location.origin}/webhooks/{source}`),
+      '; a deploy counts when its environment is one of the production names. Distributions and Traces show everything else already received.');
+  }
   const unmatched = dora.lead_time_for_changes.unmatched_deploys;
   if (!unmatched) return null;
   return h('p', { class: 'coverage', role: 'status' },
