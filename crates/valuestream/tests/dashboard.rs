@@ -147,6 +147,24 @@ async fn every_page_is_the_shell_and_every_asset_comes_from_the_binary() {
         assert_eq!(response.headers()["cache-control"], "public, max-age=31536000, immutable", "{}", asset.path);
         assert_eq!(response.bytes().await.unwrap().as_ref(), asset.body, "{}", asset.path);
     }
+    // Gzip for a browser that takes it.
+    let script = ASSETS.iter().find(|a| a.path == "vendor/uplot/uPlot.iife.min.js").unwrap();
+    let gzipped = app
+        .client
+        .get(format!("{}/assets/{}/{}", app.base, *VERSION, script.path))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["content-type"], "text/javascript; charset=utf-8");
+    let compressed = gzipped.bytes().await.unwrap();
+    assert!(compressed.len() < script.body.len() / 2, "{} of {} bytes", compressed.len(), script.body.len());
+    // The whole dashboard's scripts and styles stay small.
+    let code: usize =
+        ASSETS.iter().filter(|a| a.path.ends_with(".js") || a.path.ends_with(".css")).map(|a| a.body.len()).sum();
+    assert!(code < 300_000, "JavaScript and CSS: {code} bytes");
+
     // The vendored chart library ships with its licence, in the binary too.
     let licence = ASSETS.iter().find(|a| a.path == "vendor/uplot/LICENSE").expect("uPlot's licence is served");
     assert!(std::str::from_utf8(licence.body).unwrap().contains("The MIT License"));
