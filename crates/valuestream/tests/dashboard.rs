@@ -18,6 +18,7 @@ mod support;
 use regex::Regex;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -726,7 +727,9 @@ impl Driver {
             });
         let one = ONE_BROWSER.lock().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Its own process group, so the browser it starts goes with it (Drop).
         let process = Command::new(&driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -827,8 +830,16 @@ impl Driver {
             .collect()
     }
 
-    async fn stop(mut self) {
+    async fn stop(self) {
         let _ = self.command(reqwest::Method::DELETE, "", json!({})).await;
+    }
+}
+
+impl Drop for Driver {
+    /// Ends chromedriver and the browser it started, also when a test fails midway.
+    fn drop(&mut self) {
+        let group = format!("-{}", self.process.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.process.kill();
         let _ = self.process.wait();
     }
