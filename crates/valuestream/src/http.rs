@@ -17,7 +17,6 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources;
 use valuestream_core::time::Timestamp;
@@ -42,6 +41,13 @@ pub struct AppState {
     inflight: Arc<InflightBudget>,
     telemetry: Telemetry,
     production_environments: Arc<Vec<String>>,
+}
+
+impl AppState {
+    /// `--api-token`, when one is set.
+    pub fn api_token(&self) -> Option<&str> {
+        self.api_token.as_deref()
+    }
 }
 
 impl AppState {
@@ -76,6 +82,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .merge(api)
+        .merge(crate::dashboard::routes())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         // We enforce --max-body-bytes ourselves (413 with a reason); axum's own
         // 2 MB default would otherwise cut GitHub's 25 MB deliveries short.
@@ -286,13 +293,8 @@ async fn require_api_token(State(state): State<AppState>, request: Request, next
     let Some(expected) = &state.api_token else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+    // The bearer token, or the dashboard's cookie (dashboard.rs).
+    if crate::dashboard::token_of_request(request.headers(), expected) {
         next.run(request).await
     } else {
         ApiError::Unauthorized("missing or wrong API token (Authorization: Bearer …)".into()).into_response()
@@ -304,8 +306,21 @@ pub fn parse_time(name: &str, value: &str, now: Timestamp) -> Result<Timestamp, 
     metrics::parse_time(name, value, now).map_err(ApiError::BadRequest)
 }
 
-const SPAN_PARAMS: &[&str] =
-    &["source", "kind", "repo", "project", "state", "key", "since", "until", "limit", "cursor", "token"];
+const SPAN_PARAMS: &[&str] = &[
+    "source",
+    "kind",
+    "repo",
+    "project",
+    "environment",
+    "outcome",
+    "state",
+    "key",
+    "since",
+    "until",
+    "limit",
+    "cursor",
+    "token",
+];
 
 async fn list_spans(
     State(state): State<AppState>,
@@ -344,6 +359,8 @@ async fn list_spans(
         kind: text("kind"),
         repo: text("repo"),
         project: text("project"),
+        environment: text("environment"),
+        outcome: text("outcome"),
         state: state_filter,
         key: text("key"),
         since: params.get("since").map(|v| parse_time("since", v, now)).transpose()?,
@@ -435,7 +452,7 @@ pub fn parse_group_by(value: Option<&str>) -> Result<Vec<String>, ApiError> {
     metrics::parse_group_by(value).map_err(ApiError::BadRequest)
 }
 
-const DORA_PARAMS: &[&str] = &["repo", "project", "environment", "since", "until", "token"];
+const DORA_PARAMS: &[&str] = &["repo", "project", "environment", "since", "until", "bucket", "token"];
 
 async fn dora(
     State(state): State<AppState>,
@@ -450,7 +467,14 @@ async fn dora(
         environment: text("environment"),
         production: state.production_environments.to_vec(),
     };
-    Ok(Json(metrics::dora(&state.store, window, &filter).await?))
+    match params.get("bucket").filter(|b| !b.is_empty()) {
+        None => Ok(Json(metrics::dora(&state.store, window, &filter).await?)),
+        Some(bucket) => {
+            let bucket = metrics::Bucket::parse(bucket).map_err(ApiError::BadRequest)?;
+            let buckets = metrics::buckets(window, bucket).map_err(ApiError::BadRequest)?;
+            Ok(Json(metrics::dora_series(&state.store, window, &filter, &buckets).await?))
+        }
+    }
 }
 
 fn trace_json(trace_id: &str, spans: Vec<ApiSpan>) -> serde_json::Value {

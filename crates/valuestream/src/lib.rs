@@ -7,6 +7,7 @@
 //! - [`server`]: wires the store, the writer, the exporter and HTTP for `serve`.
 //! - [`connections`]: HTTP connections within the limits (connection cap, header and idle timeouts).
 //! - [`http`]: webhook routes, the span/trace API, health checks.
+//! - [`dashboard`]: the built-in dashboard's pages, embedded assets and sign-in.
 //! - [`body`]: reading a webhook's body within its size, its deadline and the in-flight budget.
 //! - [`ingest`]: authenticate → parse → the single writer with group commit.
 //! - [`store`]: deliveries, span events, spans, references, the export outbox.
@@ -19,6 +20,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod dashboard;
 pub mod event;
 pub mod export;
 pub mod http;

@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::*;
 use valuestream::ingest::prepare;
-use valuestream::metrics::{DoraFilter, SpanScope, Window, dora, summary};
+use valuestream::metrics::{Bucket, DoraFilter, SpanScope, Window, buckets, dora, dora_series, summary};
 use valuestream::store::{SpanFilter, Store};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
@@ -330,6 +330,75 @@ fn the_scenario_gives_the_hand_computed_numbers() {
     assert_eq!(empty["change_failure_rate"]["ratio"], Value::Null);
     assert_eq!(empty["time_to_restore"]["level"], "none");
     assert_eq!(empty["deployment_rework_rate"]["ratio"], Value::Null);
+}
+
+/// `bucket=`: the series is the DORA object of each bucket, the same as
+/// asking for that bucket's window alone, and the total is the window's,
+/// from the one bucketed statement per aggregate.
+#[test]
+fn a_series_is_the_dora_of_each_bucket_and_its_total_the_window() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (_dir, store) = scenario_store(&(0..scenario().len()).collect::<Vec<_>>()).await;
+        let whole = dora(&store, window(), &DoraFilter::default()).await.unwrap();
+        // Calendar buckets, and hours across the busy days (a boundary between any two events).
+        let hours: Vec<Window> = (0..72)
+            .map(|h| {
+                let start = Timestamp::parse_rfc3339("2026-11-03T00:00:00Z").unwrap().nanos() + h * 3_600_000_000_000;
+                Window { since: Timestamp(start), until: Timestamp(start + 3_600_000_000_000) }
+            })
+            .collect();
+        let partitions = [Bucket::Day, Bucket::Week, Bucket::Month]
+            .map(|b| (format!("{b:?}"), buckets(window(), b).unwrap()))
+            .into_iter()
+            .chain([("hours".to_string(), hours)]);
+        for (bucket, windows) in partitions {
+            let series = dora_series(&store, window(), &DoraFilter::default(), &windows).await.unwrap();
+            let mut total = series.clone();
+            total.as_object_mut().unwrap().remove("series");
+            assert_eq!(total, whole, "{bucket}: the total is the window's");
+            let list = series["series"].as_array().unwrap();
+            assert_eq!(list.len(), windows.len(), "{bucket}: one entry per bucket, empty ones too");
+            for (entry, w) in list.iter().zip(&windows) {
+                let mut alone = dora(&store, *w, &DoraFilter::default()).await.unwrap();
+                let alone = alone.as_object_mut().unwrap();
+                for key in ["since", "until", "environment", "repo"] {
+                    alone.remove(key);
+                }
+                let mut entry = entry.clone();
+                let entry = entry.as_object_mut().unwrap();
+                assert_eq!(entry.remove("start"), Some(json!(w.since)));
+                assert_eq!(entry.remove("end"), Some(json!(w.until)));
+                assert_eq!(entry, alone, "{bucket} bucket {}", w.since);
+            }
+        }
+
+        // By hand, by day: 81 succeeded on 11-03; 82 failed and 83 succeeded on 11-04
+        // (82 recovered by 83 70 minutes later; 83 caused #90); 84 on 11-05 (caused #91).
+        let by_day = dora_series(&store, window(), &DoraFilter::default(), &buckets(window(), Bucket::Day).unwrap())
+            .await
+            .unwrap();
+        let days = by_day["series"].as_array().unwrap();
+        assert_eq!(days.len(), 7);
+        assert_eq!(days[0]["start"], "2026-11-01T00:00:00Z");
+        assert_eq!(days[6]["end"], "2026-11-08T00:00:00Z");
+        let per_day: Vec<u64> =
+            days.iter().map(|d| d["deployment_frequency"]["deployments"].as_u64().unwrap()).collect();
+        assert_eq!(per_day, [0, 0, 1, 1, 1, 0, 0]);
+        close(&days[2]["deployment_frequency"]["per_day"], 1.0);
+        assert_eq!(days[3]["change_failure_rate"]["deployments"], 2);
+        assert_eq!(days[3]["change_failure_rate"]["failed"], 2);
+        close(&days[3]["failed_deployment_recovery_time"]["median_seconds"], 4200.0);
+        // Lead times by the deploy's day: 11-04 ships #2, #3, #5 (19200, 15600, 22800 s).
+        assert_eq!(days[3]["lead_time_for_changes"]["changes"], 3);
+        close(&days[3]["lead_time_for_changes"]["median_seconds"], 19200.0);
+        // Incidents by their close: #90 on 11-04 (5400 s), #91 on 11-05 (1800 s).
+        close(&days[3]["time_to_restore"]["median_seconds"], 5400.0);
+        close(&days[4]["time_to_restore"]["median_seconds"], 1800.0);
+        assert_eq!(days[0]["time_to_restore"]["median_seconds"], Value::Null);
+        assert_eq!(days[0]["deployment_frequency"]["level"], "none");
+        store.close().await;
+    });
 }
 
 /// A revert pushed straight to the default branch (no pull request) makes

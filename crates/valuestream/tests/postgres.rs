@@ -111,6 +111,9 @@ async fn summary_and_dora_are_the_same_on_postgres() {
         format!("/api/v1/dora?{window}&repo=OCTO-ORG/hello-world"),
         "/api/v1/spans?repo=Octo-Org/Hello-World&kind=Deploy&source=GitHub".to_string(),
         format!("/api/v1/spans?key={}", PR_KEY.to_uppercase()),
+        format!("/api/v1/dora?{window}&bucket=day"),
+        format!("/api/v1/dora?{window}&bucket=week"),
+        format!("/api/v1/dora?{window}&bucket=month"),
     ] {
         let (a, b) = (sqlite.get(&path).await, postgres.get(&path).await);
         assert_eq!(a.0, 200, "{path}: {}", a.1);
@@ -123,6 +126,11 @@ async fn summary_and_dora_are_the_same_on_postgres() {
     assert_eq!(dora["deployment_frequency"]["deployments"], 1, "{dora}");
     let (_, spans) = postgres.get(&format!("/api/v1/spans?key={}", PR_KEY.to_uppercase())).await;
     assert_eq!(spans["spans"][0]["key"], PR_KEY, "{spans}");
+    let (_, weekly) = postgres.get(&format!("/api/v1/dora?{window}&bucket=week")).await;
+    let weeks = weekly["series"].as_array().unwrap();
+    assert_eq!(weeks.len(), 6, "11-01 (a Sunday), four weeks from Monday 11-02, then Monday 11-30: {weekly}");
+    let deploys: u64 = weeks.iter().map(|w| w["deployment_frequency"]["deployments"].as_u64().unwrap()).sum();
+    assert_eq!(deploys, 1, "{weekly}");
     sqlite.stop().await;
     postgres.stop().await;
     db.drop_database().await;

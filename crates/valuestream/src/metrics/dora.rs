@@ -92,117 +92,251 @@ impl Scope {
         self.deploys.replace(" d.", &format!(" {alias}."))
     }
 
-    async fn fetch_one(&self, store: &Store, window: Window, sql: String) -> Result<AnyRow, StoreError> {
+    fn query(&self, window: Window, sql: String) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
         for value in &self.values {
             query = query.bind(value.clone());
         }
-        Ok(query.fetch_one(store.pool()).await?)
+        query
     }
+
+    async fn fetch_one(&self, store: &Store, window: Window, sql: String) -> Result<AnyRow, StoreError> {
+        Ok(self.query(window, sql).fetch_one(store.pool()).await?)
+    }
+
+    async fn fetch_all(&self, store: &Store, window: Window, sql: String) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(self.query(window, sql).fetch_all(store.pool()).await?)
+    }
+}
+
+/// What one statement of DORA's gathered for one window: counts and lists of
+/// seconds, before any median.
+#[derive(Default)]
+struct Deploys {
+    successes: u64,
+    deployments: u64,
+    deploy_days: u64,
+    unmatched: u64,
+    failed: u64,
+    rework: u64,
+    failures: u64,
+    recoveries: Vec<f64>,
+}
+
+#[derive(Default)]
+struct Leads {
+    leads: Vec<f64>,
+    pickup: Vec<f64>,
+    review: Vec<f64>,
+    deploy: Vec<f64>,
+    coding: Vec<f64>,
+}
+
+/// The SELECT lists and conditions of DORA's three statements. Each reads
+/// `$1`/`$2` (the window); with `bucketed`, each also joins `buckets`
+/// (a CTE of `(i, b_start, b_end)`) on the span's end and groups by it, so
+/// any number of buckets is still one statement each.
+struct Statements {
+    deploys: String,
+    leads: String,
+    restores: String,
+}
+
+impl Statements {
+    fn new(scope: &Scope, buckets: Option<&str>) -> Statements {
+        // The deploys incidents are attributed to (the writer derives the causes:
+        // store/changes.rs).
+        let caused = format!(
+            "SELECT c.deploy_key FROM incident_causes c JOIN spans i ON i.key = c.incident_key WHERE 1 = 1{}",
+            scope.incidents,
+        );
+        // Rework (metrics.md): an incident among the deploy's ancestors or those
+        // of a pull request it ships, or a revert or hotfix among its changes. Being
+        // the cause of an incident is a failure, not rework.
+        // The writer copies each pull request's rework into the change sets
+        // (`pr_rework`), so this reads one covering index.
+        let rework = "d.after_incident = 1
+            OR EXISTS (SELECT 1 FROM change_set_commits cc
+                       WHERE cc.deploy_key = d.key AND (cc.revert = 1 OR cc.pr_rework = 1))";
+        let next_success = format!(
+            "SELECT MIN(n.end_ns) FROM spans n
+             WHERE n.kind = '{DEPLOY}' AND n.repo = d.repo AND n.outcome = '{SUCCESS}' AND n.end_ns > d.end_ns
+               AND n.source = d.source AND n.environment = d.environment{}",
+            scope.deploys_as("n"),
+        );
+        // Bucketed: the bucket's index first, one row per bucket that has any.
+        let (with, index, join, group) = match buckets {
+            Some(values) => (
+                format!(", buckets (i, b_start, b_end) AS ({values})"),
+                "CAST(b.i AS BIGINT), ",
+                " JOIN buckets b ON d.end_ns >= b.b_start AND d.end_ns < b.b_end",
+                " GROUP BY b.i",
+            ),
+            None => (String::new(), "", "", ""),
+        };
+        let join_as = |alias: &str| join.replace("d.end_ns", &format!("{alias}.end_ns"));
+        let deploys = format!(
+            "WITH caused AS ({caused}){with}
+             SELECT {index}
+                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                COUNT(*),
+                COUNT(DISTINCT CASE WHEN d.outcome = '{SUCCESS}' THEN d.end_ns / 86400000000000 END),
+                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' AND c.deploy_key IS NULL THEN 1 ELSE 0 END), 0)
+                     AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' OR d.key IN (SELECT deploy_key FROM caused)
+                                       THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN {rework} THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                string_agg(CASE WHEN d.outcome = '{FAILURE}' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
+             FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key{join}
+             WHERE d.kind = '{DEPLOY}' AND d.end_ns >= $1 AND d.end_ns < $2
+               AND d.outcome IN ('{SUCCESS}', '{FAILURE}'){}{group}",
+            scope.deploys,
+        );
+        // Lead time for changes: each change of a successful deploy's change set;
+        // one that came through a pull request is timed by the pull request's
+        // first commit when pushes to its branch told, else by its creation; any
+        // other by its commit.
+        let with_buckets = with.trim_start_matches(", ");
+        let leads = format!(
+            "{}SELECT {index}
+                string_agg(CAST(d.end_ns - COALESCE(c.pr_first_commit_ns, c.pr_opened_ns, c.committed_at) AS TEXT), ','),
+                string_agg(CAST(c.pr_reviewed_ns - c.pr_opened_ns AS TEXT), ','),
+                string_agg(CAST(c.pr_merged_ns - c.pr_reviewed_ns AS TEXT), ','),
+                string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ','),
+                string_agg(CAST(c.pr_opened_ns - c.pr_first_commit_ns AS TEXT), ',')
+             FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key{join}
+             WHERE d.kind = '{DEPLOY}' AND d.outcome = '{SUCCESS}' AND d.end_ns >= $1 AND d.end_ns < $2{}{group}",
+            if with_buckets.is_empty() { String::new() } else { format!("WITH {with_buckets} ") },
+            scope.deploys,
+        );
+        // Time to restore service: incidents closed in the window.
+        let restores = format!(
+            "{}SELECT {index}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') FROM spans i{}
+             WHERE i.kind = '{INCIDENT}' AND i.end_ns >= $1 AND i.end_ns < $2{}{group}",
+            if with_buckets.is_empty() { String::new() } else { format!("WITH {with_buckets} ") },
+            join_as("i"),
+            scope.incidents,
+        );
+        Statements { deploys, leads, restores }
+    }
+}
+
+/// Reads the columns of a deploys row from `first` on.
+fn deploys_of(row: &AnyRow, first: usize) -> Result<Deploys, StoreError> {
+    Ok(Deploys {
+        successes: count(row, first)?,
+        deployments: count(row, first + 1)?,
+        deploy_days: count(row, first + 2)?,
+        unmatched: count(row, first + 3)?,
+        failed: count(row, first + 4)?,
+        rework: count(row, first + 5)?,
+        failures: count(row, first + 6)?,
+        recoveries: seconds(row, first + 7)?,
+    })
+}
+
+fn leads_of(row: &AnyRow, first: usize) -> Result<Leads, StoreError> {
+    Ok(Leads {
+        leads: seconds(row, first)?,
+        pickup: seconds(row, first + 1)?,
+        review: seconds(row, first + 2)?,
+        deploy: seconds(row, first + 3)?,
+        coding: seconds(row, first + 4)?,
+    })
 }
 
 /// The DORA object of docs/api.md.
 pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<Value, StoreError> {
     let scope = Scope::new(filter);
+    let sql = Statements::new(&scope, None);
+    let deploys = deploys_of(&scope.fetch_one(store, window, sql.deploys).await?, 0)?;
+    let leads = leads_of(&scope.fetch_one(store, window, sql.leads).await?, 0)?;
+    let restores = seconds(&scope.fetch_one(store, window, sql.restores).await?, 0)?;
+    Ok(keys(window, filter, deploys, leads, restores))
+}
+
+/// The DORA object of `window` with `"series"`: the same object for each of
+/// `buckets` (consecutive windows inside it, see [`super::buckets`]).
+///
+/// Still three statements however many buckets: each joins the buckets as a
+/// `VALUES` list on the span's end and groups by bucket, the whole window
+/// being one more bucket, so the totals and the series come from one plan.
+pub async fn dora_series(
+    store: &Store,
+    window: Window,
+    filter: &DoraFilter,
+    buckets: &[Window],
+) -> Result<Value, StoreError> {
+    let scope = Scope::new(filter);
+    // Bucket 0 is the whole window, 1… the series. Integers only: no quoting.
+    let values = std::iter::once(&window)
+        .chain(buckets)
+        .enumerate()
+        .map(|(i, w)| format!("({i}, {}, {})", w.since.nanos(), w.until.nanos()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = Statements::new(&scope, Some(&format!("VALUES {values}")));
+    let index = |row: &AnyRow| -> Result<usize, StoreError> { Ok(row.try_get::<i64, _>(0)?.max(0) as usize) };
+    let slots = buckets.len() + 1;
+    let mut deploys: Vec<Deploys> = (0..slots).map(|_| Deploys::default()).collect();
+    for row in scope.fetch_all(store, window, sql.deploys).await? {
+        if let Some(slot) = deploys.get_mut(index(&row)?) {
+            *slot = deploys_of(&row, 1)?;
+        }
+    }
+    let mut leads: Vec<Leads> = (0..slots).map(|_| Leads::default()).collect();
+    for row in scope.fetch_all(store, window, sql.leads).await? {
+        if let Some(slot) = leads.get_mut(index(&row)?) {
+            *slot = leads_of(&row, 1)?;
+        }
+    }
+    let mut restores: Vec<Vec<f64>> = vec![Vec::new(); slots];
+    for row in scope.fetch_all(store, window, sql.restores).await? {
+        if let Some(slot) = restores.get_mut(index(&row)?) {
+            *slot = seconds(&row, 1)?;
+        }
+    }
+    let mut objects = deploys
+        .into_iter()
+        .zip(leads)
+        .zip(restores)
+        .zip(std::iter::once(&window).chain(buckets))
+        .map(|(((d, l), r), w)| keys(*w, filter, d, l, r));
+    let mut total = objects.next().expect("the whole window is bucket 0");
+    let series: Vec<Value> = objects
+        .map(|mut object| {
+            // A bucket says where it starts and ends; the filters are the total's.
+            let map = object.as_object_mut().expect("an object");
+            let start = map.remove("since").unwrap_or(Value::Null);
+            let end = map.remove("until").unwrap_or(Value::Null);
+            map.remove("environment");
+            map.remove("repo");
+            let mut bucket = serde_json::Map::new();
+            bucket.insert("start".into(), start);
+            bucket.insert("end".into(), end);
+            bucket.extend(std::mem::take(map));
+            Value::Object(bucket)
+        })
+        .collect();
+    total["series"] = Value::Array(series);
+    Ok(total)
+}
+
+/// The DORA object of one window from what its statements gathered.
+fn keys(window: Window, filter: &DoraFilter, deploys: Deploys, lead: Leads, restores: Vec<f64>) -> Value {
     let days = window.days();
-
-    // The deploys incidents are attributed to (the writer derives the causes:
-    // store/changes.rs).
-    let caused = format!(
-        "SELECT c.deploy_key FROM incident_causes c JOIN spans i ON i.key = c.incident_key WHERE 1 = 1{}",
-        scope.incidents,
-    );
-    // Rework (metrics.md): an incident among the deploy's ancestors or those
-    // of a pull request it ships, or a revert or hotfix among its changes. Being
-    // the cause of an incident is a failure, not rework.
-    // The writer copies each pull request's rework into the change sets
-    // (`pr_rework`), so this reads one covering index.
-    let rework = "d.after_incident = 1
-        OR EXISTS (SELECT 1 FROM change_set_commits cc
-                   WHERE cc.deploy_key = d.key AND (cc.revert = 1 OR cc.pr_rework = 1))";
-    let next_success = format!(
-        "SELECT MIN(n.end_ns) FROM spans n
-         WHERE n.kind = '{DEPLOY}' AND n.repo = d.repo AND n.outcome = '{SUCCESS}' AND n.end_ns > d.end_ns
-           AND n.source = d.source AND n.environment = d.environment{}",
-        scope.deploys_as("n"),
-    );
-    let deploys = scope
-        .fetch_one(
-            store,
-            window,
-            format!(
-                "WITH caused AS ({caused})
-                 SELECT
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    COUNT(*),
-                    COUNT(DISTINCT CASE WHEN d.outcome = '{SUCCESS}' THEN d.end_ns / 86400000000000 END),
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' AND c.deploy_key IS NULL THEN 1 ELSE 0 END), 0)
-                         AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' OR d.key IN (SELECT deploy_key FROM caused)
-                                           THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN {rework} THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' THEN 1 ELSE 0 END), 0) AS BIGINT),
-                    string_agg(CASE WHEN d.outcome = '{FAILURE}' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
-                 FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key
-                 WHERE d.kind = '{DEPLOY}' AND d.end_ns >= $1 AND d.end_ns < $2
-                   AND d.outcome IN ('{SUCCESS}', '{FAILURE}'){}",
-                scope.deploys,
-            ),
-        )
-        .await?;
-    let successes = count(&deploys, 0)?;
-    let deployments = count(&deploys, 1)?;
-    let deploy_days = count(&deploys, 2)?;
-    let unmatched = count(&deploys, 3)?;
-    let failed = count(&deploys, 4)?;
-    let rework = count(&deploys, 5)?;
-    let failures = count(&deploys, 6)?;
-    let recovery_median = median(seconds(&deploys, 7)?);
-
-    // Lead time for changes: each change of a successful deploy's change set;
-    // one that came through a pull request is timed by the pull request's
-    // first commit when pushes to its branch told, else by its creation; any
-    // other by its commit.
-    let lead = scope
-        .fetch_one(
-            store,
-            window,
-            format!(
-                "SELECT
-                    string_agg(CAST(d.end_ns - COALESCE(c.pr_first_commit_ns, c.pr_opened_ns, c.committed_at) AS TEXT), ','),
-                    string_agg(CAST(c.pr_reviewed_ns - c.pr_opened_ns AS TEXT), ','),
-                    string_agg(CAST(c.pr_merged_ns - c.pr_reviewed_ns AS TEXT), ','),
-                    string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ','),
-                    string_agg(CAST(c.pr_opened_ns - c.pr_first_commit_ns AS TEXT), ',')
-                 FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key
-                 WHERE d.kind = '{DEPLOY}' AND d.outcome = '{SUCCESS}' AND d.end_ns >= $1 AND d.end_ns < $2{}",
-                scope.deploys,
-            ),
-        )
-        .await?;
-    let leads = seconds(&lead, 0)?;
+    let Deploys { successes, deployments, deploy_days, unmatched, failed, rework, failures, recoveries } = deploys;
+    let recovery_median = median(recoveries);
+    let leads = lead.leads;
     let lead_median = median(leads.clone());
-
-    // Time to restore service: incidents closed in the window.
-    let restores = scope
-        .fetch_one(
-            store,
-            window,
-            format!(
-                "SELECT string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') FROM spans i
-                 WHERE i.kind = '{INCIDENT}' AND i.end_ns >= $1 AND i.end_ns < $2{}",
-                scope.incidents,
-            ),
-        )
-        .await?;
-    let restores = seconds(&restores, 0)?;
     let restore_count = restores.len();
     let restore_median = median(restores);
 
     let per_day = successes as f64 / days;
     let frequency_level = if successes == 0 { Level::None } else { deployment_frequency_level(per_day) };
     let failure_ratio = ratio(failed, deployments);
-    Ok(json!({
+    json!({
         "since": window.since,
         "until": window.until,
         "environment": filter.environment.clone().unwrap_or_else(|| "production".to_string()),
@@ -221,10 +355,10 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             "level": lead_time_level(lead_median),
             "breakdown": {
                 // Known where pushes to the pull request's branch arrived.
-                "coding": median(seconds(&lead, 4)?),
-                "pickup": median(seconds(&lead, 1)?),
-                "review": median(seconds(&lead, 2)?),
-                "deploy": median(seconds(&lead, 3)?),
+                "coding": median(lead.coding),
+                "pickup": median(lead.pickup),
+                "review": median(lead.review),
+                "deploy": median(lead.deploy),
             },
         },
         "change_failure_rate": {
@@ -248,5 +382,5 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
             "rework": rework,
             "ratio": ratio(rework, deployments),
         },
-    }))
+    })
 }

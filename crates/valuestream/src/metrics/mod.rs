@@ -7,7 +7,7 @@
 mod dora;
 mod summary;
 
-pub use dora::{DoraFilter, dora};
+pub use dora::{DoraFilter, dora, dora_series};
 pub use summary::{GROUP_KEYS, SpanScope, summary};
 
 use crate::store::StoreError;
@@ -79,4 +79,112 @@ pub fn parse_group_by(value: Option<&str>) -> Result<Vec<String>, String> {
         }
     }
     Ok(keys)
+}
+
+/// A bucket of a series: a UTC day, an ISO week (from Monday) or a calendar month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bucket {
+    Day,
+    Week,
+    Month,
+}
+
+/// At most this many buckets in one series (a few years by day).
+pub const MAX_BUCKETS: usize = 1_500;
+
+impl Bucket {
+    /// Parses `bucket=`; the error names the parameter.
+    pub fn parse(value: &str) -> Result<Bucket, String> {
+        match value {
+            "day" => Ok(Bucket::Day),
+            "week" => Ok(Bucket::Week),
+            "month" => Ok(Bucket::Month),
+            _ => Err(format!("`bucket` must be day, week or month; got {value:?}")),
+        }
+    }
+
+    /// The first bucket boundary after `t` (UTC).
+    fn next_boundary(self, t: Timestamp) -> Timestamp {
+        use chrono::{DateTime, Datelike, NaiveDate, Utc};
+        const DAY: i64 = 86_400 * 1_000_000_000;
+        // 1970-01-05 was a Monday.
+        const MONDAY: i64 = 4 * DAY;
+        let n = t.nanos();
+        match self {
+            Bucket::Day => Timestamp((n.div_euclid(DAY) + 1) * DAY),
+            Bucket::Week => Timestamp(MONDAY + ((n - MONDAY).div_euclid(7 * DAY) + 1) * 7 * DAY),
+            Bucket::Month => {
+                let date = DateTime::<Utc>::from_timestamp_nanos(n).date_naive();
+                let (year, month) =
+                    if date.month() == 12 { (date.year() + 1, 1) } else { (date.year(), date.month() + 1) };
+                let first = NaiveDate::from_ymd_opt(year, month, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
+                first.and_then(|d| d.and_utc().timestamp_nanos_opt()).map_or(Timestamp(i64::MAX), Timestamp)
+            }
+        }
+    }
+}
+
+/// The buckets of `window`: consecutive windows on the bucket's calendar
+/// boundaries, the first and last cut to the window (so each bucket's rates
+/// are per its own length). An error for more than [`MAX_BUCKETS`].
+pub fn buckets(window: Window, bucket: Bucket) -> Result<Vec<Window>, String> {
+    let mut out = Vec::new();
+    let mut start = window.since;
+    while start < window.until {
+        if out.len() == MAX_BUCKETS {
+            return Err(format!("`bucket` gives more than {MAX_BUCKETS} buckets in this window; take a longer bucket"));
+        }
+        let end = bucket.next_boundary(start).min(window.until);
+        out.push(Window { since: start, until: end });
+        start = end;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(text: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(text).unwrap()
+    }
+
+    fn edges(since: &str, until: &str, bucket: Bucket) -> Vec<(String, String)> {
+        let window = Window { since: t(since), until: t(until) };
+        buckets(window, bucket).unwrap().iter().map(|w| (w.since.to_rfc3339(), w.until.to_rfc3339())).collect()
+    }
+
+    #[test]
+    fn buckets_follow_the_utc_calendar_and_are_cut_to_the_window() {
+        assert_eq!(
+            edges("2026-11-01T12:00:00Z", "2026-11-03T06:00:00Z", Bucket::Day),
+            [
+                ("2026-11-01T12:00:00Z".into(), "2026-11-02T00:00:00Z".into()),
+                ("2026-11-02T00:00:00Z".into(), "2026-11-03T00:00:00Z".into()),
+                ("2026-11-03T00:00:00Z".into(), "2026-11-03T06:00:00Z".into()),
+            ]
+        );
+        // 2026-11-02 and 2026-11-09 are Mondays.
+        assert_eq!(
+            edges("2026-11-01T00:00:00Z", "2026-11-10T00:00:00Z", Bucket::Week),
+            [
+                ("2026-11-01T00:00:00Z".into(), "2026-11-02T00:00:00Z".into()),
+                ("2026-11-02T00:00:00Z".into(), "2026-11-09T00:00:00Z".into()),
+                ("2026-11-09T00:00:00Z".into(), "2026-11-10T00:00:00Z".into()),
+            ]
+        );
+        assert_eq!(
+            edges("2026-11-15T00:00:00Z", "2027-01-02T00:00:00Z", Bucket::Month),
+            [
+                ("2026-11-15T00:00:00Z".into(), "2026-12-01T00:00:00Z".into()),
+                ("2026-12-01T00:00:00Z".into(), "2027-01-01T00:00:00Z".into()),
+                ("2027-01-01T00:00:00Z".into(), "2027-01-02T00:00:00Z".into()),
+            ]
+        );
+        // A window on a boundary starts a whole bucket.
+        assert_eq!(edges("2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z", Bucket::Week).len(), 1);
+        let years = Window { since: t("2020-01-01T00:00:00Z"), until: t("2026-01-01T00:00:00Z") };
+        assert!(buckets(years, Bucket::Day).unwrap_err().contains("bucket"));
+        assert_eq!(buckets(years, Bucket::Month).unwrap().len(), 72);
+    }
 }

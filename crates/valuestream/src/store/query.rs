@@ -91,6 +91,9 @@ pub struct SpanFilter {
     pub kind: Option<String>,
     pub repo: Option<String>,
     pub project: Option<String>,
+    /// A deploy's environment (`spans.environment`).
+    pub environment: Option<String>,
+    pub outcome: Option<String>,
     pub state: Option<String>,
     pub key: Option<String>,
     pub since: Option<Timestamp>,
@@ -125,9 +128,14 @@ impl Store {
         // Names match whatever their case, as GitHub treats them: lower() on
         // both sides (these columns are filtered while reading spans in start
         // order, so no index is lost).
-        for (column, value) in
-            [("source", &filter.source), ("kind", &filter.kind), ("repo", &filter.repo), ("project", &filter.project)]
-        {
+        for (column, value) in [
+            ("source", &filter.source),
+            ("kind", &filter.kind),
+            ("repo", &filter.repo),
+            ("project", &filter.project),
+            ("environment", &filter.environment),
+            ("outcome", &filter.outcome),
+        ] {
             if let Some(value) = value {
                 sql.push_str(&format!(" AND lower({column}) = lower(${})", next()));
                 texts.push(value.clone());
@@ -204,12 +212,32 @@ impl Store {
     }
 
     /// The trace of the span a trace reference (or span key) names, if any.
+    /// A commit sha (7 to 40 hex digits) that no reference names exactly
+    /// finds the spans that built, merged or deployed a commit it begins.
     pub async fn trace_of_ref(&self, reference: &str) -> Result<Option<String>, StoreError> {
+        let reference = reference.trim().to_ascii_lowercase();
         let row = sqlx::query(
             "SELECT spans.trace_id FROM span_refs JOIN spans ON spans.key = span_refs.span_key
              WHERE span_refs.ref = $1 ORDER BY spans.key LIMIT 1",
         )
-        .bind(reference.to_ascii_lowercase())
+        .bind(&reference)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Some(row.try_get(0)?));
+        }
+        if !(7..=40).contains(&reference.len()) || !reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        // Commit aliases are `{source}:{repo}:sha:{sha}` and `…:deployed:{sha}`
+        // (core::link); this scans them, which a search box can afford.
+        let row = sqlx::query(
+            "SELECT spans.trace_id FROM span_refs JOIN spans ON spans.key = span_refs.span_key
+             WHERE span_refs.ref LIKE $1 OR span_refs.ref LIKE $2
+             ORDER BY spans.start_ns, spans.key LIMIT 1",
+        )
+        .bind(format!("%:sha:{reference}%"))
+        .bind(format!("%:deployed:{reference}%"))
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {

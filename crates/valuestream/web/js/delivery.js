@@ -1,0 +1,225 @@
+// Delivery (`/`): the six DORA tiles, each against the previous period of
+// the same length, and the lead-time breakdown. Two calls of /api/v1/dora;
+// the page formats what they say and computes no metric.
+
+import { get } from './api.js';
+import { bars, durations, sparkline } from './charts.js';
+import { h, empty, navLink } from './dom.js';
+import { count, duration, millis, number, percent } from './format.js';
+import { filterQuery } from './filters.js';
+
+export const BUCKETS = ['day', 'week', 'month'];
+
+/** The URL's `bucket`, else one that gives a readable number of points. */
+function bucketOf(params, window) {
+  const asked = params.get('bucket');
+  if (BUCKETS.includes(asked)) return asked;
+  return window.days <= 14 ? 'day' : window.days <= 120 ? 'week' : 'month';
+}
+
+/** Each tile: where its value is, how to show it, its `n`, and which way is better. */
+const TILES = [
+  {
+    key: 'deployment_frequency',
+    value: (d) => d.per_day,
+    show: (v) => [number(v), ' ', h('span', { class: 'unit' }, 'per day')],
+    n: (d) => d.deployments,
+    detail: (d) => `${count(d.deployments, 'deploy')} · ${number(d.deployment_days_per_week, 1)} ${d.deployment_days_per_week === 1 ? 'deploy day' : 'deploy days'} a week`,
+    better: 'higher',
+    delta: (a, b) => `${sign(a - b)}${number(Math.abs(a - b))} per day`,
+  },
+  {
+    key: 'lead_time_for_changes',
+    value: (d) => d.median_seconds,
+    show: (v) => [duration(v), ' ', h('span', { class: 'unit' }, 'median')],
+    n: (d) => d.changes,
+    detail: (d) => `${count(d.changes, 'change')} · p90 ${duration(d.p90_seconds)}`,
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${duration(Math.abs(a - b))}`,
+  },
+  {
+    key: 'change_failure_rate',
+    value: (d) => d.ratio,
+    show: (v) => percent(v),
+    n: (d) => d.deployments,
+    detail: (d) => `${d.failed} of ${count(d.deployments, 'deploy')} failed`,
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${number(Math.abs(a - b) * 100, 1)} points`,
+  },
+  {
+    key: 'time_to_restore',
+    value: (d) => d.median_seconds,
+    show: (v) => [duration(v), ' ', h('span', { class: 'unit' }, 'median')],
+    n: (d) => d.incidents,
+    detail: (d) => count(d.incidents, 'incident'),
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${duration(Math.abs(a - b))}`,
+  },
+  {
+    key: 'failed_deployment_recovery_time',
+    value: (d) => d.median_seconds,
+    show: (v) => [duration(v), ' ', h('span', { class: 'unit' }, 'median')],
+    n: (d) => d.failures,
+    detail: (d) => count(d.failures, 'failed deploy'),
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${duration(Math.abs(a - b))}`,
+  },
+  {
+    key: 'deployment_rework_rate',
+    value: (d) => d.ratio,
+    show: (v) => percent(v),
+    n: (d) => d.deployments,
+    detail: (d) => `${d.rework} of ${count(d.deployments, 'deploy')} were rework`,
+    better: 'lower',
+    delta: (a, b) => `${sign(a - b)}${number(Math.abs(a - b) * 100, 1)} points`,
+  },
+];
+
+function sign(x) {
+  return x > 0 ? '+' : x < 0 ? '−' : '±';
+}
+
+function plain(text) {
+  return String(text).replaceAll('`', '');
+}
+
+function comparison(tile, now, before, days) {
+  const period = `the previous ${number(days, 1)} days`;
+  const a = tile.value(now);
+  const b = before ? tile.value(before) : null;
+  if (b == null) return h('p', { class: 'delta', dataset: { trend: 'unknown' } }, `nothing to compare with in ${period}`);
+  if (a == null) return h('p', { class: 'delta', dataset: { trend: 'unknown' } }, 'none now; ', tile.show(b), ` in ${period}`);
+  if (a === b) return h('p', { class: 'delta', dataset: { trend: 'same' } }, `same as ${period}`);
+  const up = a > b;
+  const good = tile.better === 'higher' ? up : !up;
+  return h('p', { class: `delta ${good ? 'better' : 'worse'}`, dataset: { trend: good ? 'better' : 'worse' } },
+    h('span', { 'aria-hidden': 'true' }, up ? '▲ ' : '▼ '),
+    `${tile.delta(a, b)} vs ${period} · ${good ? 'better' : 'worse'}`);
+}
+
+function tileOf(tile, now, before, definitions, days, charts) {
+  const data = now[tile.key];
+  const def = definitions.dora[tile.key];
+  const value = tile.value(data);
+  const level = data.level || null;
+  const hover = `${def.definition}\nBands: ${plain(def.bands)}.`;
+  return h('article', {
+    class: `tile level-${level || 'unrated'}`,
+    tabindex: 0,
+    title: hover,
+    'aria-label': `${def.title}`,
+    dataset: { key: tile.key, value: value == null ? 'null' : String(value), n: String(tile.n(data)), level: level || 'unrated' },
+  },
+  h('h3', null, def.title),
+  h('p', { class: 'value' }, tile.show(value)),
+  h('p', { class: 'level' }, level
+    ? h('span', { class: 'pill' }, level === 'none' ? 'level: none' : `level: ${level}`)
+    : h('span', { class: 'pill' }, 'no level (a ratio)')),
+  h('p', { class: 'n' }, tile.detail(data)),
+  comparison(tile, data, before ? before[tile.key] : null, days),
+  trend(tile, now, charts),
+  h('div', { class: 'definition', role: 'note' }, h('p', null, def.definition), h('p', null, `Bands: ${plain(def.bands)}.`)));
+}
+
+const LEVEL_COLOURS = { elite: '#1b7a3d', high: '#2e6fa8', medium: '#8a5a00', low: '#b3261e', none: '#5b6675' };
+
+/** The tile's value per bucket as a sparkline, described in words for screen readers. */
+function trend(tile, now, charts) {
+  const series = now.series || [];
+  if (series.length < 2) return null;
+  const xs = series.map((b) => millis(b.start) / 1000);
+  const ys = series.map((b) => tile.value(b[tile.key]));
+  const words = series.map((b, i) => (ys[i] == null ? 'none' : tile.show(ys[i]))).map((v) => (Array.isArray(v) ? v[0] : v));
+  const el = h('div', { class: 'spark', role: 'img', 'aria-label': `per ${now.bucket}: ${words.join(', ')}`, dataset: { points: String(series.length) } });
+  const colour = LEVEL_COLOURS[now[tile.key].level] || '#2456c9';
+  charts.push(() => sparkline(el, xs, ys, colour));
+  return el;
+}
+
+/** Deploys per bucket, and the lead time's median and p90 per bucket. */
+function trends(now, charts, bucket, here) {
+  const series = now.series || [];
+  if (!series.length) return null;
+  const xs = series.map((b) => millis(b.start) / 1000);
+  const deploysEl = h('div', { class: 'chart', role: 'img', 'aria-label': `deploys per ${bucket}: ` + series.map((b) => `${b.change_failure_rate.deployments} (${b.failed_deployment_recovery_time.failures} failed)`).join(', ') });
+  const leadEl = h('div', { class: 'chart', role: 'img', 'aria-label': `lead time per ${bucket}: ` + series.map((b) => duration(b.lead_time_for_changes.median_seconds)).join(', ') });
+  charts.push(() => bars(deploysEl, xs, [
+    { label: 'deploys that ended', values: series.map((b) => b.change_failure_rate.deployments), color: '#c0392b' },
+    { label: 'successful', values: series.map((b) => b.deployment_frequency.deployments), color: '#3f9b5a' },
+  ]));
+  charts.push(() => durations(leadEl, xs, [
+    { label: 'median', values: series.map((b) => b.lead_time_for_changes.median_seconds), color: '#2456c9' },
+    { label: 'p90', values: series.map((b) => b.lead_time_for_changes.p90_seconds), color: '#7b61c4', dash: [6, 4] },
+  ]));
+  const picker = h('p', { class: 'group-by' }, 'per ', BUCKETS.map((b) => (b === bucket
+    ? h('strong', { 'aria-current': 'true' }, b)
+    : navLink(here(b), b))));
+  return h('div', { class: 'charts' },
+    h('section', { class: 'panel', 'aria-labelledby': 'deploys-title' },
+      h('h2', { id: 'deploys-title' }, `Production deploys per ${bucket}`), picker,
+      h('p', { class: 'note' }, 'Red: deploys that ended (success or failure); green over it: the successful ones, so the red above green is the failures.'),
+      deploysEl),
+    h('section', { class: 'panel', 'aria-labelledby': 'lead-title' },
+      h('h2', { id: 'lead-title' }, `Lead time for changes per ${bucket}`),
+      h('p', { class: 'note' }, 'Median and p90 of the changes shipped by the deploys that ended in each bucket; a gap is a bucket without any.'),
+      leadEl));
+}
+
+const STAGES = ['coding', 'pickup', 'review', 'deploy'];
+
+function breakdown(lead, definitions) {
+  const parts = lead.breakdown || {};
+  const known = STAGES.filter((s) => parts[s] != null);
+  const bar = h('div', { class: 'stack', role: 'img', 'aria-label': STAGES.map((s) => `${s} ${duration(parts[s])}`).join(', ') },
+    known.map((stage) => h('div', {
+      class: `segment stage-${stage}`,
+      style: { flexGrow: String(Math.max(parts[stage], 1)) },
+      title: `${stage}: ${duration(parts[stage])} (median, ${definitions.breakdown[stage]})`,
+    }, h('span', null, stage))));
+  const legend = h('dl', { class: 'stages' }, STAGES.map((stage) => h('div', { class: `stage stage-${stage}`, dataset: { stage, value: parts[stage] == null ? 'null' : String(parts[stage]) } },
+    h('dt', null, stage),
+    h('dd', null, duration(parts[stage])),
+    h('dd', { class: 'what' }, definitions.breakdown[stage] + (parts[stage] == null && stage === 'coding' ? ' (needs pushes to pull request branches)' : '')))));
+  return h('section', { class: 'panel breakdown', 'aria-labelledby': 'breakdown-title' },
+    h('h2', { id: 'breakdown-title' }, 'Lead time, stage by stage'),
+    h('p', { class: 'note' }, `Medians of each stage over ${count(lead.changes, 'change')} (so they need not add up to the median lead time, ${duration(lead.median_seconds)}; p90 ${duration(lead.p90_seconds)}).`),
+    known.length ? bar : empty('No change that came through a pull request reached production in this window.'),
+    legend);
+}
+
+function coverage(dora) {
+  if (dora.change_failure_rate.deployments === 0 && dora.time_to_restore.incidents === 0) {
+    return h('p', { class: 'coverage', role: 'status' },
+      `Nothing to measure in this window yet: no ${dora.environment} deploy ended and no incident closed. `,
+      'Point your GitHub, GitLab, Jenkins or Jira webhooks at ', h('code', null, `${location.origin}/webhooks/{source}`),
+      '; a deploy counts when its environment is one of the production names. Distributions and Traces show everything else already received.');
+  }
+  const unmatched = dora.lead_time_for_changes.unmatched_deploys;
+  if (!unmatched) return null;
+  return h('p', { class: 'coverage', role: 'status' },
+    `${count(unmatched, 'successful production deploy')} of a commit no push or merged pull request recorded: their changes have no lead time. Send push and pull request webhooks from the repositories they deploy.`);
+}
+
+export async function render({ filters, window, definitions, params }) {
+  if (!window.valid) return empty('Pick a time range whose start is before its end.');
+  const scope = { repo: filters.repo, project: filters.project, environment: filters.environment };
+  const bucket = bucketOf(params, window);
+  const [now, before] = await Promise.all([
+    get('/api/v1/dora', { ...scope, since: window.since, until: window.until, bucket }),
+    get('/api/v1/dora', { ...scope, since: window.previous.since, until: window.previous.until }),
+  ]);
+  const beforeHasData = before.change_failure_rate.deployments > 0 || before.time_to_restore.incidents > 0;
+  now.bucket = bucket;
+  const charts = [];
+  const here = (b) => `/${filterQuery(filters, { bucket: b })}`;
+  const page = h('div', { class: 'page delivery', dataset: { since: now.since, until: now.until, bucket } },
+    h('h1', { class: 'visually-hidden' }, 'Delivery'),
+    coverage(now),
+    filters.source ? h('p', { class: 'note' }, 'The DORA keys count deploys and incidents of every source; the source filter applies to the other pages.') : null,
+    h('section', { class: 'tiles', 'aria-label': `DORA keys, ${now.environment}` },
+      TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days, charts))),
+    breakdown(now.lead_time_for_changes, definitions),
+    trends(now, charts, bucket, here));
+  page.mount = () => charts.forEach((draw) => draw());
+  return page;
+}

@@ -1,0 +1,143 @@
+// Distributions (`/kinds`): the summary per kind and group from
+// /api/v1/summary, sortable; a row opens its spans from /api/v1/spans.
+
+import { get } from './api.js';
+import { h, empty, navLink, problem } from './dom.js';
+import { count, duration, isFailure, kindName, number, percent, time } from './format.js';
+import { filterQuery } from './filters.js';
+
+export const GROUPS = ['repo', 'project', 'source', 'outcome', 'environment'];
+// Filters /api/v1/spans takes, for a row's spans.
+const SPAN_FILTERS = ['source', 'kind', 'repo', 'project', 'environment', 'outcome'];
+
+const COLUMNS = [
+  { id: 'closed', label: 'closed', value: (g) => g.closed, show: (v) => String(v), doc: 'closed' },
+  { id: 'per_day', label: 'per day', value: (g) => g.per_day, show: (v) => number(v), doc: 'per_day' },
+  { id: 'ratio', label: 'success / merged', value: (g) => g.success_ratio ?? g.merge_ratio, show: (v) => percent(v), doc: 'success_ratio' },
+  { id: 'mean', label: 'mean', value: (g) => g.duration_seconds.mean, show: duration, doc: 'duration_seconds' },
+  { id: 'p50', label: 'p50', value: (g) => g.duration_seconds.p50, show: duration, doc: 'duration_seconds' },
+  { id: 'p90', label: 'p90', value: (g) => g.duration_seconds.p90, show: duration, doc: 'duration_seconds' },
+  { id: 'p95', label: 'p95', value: (g) => g.duration_seconds.p95, show: duration, doc: 'duration_seconds' },
+  { id: 'p99', label: 'p99', value: (g) => g.duration_seconds.p99, show: duration, doc: 'duration_seconds' },
+  { id: 'max', label: 'max', value: (g) => g.duration_seconds.max, show: duration, doc: 'duration_seconds' },
+  { id: 'open', label: 'open', value: (g) => g.open, show: (v) => String(v), doc: 'open' },
+  { id: 'open_p50', label: 'open p50 age', value: (g) => g.open_age_seconds.p50, show: duration, doc: 'open_age_seconds' },
+];
+
+function plain(text) {
+  return String(text).replaceAll('`', '');
+}
+
+export async function render({ filters, window, params, definitions, navigate }) {
+  if (!window.valid) return empty('Pick a time range whose start is before its end.');
+  const group = GROUPS.includes(params.get('group_by')) ? params.get('group_by') : 'repo';
+  const kind = params.get('kind') || '';
+  const sort = params.get('sort') || 'closed';
+  const descending = params.get('order') !== 'asc';
+  const summary = await get('/api/v1/summary', {
+    group_by: `kind,${group}`,
+    since: window.since, until: window.until,
+    repo: filters.repo, project: filters.project, environment: filters.environment, source: filters.source,
+  });
+  const here = (extra) => `/kinds${filterQuery(filters, { group_by: group, kind, sort, order: descending ? null : 'asc', ...extra })}`;
+
+  const kinds = [...new Set(summary.groups.map((g) => g.kind))].sort();
+  const kindTabs = h('nav', { class: 'subtabs', 'aria-label': 'Kinds' },
+    [['', 'all kinds'], ...kinds.map((k) => [k, kindName(k)])].map(([k, label]) =>
+      navLink(here({ kind: k || null, value: null }), label)),
+  );
+  kindTabs.querySelectorAll('a').forEach((a, i) => { if ((i === 0 && !kind) || kinds[i - 1] === kind) a.setAttribute('aria-current', 'page'); });
+  const groupPicker = h('p', { class: 'group-by' }, 'group by ',
+    GROUPS.map((g) => g === group
+      ? h('strong', { 'aria-current': 'true' }, g)
+      : navLink(here({ group_by: g, value: null }), g)));
+
+  const rows = summary.groups.filter((g) => !kind || g.kind === kind);
+  const column = COLUMNS.find((c) => c.id === sort) || COLUMNS[0];
+  rows.sort((a, b) => {
+    const x = column.value(a); const y = column.value(b);
+    if (x == null && y == null) return 0;
+    if (x == null) return 1;
+    if (y == null) return -1;
+    return descending ? y - x : x - y;
+  });
+
+  const selected = params.has('value') ? { kind: params.get('kind'), value: params.get('value') } : null;
+  const header = h('tr', null,
+    h('th', { scope: 'col' }, 'kind'),
+    h('th', { scope: 'col' }, group),
+    COLUMNS.map((c) => h('th', {
+      scope: 'col',
+      class: 'num',
+      'aria-sort': c.id === sort ? (descending ? 'descending' : 'ascending') : null,
+      title: plain(definitions.summary[c.doc] || ''),
+    }, navLink(here({ sort: c.id, order: c.id === sort && descending ? 'asc' : null }), c.label, c.id === sort ? (descending ? ' ↓' : ' ↑') : ''))));
+  const body = rows.map((g) => {
+    const value = g[group];
+    const open = () => navigate(here({ kind: g.kind, value: value ?? '' }));
+    const isSelected = selected && selected.kind === g.kind && selected.value === (value ?? '');
+    return h('tr', {
+      tabindex: 0,
+      class: isSelected ? 'selected' : '',
+      'aria-selected': String(!!isSelected),
+      dataset: { kind: g.kind, group: value ?? '', closed: String(g.closed) },
+      onclick: open,
+      onkeydown: (e) => { if (e.key === 'Enter') open(); },
+    },
+    h('th', { scope: 'row' }, kindName(g.kind)),
+    h('td', null, value ?? h('span', { class: 'muted' }, 'none')),
+    COLUMNS.map((c) => h('td', { class: 'num' }, c.show(c.value(g)))));
+  });
+  const table = rows.length
+    ? h('div', { class: 'scroll' }, h('table', { class: 'summary' },
+      h('caption', null, `${count(rows.length, 'group')}; a row lists its spans`), h('thead', null, header), h('tbody', null, body)))
+    : empty('No span of this kind closed or was open in this window.');
+
+  const page = h('div', { class: 'page kinds' }, h('h1', null, 'Distributions'), kindTabs, groupPicker, table);
+  if (selected) page.append(await spansOf(selected, group, filters, window));
+  return page;
+}
+
+async function spansOf(selected, group, filters, window) {
+  const scope = { kind: selected.kind };
+  for (const name of SPAN_FILTERS) if (filters[name] && name !== 'kind') scope[name] = filters[name];
+  const section = h('section', { class: 'panel spans', 'aria-labelledby': 'spans-title' },
+    h('h2', { id: 'spans-title' }, `${kindName(selected.kind)} spans, ${group} ${selected.value || 'none'}`));
+  if (!selected.value) {
+    section.append(empty(`The spans API cannot filter for a missing ${group}; narrow by another group.`));
+    return section;
+  }
+  if (SPAN_FILTERS.includes(group)) scope[group] = selected.value;
+  try {
+    const { spans, next_cursor } = await get('/api/v1/spans', { ...scope, since: window.since, until: window.until, limit: 200 });
+    section.append(h('p', { class: 'note' },
+      `${count(spans.length, 'span')}${next_cursor ? ' (the first 200)' : ''} that started in the window. The table counts a span by when it ended, so one that started before the window and ended in it is in "closed" but not here.`));
+    section.append(spanTable(spans, [], filters));
+  } catch (error) {
+    section.append(problem(error));
+  }
+  return section;
+}
+
+/**
+ * Spans as rows; each opens its trace with the span selected. `open`: spans
+ * without an end, whose `extra` columns (their age) come right after the name.
+ */
+export function spanTable(spans, extra = [], filters = {}, { open = false } = {}) {
+  if (!spans.length) return empty('No spans.');
+  const columns = [
+    { label: 'repository', value: (s) => s.repo || '' },
+    { label: 'started', value: (s) => time(s.start) },
+    ...(open ? [] : [
+      { label: 'duration', class: 'num', value: (s) => (s.end ? duration(s.duration_seconds) : 'open') },
+      { label: 'outcome', class: (s) => (isFailure(s.outcome) ? 'bad' : ''), value: (s) => s.outcome || (s.end ? '' : 'open') },
+    ]),
+  ];
+  const all = open ? [...extra, ...columns] : [...columns, ...extra];
+  const classOf = (column, span) => (typeof column.class === 'function' ? column.class(span) : column.class || '');
+  return h('div', { class: 'scroll' }, h('table', { class: 'spans' },
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'name'), all.map((c) => h('th', { scope: 'col' }, c.label)))),
+    h('tbody', null, spans.map((s) => h('tr', { dataset: { key: s.key } },
+      h('td', null, navLink(`/traces/${s.trace_id}${filterQuery(filters, { span: s.span_id })}`, s.name)),
+      all.map((c) => h('td', { class: classOf(c, s) }, c.value(s))))))));
+}
