@@ -82,14 +82,18 @@ pub fn branch_order(pushes: &[PushRecord], merged: &[MergedPullRequest]) -> Vec<
     let by_merge_sha: HashMap<String, &MergedPullRequest> =
         merged.iter().map(|pr| (pr.merge_sha.to_ascii_lowercase(), pr)).collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    // Per push's `before`: the position of the first commit it brought (a
+    // reset back to that `before` takes off everything from there).
+    let mut starts: HashMap<String, usize> = HashMap::new();
     // (pushed_at of its push, change) in branch order.
     let mut pushed: Vec<(i64, Change)> = Vec::new();
     let mut line = 0;
     for push in order {
         if push.forced {
             line += 1;
-            rewrite(&mut pushed, &seen, push, line);
+            rewrite(&mut pushed, &seen, &starts, push, line);
         }
+        starts.entry(push.before.to_ascii_lowercase()).or_insert(pushed.len());
         for commit in &push.commits {
             let sha = commit.sha.to_ascii_lowercase();
             if seen.contains_key(&sha) {
@@ -120,29 +124,44 @@ pub fn branch_order(pushes: &[PushRecord], merged: &[MergedPullRequest]) -> Vec<
     let mut waiting = only_merged.into_iter().peekable();
     for (pushed_at, change) in pushed {
         while let Some(pr) = waiting.next_if(|pr| pr.merged_at < pushed_at) {
-            // On the line of the change before it.
-            let line = changes.last().map_or(0, |c| c.line);
-            changes.push(merged_change(pr, line));
+            // On the line of the pushed change after it; after the last one,
+            // on the branch's line now (a reset brings no change of its own).
+            changes.push(merged_change(pr, change.line));
         }
         changes.push(change);
     }
-    let line = changes.last().map_or(0, |c| c.line);
     changes.extend(waiting.map(|pr| merged_change(pr, line)));
     changes
 }
 
-/// Marks the changes forced push `push` (starting `line`) took off the branch.
-fn rewrite(pushed: &mut [(i64, Change)], seen: &HashMap<String, usize>, push: &PushRecord, line: usize) {
+/// Marks the changes forced push `push` (starting `line`) took off the
+/// branch: after `after` when it is a recorded commit; from where a push
+/// began when `after` is that push's `before` (a commit older than what was
+/// recorded); else, for new commits, as many of the latest up to its
+/// `before` as it brings (none when its `before` was never recorded).
+fn rewrite(
+    pushed: &mut [(i64, Change)],
+    seen: &HashMap<String, usize>,
+    starts: &HashMap<String, usize>,
+    push: &PushRecord,
+    line: usize,
+) {
     let on_branch = |c: &Change| c.dropped_in.is_none();
-    let gone: Vec<usize> = match seen.get(&push.after.to_ascii_lowercase()) {
-        // Back to a recorded commit: everything after it.
-        Some(&at) => (at + 1..pushed.len()).filter(|&i| on_branch(&pushed[i].1)).collect(),
-        // New commits: as many of the latest as it brings.
-        None => {
-            let brought = push.commits.iter().filter(|c| !seen.contains_key(&c.sha.to_ascii_lowercase())).count();
-            let mut latest: Vec<usize> = (0..pushed.len()).rev().filter(|&i| on_branch(&pushed[i].1)).collect();
-            latest.truncate(brought);
-            latest
+    let after = push.after.to_ascii_lowercase();
+    let from_on = |from: usize| (from..pushed.len()).filter(|&i| on_branch(&pushed[i].1)).collect::<Vec<_>>();
+    let gone: Vec<usize> = if let Some(&at) = seen.get(&after) {
+        from_on(at + 1)
+    } else if let Some(&from) = starts.get(&after) {
+        from_on(from)
+    } else {
+        let brought = push.commits.iter().filter(|c| !seen.contains_key(&c.sha.to_ascii_lowercase())).count();
+        match seen.get(&push.before.to_ascii_lowercase()) {
+            Some(&tip) => {
+                let mut latest: Vec<usize> = (0..=tip).rev().filter(|&i| on_branch(&pushed[i].1)).collect();
+                latest.truncate(brought);
+                latest
+            }
+            None => Vec::new(),
         }
     };
     for i in gone {
@@ -418,6 +437,27 @@ mod tests {
             &[deploy("1", 3, "prod", "d2"), deploy("2", 4, "prod", "d")],
             &[("1", &["a", "b", "c2", "d2"]), ("2", &[])],
         );
+        // A reset back past every recorded commit (to the first push's `before`): all of them.
+        check(
+            &[push("z", 0, &["a", "b"]), forced("b", "z", 2, &[]), push("z", 3, &["e"])],
+            &[deploy("1", 4, "prod", "e")],
+            &[("1", &["e"])],
+        );
+        // A forced push whose `before` was never recorded (a push delivery lost) takes off nothing.
+        check(
+            &[push("0", 0, &["a"]), forced("b", "b2", 2, &["b2"])],
+            &[deploy("1", 4, "prod", "b2")],
+            &[("1", &["a", "b2"])],
+        );
+        // A merged pull request no push carried, merged after a reset: on the branch's new line.
+        let changes = branch_order(
+            &[base.clone(), forced("d", "b", 2, &[])],
+            &[MergedPullRequest { number: "5".into(), merge_sha: "m".into(), merged_at: 3 * H, opened_at: 0 }],
+        );
+        let sets = change_sets(&changes, &[deploy("1", 4, "prod", "m")]);
+        let shipped: Vec<&str> = sets["1"].iter().flatten().map(|&i| changes[i].sha.as_str()).collect();
+        assert_eq!(shipped, ["a", "b", "m"]);
+
         // The chain goes on after a reset, not along the old line again.
         let changes = branch_order(
             &[push("0", 0, &["a", "b"]), push("b", 1, &["c"]), forced("c", "b", 2, &[]), push("b", 3, &["e"])],

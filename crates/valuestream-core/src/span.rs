@@ -281,6 +281,13 @@ impl Folding {
         }
     }
 
+    /// The start, end and outcome of [`Folding::span`], without building it:
+    /// the writer checks a stored fold against its row before trusting it.
+    pub fn bounds(&self) -> (Timestamp, Option<Timestamp>, Option<&str>) {
+        let start = self.start.unwrap_or(self.first_at);
+        (start, self.end.map(|e| e.max(start)), self.outcome.as_deref())
+    }
+
     /// The span the events fold into.
     pub fn span(&self) -> Span {
         let mut attributes = self.attributes.clone();
@@ -430,6 +437,8 @@ mod tests {
                 proptest::prop_assert_eq!(&refused, &growing);
             }
             proptest::prop_assert_eq!(growing.span(), whole.span());
+            let span = whole.span();
+            proptest::prop_assert_eq!(whole.bounds(), (span.start, span.end, span.outcome.as_deref()));
             proptest::prop_assert_eq!(growing.is_firm(), events.iter().any(|e| !e.tentative));
             proptest::prop_assert_eq!(fold(&sorted), Some(whole.span()));
         }

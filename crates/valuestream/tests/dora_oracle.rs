@@ -33,7 +33,8 @@
 //!   latest commits of main, and only with nothing else pending, which is what
 //!   docs/metrics.md says the store can read from a payload. A deploy does not
 //!   ship a commit a forced push at or before the deployed commit's push took
-//!   off; a PR-only change belongs with the change before it.
+//!   off; a PR-only change belongs with the pushed change after it (after
+//!   the last one, with the last push).
 //! - A push's pushed_at is its head commit's timestamp (what GitHub's payload
 //!   gives; the generator always makes the head commit the last commit).
 //! - A PR-only change goes before the first push commit (branch order) whose
@@ -970,15 +971,17 @@ fn change_list(h: &History, repo: &str) -> (Vec<Change>, HashMap<String, usize>)
     };
 
     let mut changes: Vec<Change> = Vec::new();
-    let previous_push = |changes: &Vec<Change>| changes.last().map_or(0, |c| c.push);
+    // A PR-only change belongs with the pushed change after it; after the
+    // last one, with the branch as the last push left it.
+    let last_push = order.len().saturating_sub(1);
     for (index, (commit, _, push)) in push_commits.iter().enumerate() {
         for &p in pr_only.iter().filter(|&&p| place(p) == index) {
-            changes.push(Change { push: previous_push(&changes), ..pr_change(p) });
+            changes.push(Change { push: *push, ..pr_change(p) });
         }
         changes.push(Change { push: *push, ..commit_change(commit) });
     }
     for &p in pr_only.iter().filter(|&&p| place(p) == push_commits.len()) {
-        changes.push(Change { push: previous_push(&changes), ..pr_change(p) });
+        changes.push(Change { push: last_push, ..pr_change(p) });
     }
     (changes, dropped)
 }

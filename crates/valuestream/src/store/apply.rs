@@ -506,7 +506,12 @@ async fn refold(
     new: &[&SpanEvent],
     expiry: ExpiryRule,
 ) -> Result<Option<Refolded>, StoreError> {
-    let grown = folding.and_then(|text| serde_json::from_str::<Folding>(&text).ok()).and_then(|f| added(f, new));
+    // A stored fold is trusted only while it says what the row says (a
+    // writer that predates the column updates the row, not the fold).
+    let grown = folding
+        .and_then(|text| serde_json::from_str::<Folding>(&text).ok())
+        .filter(|f| before.is_some_and(|b| agrees(f, b)))
+        .and_then(|f| added(f, new));
     let folding = match grown {
         Some(folding) => folding,
         None => refold_all(conn, key).await?,
@@ -651,9 +656,19 @@ fn added(mut folding: Folding, new: &[&SpanEvent]) -> Option<Folding> {
     new.iter().all(|event| folding.push(event)).then_some(folding)
 }
 
-/// Reads and folds every stored event of `key`.
+/// Whether the fold `folding` gives the start, end and outcome row `row` holds.
+fn agrees(folding: &Folding, row: &Stored) -> bool {
+    let (start, end, outcome) = folding.bounds();
+    start.nanos() == row.start_ns && end.map(|e| e.nanos()) == row.end_ns && outcome == row.outcome.as_deref()
+}
+
+/// Reads and folds every stored event of `key`, in one order whatever the
+/// database's plan: events tied in time fold by delivery, then position.
 async fn refold_all(conn: &mut AnyConnection, key: &str) -> Result<Folding, StoreError> {
-    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1").bind(key).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1 ORDER BY delivery_id, seq")
+        .bind(key)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
         let text: String = row.try_get(0)?;
