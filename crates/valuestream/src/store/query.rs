@@ -256,7 +256,7 @@ impl Store {
         self.span_counts("SELECT source, kind, COUNT(*) FROM spans WHERE state = 'expired' GROUP BY source, kind").await
     }
 
-    /// Both read a partial index of their state alone (migration 0007), so
+    /// Both read a partial index of their state alone (migration 0009), so
     /// the literal state in the statement matters: a bound one would not use it.
     async fn span_counts(&self, sql: &'static str) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
