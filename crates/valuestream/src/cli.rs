@@ -317,11 +317,15 @@ async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets up structured logs on stderr (stdout belongs to the logging tracer).
+/// Sets up structured logs on stderr (stdout belongs to the logging tracer);
+/// when nothing reads stderr any more, log lines are lost, the service goes on.
 /// Text logs are coloured only when stderr is a terminal (and `NO_COLOR` is unset).
 pub fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::new(format!("warn,valuestream={level},valuestream_core={level}"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A line that cannot be written (stderr closed) is dropped: the fallback
+    // of reporting it with eprintln! would panic and end the service.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
         LogFormat::Text => {

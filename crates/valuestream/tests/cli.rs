@@ -646,6 +646,24 @@ fn get_body(base: &str, path: &str) -> String {
 }
 
 #[test]
+fn serve_keeps_running_when_whatever_read_its_logs_goes_away() {
+    // A log line that cannot be written (stderr closed: the reader died) is
+    // lost, not a panic that ends the service.
+    let dir = TempDir::new("stderr-closed");
+    let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "none"), ("VS_GITHUB_SECRET", "s3cret")]);
+    drop(child.stderr.take());
+    for _ in 0..5 {
+        // Unsigned: rejected, and the rejection is logged at info.
+        let answer = post(&base, "/webhooks/github", &[("X-GitHub-Event", "issues")], "{}");
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+    assert!(child.try_wait().unwrap().is_none(), "serve exited when its stderr closed");
+    assert!(get_body(&base, "/healthz").contains("ok"));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
 fn kill_9_under_load_loses_no_acknowledged_delivery() {
     // docs/operations.md, crash safety: every delivery that got a 2xx is in the store
     // after `kill -9` and a restart, with its span.
