@@ -695,6 +695,25 @@ fn bench(c: &mut Criterion) {
                 last["time_to_restore"]["incidents"],
             );
         }
+        // The dashboard's trend charts: the same DORA object per calendar
+        // bucket, in one call (its statements do not multiply with buckets).
+        for (name, bucket) in [("week", metrics::Bucket::Week), ("month", metrics::Bucket::Month)] {
+            let cuts = metrics::buckets(window, bucket).expect("buckets");
+            let all = DoraFilter::default();
+            let mut series = 0;
+            group.bench_function(format!("dora/{label}/bucket={name}"), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let call = metrics::dora_series(&store, black_box(window), &all, &cuts);
+                        let value = rt.block_on(call).expect("dora series");
+                        series = value["series"].as_array().map_or(0, Vec::len);
+                    }
+                    started.elapsed()
+                })
+            });
+            println!("  {series} buckets");
+        }
     }
     group.finish();
     rt.block_on(store.close());
