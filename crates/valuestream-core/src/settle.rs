@@ -273,6 +273,36 @@ pub enum Step {
     StillEnded,
 }
 
+impl Step {
+    /// A start to count: first seen open, open again after an end, or
+    /// expired as it arrived or reopened.
+    pub fn starts(self) -> bool {
+        matches!(self, Step::Opened { .. } | Step::Expired { started: true, .. })
+    }
+
+    /// An end to count (its outcome and duration).
+    pub fn ends(self) -> bool {
+        self == Step::Ended
+    }
+
+    /// A version still waiting in the outbox is no longer its end: withdraw it.
+    pub fn withdraws(self) -> bool {
+        matches!(self, Step::Opened { reopened: true } | Step::Unexpired)
+    }
+
+    /// Whether to queue it for export, and if so whether its end is new
+    /// (`true`) or only a waiting version is refreshed (`false`).
+    pub fn export(self) -> Option<bool> {
+        match self {
+            Step::Ended => Some(true),
+            Step::StillEnded => Some(false),
+            // Exported as expired, once; no end and no duration are counted.
+            Step::Expired { changed, .. } => Some(changed),
+            Step::Opened { .. } | Step::StillOpen | Step::Unexpired => None,
+        }
+    }
+}
+
 /// The step `span` took from what its row said (`before`); `expired_ns` is
 /// the end it is stored expired with now, if it is.
 pub fn step(before: Option<&Stored>, span: &Span, expired_ns: Option<i64>) -> Step {
@@ -381,6 +411,22 @@ mod tests {
         assert_eq!(expired(Some(stored(&closed)), &open, Some(99)), Step::Expired { started: true, changed: true });
         // A close closes an expired span as any open one.
         assert_eq!(expired(Some(was_expired), &closed, None), Step::Ended);
+    }
+
+    /// What each step asks of the writer: (starts, ends, withdraws, export).
+    #[test]
+    fn each_step_says_what_to_count_withdraw_and_export() {
+        let check = |step: Step, expected: (bool, bool, bool, Option<bool>)| {
+            assert_eq!((step.starts(), step.ends(), step.withdraws(), step.export()), expected, "{step:?}");
+        };
+        check(Step::Opened { reopened: false }, (true, false, false, None));
+        check(Step::Opened { reopened: true }, (true, false, true, None));
+        check(Step::StillOpen, (false, false, false, None));
+        check(Step::Unexpired, (false, false, true, None));
+        check(Step::Expired { started: true, changed: true }, (true, false, false, Some(true)));
+        check(Step::Expired { started: false, changed: false }, (false, false, false, Some(false)));
+        check(Step::Ended, (false, true, false, Some(true)));
+        check(Step::StillEnded, (false, false, false, Some(false)));
     }
 
     #[test]

@@ -189,7 +189,8 @@ fn no_page_points_at_files_a_clone_does_not_have() {
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         for (number, line) in text.lines().enumerate() {
-            for outside in ["../shared", "/work/"] {
+            // Built from parts, so this file does not itself name those places.
+            for outside in [concat!("..", "/shared"), concat!("/", "work/")] {
                 if line.contains(outside) {
                     found.push(format!("{}:{}: {line}", file.strip_prefix(&root).unwrap().display(), number + 1));
                 }

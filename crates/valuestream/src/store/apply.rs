@@ -398,45 +398,23 @@ async fn apply_events(
             continue;
         }
         let span = load_span(conn, key).await?.ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
-        let ended_now = match step {
-            Step::StillOpen => continue,
-            Step::Unexpired => {
-                if export {
-                    // The expired version still settling in the outbox is not its end any more.
-                    outbox::withdraw(conn, key).await?;
-                }
-                continue;
-            }
-            Step::Expired { started, changed } => {
-                if started {
-                    transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
-                }
-                // Exported as expired, once; no end and no duration are counted.
-                if export && enqueue_export(conn, &span, changed, received_at).await? {
-                    queued += 1;
-                }
-                continue;
-            }
-            Step::Opened { reopened } => {
-                transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
-                if export && reopened {
-                    // An end still settling in the outbox is not its end any more.
-                    outbox::withdraw(conn, key).await?;
-                }
-                continue;
-            }
-            Step::Ended => {
-                let outcome = span.outcome.clone().unwrap_or_default();
-                transitions.push(Transition {
-                    source: span.source.clone(),
-                    kind: span.kind.clone(),
-                    ended: Some((outcome, span.duration_seconds.unwrap_or(0.0))),
-                });
-                true
-            }
-            Step::StillEnded => false,
-        };
-        if export && enqueue_export(conn, &span, ended_now, received_at).await? {
+        if step.starts() {
+            transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended: None });
+        }
+        if step.ends() {
+            let outcome = span.outcome.clone().unwrap_or_default();
+            let ended = Some((outcome, span.duration_seconds.unwrap_or(0.0)));
+            transitions.push(Transition { source: span.source.clone(), kind: span.kind.clone(), ended });
+        }
+        if !export {
+            continue;
+        }
+        if step.withdraws() {
+            outbox::withdraw(conn, key).await?;
+        }
+        if let Some(ended_now) = step.export()
+            && enqueue_export(conn, &span, ended_now, received_at).await?
+        {
             queued += 1;
         }
     }
