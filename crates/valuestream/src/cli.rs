@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `report`, `replay`, `migrate` and
-//! `event`. Exit status 0 on success; 2 on bad usage (a flag, an environment
+//! The command line: `serve` (the default), `report`, `replay`, `rebuild`,
+//! `migrate` and `event`. Exit status 0 on success; 2 on bad usage (a flag, an environment
 //! variable or a config file key that is wrong, whatever the command), 1 on
 //! failure; either way with one line on stderr saying why.
 
@@ -55,6 +55,8 @@ pub enum Command {
     Replay(ReplayCommand),
     /// Print the summary statistics and the DORA keys from the database (no server needed).
     Report(ReportCommand),
+    /// Derive every span, link and change set again from the deliveries the database keeps (stop serve first).
+    Rebuild(crate::rebuild::RebuildCommand),
     /// Apply database migrations (serve also applies them at start).
     Migrate(CommonArgs),
     /// Send a customhttp event (start or end) to a running ValueStream.
@@ -250,6 +252,7 @@ pub fn main() -> ExitCode {
             Some(Command::Serve(command)) => serve(command).await,
             Some(Command::Replay(command)) => crate::replay::run(command).await,
             Some(Command::Report(command)) => crate::report::run(command).await,
+            Some(Command::Rebuild(command)) => crate::rebuild::run(command).await,
             Some(Command::Migrate(common)) => migrate(common).await,
             Some(Command::Event(command)) => crate::event::run(command).await,
         }

@@ -292,9 +292,9 @@ pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
 
 /// `--expire-open-after` / `VS_EXPIRE_OPEN_AFTER` (merged by clap), else the
 /// file's `expire_open_after`, else off. A bad value is bad usage (exit 2).
-fn expire_open_after(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Duration>> {
+pub fn expire_open_after(flag: Option<&String>, file: &FileConfig) -> anyhow::Result<Option<Duration>> {
     let usage = |message: String| anyhow::Error::new(crate::cli::UsageError(message));
-    match (&args.expire_open_after, &file.expire_open_after) {
+    match (flag, &file.expire_open_after) {
         (Some(text), _) => {
             parse_age(text).map_err(|e| usage(format!("--expire-open-after / VS_EXPIRE_OPEN_AFTER {e}")))
         }
@@ -383,7 +383,7 @@ impl ServeConfig {
             }
             (None, None) => DEFAULT_EXPORT_DELAY,
         };
-        let expire_open_after = expire_open_after(args, &file)?;
+        let expire_open_after = expire_open_after(args.expire_open_after.as_ref(), &file)?;
         Ok(ServeConfig {
             export_delay,
             expire_open_after,

@@ -201,6 +201,23 @@ pub fn delivery_id(source: &dyn Source, delivery: &Delivery) -> String {
 /// cookies) are dropped here, and the query string is not kept: the store
 /// never sees them.
 pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions) -> Result<Applicable, ParseError> {
+    let body = crate::store::compress_body(&delivery.body);
+    parse_for_store(source, delivery, options, body)
+}
+
+/// [`prepare`] for a delivery the store already keeps (`valuestream
+/// rebuild`): the same parse, without compressing its body again (the stored
+/// row keeps its own; `body` is left empty).
+pub fn reparse(source: &dyn Source, delivery: Delivery, options: &SourceOptions) -> Result<Applicable, ParseError> {
+    parse_for_store(source, delivery, options, Vec::new())
+}
+
+fn parse_for_store(
+    source: &dyn Source,
+    delivery: Delivery,
+    options: &SourceOptions,
+    body: Vec<u8>,
+) -> Result<Applicable, ParseError> {
     let id = delivery_id(source, &delivery);
     let parsed = source.parse(&delivery, &id, options)?;
     let event_type = source.event_type(&delivery);
@@ -212,7 +229,7 @@ pub fn prepare(source: &dyn Source, delivery: Delivery, options: &SourceOptions)
         event_type,
         received_at: delivery.received_at,
         headers,
-        body: crate::store::compress_body(&delivery.body),
+        body,
         parsed,
     })
 }

@@ -15,6 +15,7 @@
 //! - [`metrics`]: the summary statistics and the DORA keys (metrics.md).
 //! - [`report`]: `valuestream report`, the metrics as a table or JSON.
 //! - [`replay`]: recorded deliveries (JSON Lines) through the same pipeline.
+//! - [`rebuild`]: every span, link and change set derived again from the stored deliveries.
 
 pub mod body;
 pub mod cli;
@@ -26,6 +27,7 @@ pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod rebuild;
 pub mod replay;
 pub mod report;
 pub mod server;

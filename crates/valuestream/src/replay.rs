@@ -95,6 +95,9 @@ pub async fn replay_paths(
         .with_context(|| format!("cannot open the database {}", crate::server::redact_url(url)))?
         .with_production_environments(&file_config.production_environments.clone().unwrap_or_default());
     store.migrate().await?;
+    if store.rebuild_unfinished().await? {
+        anyhow::bail!("a `valuestream rebuild` of this database began and did not finish: run it again first");
+    }
     // Finished spans are queued in the outbox; the next `serve` exports them.
     let (ingest, writer) =
         Ingest::start(store.clone(), options.clone(), true, Arc::new(Notify::new()), Telemetry::new());

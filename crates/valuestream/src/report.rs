@@ -37,6 +37,9 @@ pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?;
     store.migrate().await?;
+    if store.rebuild_unfinished().await? {
+        tracing::warn!("A `valuestream rebuild` began and did not finish: these numbers miss what it has not rebuilt.");
+    }
     let scope = SpanScope {
         repo: command.repo.clone(),
         project: command.project.clone(),

@@ -30,6 +30,12 @@ pub async fn run(
         .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?
         .with_production_environments(&config.production_environments);
     store.migrate().await.context("cannot migrate the database")?;
+    if store.rebuild_unfinished().await? {
+        anyhow::bail!(
+            "a `valuestream rebuild` of {} began and did not finish: run it again before serving",
+            redact_url(&config.database)
+        );
+    }
     serve(config, store, listener, shutdown).await
 }
 

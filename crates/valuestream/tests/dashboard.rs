@@ -33,64 +33,6 @@ const UNTIL: &str = "2026-11-29T00:00:00Z";
 const DEPLOY_991: &str = "github:octo-org/hello-world:deploy:991";
 const OPEN_ISSUE: &str = "github:octo-org/hello-world:issue:28";
 
-// ---------------------------------------------------------------- the scenario
-
-fn deploy(id: u64, created: &str, state: &str, ended: &str) -> Vec<(&'static str, Value)> {
-    let mut start = deployment(MERGE_SHA, created);
-    start["deployment"]["id"] = json!(id);
-    let mut end = deployment_status(MERGE_SHA, created, state, ended);
-    end["deployment"]["id"] = json!(id);
-    vec![("deployment", start), ("deployment_status", end)]
-}
-
-fn numbered_issue(n: u64, opened: &str, closed: Option<&str>, labels: Value) -> Vec<(&'static str, Value)> {
-    let make = |action: &str, state: &str, updated: &str, closed_at: Option<&str>| {
-        let mut body = issue(action, state, updated, closed_at);
-        body["issue"]["number"] = json!(n);
-        body["issue"]["created_at"] = json!(opened);
-        body["issue"]["title"] = json!(format!("Issue {n}"));
-        body["issue"]["labels"] = labels.clone();
-        body
-    };
-    let mut list = vec![("issues", make("opened", "open", opened, None))];
-    if let Some(closed) = closed {
-        list.push(("issues", make("closed", "closed", closed, Some(closed))));
-    }
-    list
-}
-
-/// Issue #27 → pull request #42 → a CI run with a failed job → deploy 991 (success);
-/// deploy 992 fails, 993 recovers, incident #90 follows it; issue #28 stays open.
-fn scenario() -> Vec<(&'static str, Value)> {
-    let mut list: Vec<(&'static str, Value)> = vec![
-        ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
-        ("pull_request", pull_request("opened", "open", "2026-11-20T10:00:00Z", None)),
-        ("pull_request_review", review("approved", "2026-11-20T12:00:00Z")),
-        (
-            "workflow_run",
-            workflow_run(701, "completed", Some("failure"), "2026-11-20T10:05:00Z", "2026-11-20T10:15:00Z", true),
-        ),
-        (
-            "workflow_job",
-            workflow_job(7011, 701, "failure", "2026-11-20T10:05:00Z", "2026-11-20T10:06:00Z", "2026-11-20T10:12:00Z"),
-        ),
-        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
-        ("push", push_merge("2026-11-21T16:30:00Z")),
-        ("issues", issue("closed", "closed", "2026-11-21T17:30:00Z", Some("2026-11-21T17:30:00Z"))),
-    ];
-    list.extend(deploy(991, "2026-11-21T17:00:00Z", "success", "2026-11-21T17:20:00Z"));
-    list.extend(deploy(992, "2026-11-22T09:00:00Z", "failure", "2026-11-22T09:10:00Z"));
-    list.extend(deploy(993, "2026-11-22T10:00:00Z", "success", "2026-11-22T10:15:00Z"));
-    list.extend(numbered_issue(
-        90,
-        "2026-11-22T11:00:00Z",
-        Some("2026-11-22T12:30:00Z"),
-        json!([{"name": "incident"}]),
-    ));
-    list.extend(numbered_issue(28, "2026-11-25T08:00:00Z", None, json!([])));
-    list
-}
-
 async fn seeded(api_token: Option<&str>) -> App {
     let token = api_token.map(str::to_string);
     let app = spawn_app(move |db| {
@@ -99,7 +41,7 @@ async fn seeded(api_token: Option<&str>) -> App {
         c
     })
     .await;
-    for (i, (event, body)) in scenario().iter().enumerate() {
+    for (i, (event, body)) in delivery_scenario().iter().enumerate() {
         let (status, answer) = app.github(event, &format!("dash-{i}"), body).await;
         assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{event}: {answer}");
     }

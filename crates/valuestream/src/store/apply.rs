@@ -106,6 +106,23 @@ impl Store {
     /// everything is committed or nothing is; after a failure the connection
     /// is closed, never reused (`WriteConnection`).
     pub async fn apply_batch(&self, items: &[Applicable], export: bool) -> Result<(Vec<Ack>, usize), StoreError> {
+        self.apply_group(items, export, Record::New).await
+    }
+
+    /// [`Store::apply_batch`] for deliveries the store already keeps
+    /// (`valuestream rebuild`): their rows stay as they are (only their
+    /// status follows the new parse), everything derived from them is
+    /// written again. An item whose id is not stored is an error.
+    pub async fn rederive_batch(&self, items: &[Applicable], export: bool) -> Result<(Vec<Ack>, usize), StoreError> {
+        self.apply_group(items, export, Record::Kept).await
+    }
+
+    async fn apply_group(
+        &self,
+        items: &[Applicable],
+        export: bool,
+        record: Record,
+    ) -> Result<(Vec<Ack>, usize), StoreError> {
         let mut conn = self.write_connection().await?;
         let mut tx = conn.begin().await?;
         if self.backend == Backend::Postgres {
@@ -119,7 +136,7 @@ impl Store {
         let mut exported = 0;
         for item in items {
             let expiry = ExpiryRule { age: self.expire_open_after, now: item.received_at };
-            let (ack, queued) = apply_one(&mut tx, item, export, &self.production, expiry).await?;
+            let (ack, queued) = apply_one(&mut tx, item, record, export, &self.production, expiry).await?;
             acks.push(ack);
             exported += queued;
         }
@@ -168,6 +185,8 @@ impl Store {
         }
         for task in &tasks {
             match task.as_str() {
+                // Not a migration's: `valuestream rebuild` ends it (serve refuses to start meanwhile).
+                super::rebuild::REBUILD_TASK => continue,
                 // The derivation below fills the columns too.
                 "backfill_metrics_columns" if tasks.iter().any(|t| t == DERIVE_TASK) => {}
                 "backfill_metrics_columns" | DERIVE_TASK => {
@@ -240,9 +259,19 @@ async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<u
     Ok(repos.len())
 }
 
+/// Whether a delivery is new to the store or already kept in it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Record {
+    /// Insert its row; an id already stored is a duplicate, applied no further.
+    New,
+    /// Its row is stored (a rebuild): update its status, derive again.
+    Kept,
+}
+
 async fn apply_one(
     conn: &mut AnyConnection,
     item: &Applicable,
+    record: Record,
     export: bool,
     production: &[String],
     expiry: ExpiryRule,
@@ -252,24 +281,17 @@ async fn apply_one(
         Parsed::Ignored { reason } => (AckStatus::Ignored, Some(reason.clone())),
         Parsed::Spans(_) | Parsed::Push(_) => (AckStatus::Accepted, None),
     };
-    let headers = serde_json::to_string(&item.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
-        .expect("headers serialize");
-    let inserted = sqlx::query(
-        "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body, body_encoding)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&item.id)
-    .bind(&item.source)
-    .bind(&item.event_type)
-    .bind(item.received_at.nanos())
-    .bind(status.as_str())
-    .bind(headers)
-    .bind(item.body.as_slice())
-    .bind(BODY_ENCODING)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
+    if record == Record::Kept {
+        let updated = sqlx::query("UPDATE deliveries SET status = $1 WHERE id = $2")
+            .bind(status.as_str())
+            .bind(&item.id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::Corrupt(format!("delivery {} is not stored", item.id)));
+        }
+    } else if !insert_delivery(conn, item, status).await? {
         let ack = Ack {
             status: AckStatus::Duplicate,
             delivery_id: item.id.clone(),
@@ -296,6 +318,28 @@ async fn apply_one(
         Parsed::Pong | Parsed::Ignored { .. } => (0, 0, Vec::new()),
     };
     Ok((Ack { status, delivery_id: item.id.clone(), spans, reason, transitions }, queued))
+}
+
+/// Inserts `item`'s row; false when a delivery of its id is already stored.
+async fn insert_delivery(conn: &mut AnyConnection, item: &Applicable, status: AckStatus) -> Result<bool, StoreError> {
+    let headers = serde_json::to_string(&item.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
+        .expect("headers serialize");
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body, body_encoding)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&item.id)
+    .bind(&item.source)
+    .bind(&item.event_type)
+    .bind(item.received_at.nanos())
+    .bind(status.as_str())
+    .bind(headers)
+    .bind(item.body.as_slice())
+    .bind(BODY_ENCODING)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// Records `events` and brings every affected span up to date. Returns the

@@ -14,11 +14,13 @@ mod expiry;
 mod faults;
 mod outbox;
 mod query;
+mod rebuild;
 
 pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_body, decode_body};
 pub use expiry::Swept;
 pub use outbox::{Due, Sent};
 pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
+pub use rebuild::{ArrivalCursor, StoredDelivery};
 
 pub use connect::OpenMode;
 

@@ -1,0 +1,230 @@
+//! `valuestream rebuild` as a user runs it: a store whose derived rows are
+//! stale (a derivation bug, an older version, bodies stored before they were
+//! compressed) is rebuilt in place from its deliveries and then holds the
+//! spans, traces and metrics of a fresh ingest; what the trace backend
+//! already has is not exported again; an interrupted rebuild stops `serve`.
+
+mod support;
+
+use serde_json::{Value, json};
+use sqlx::Row;
+use std::path::Path;
+use std::process::{Command, Output};
+use support::*;
+use valuestream::metrics::{DoraFilter, SpanScope, Window, dora, summary};
+use valuestream::store::{SpanFilter, Store, decode_body};
+use valuestream_core::time::Timestamp;
+
+const BIN: &str = env!("CARGO_BIN_EXE_valuestream");
+
+fn valuestream(args: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("VS_") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).output().unwrap()
+}
+
+/// The scenario as a recording, in a shuffled arrival order (each line
+/// received a minute after the one before it).
+fn write_recording(path: &Path) -> usize {
+    let list = delivery_scenario();
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    // A fixed shuffle: deploys and the incident arrive before what they follow.
+    order.reverse();
+    order.swap(0, list.len() / 2);
+    let mut lines = String::new();
+    for (arrival, &i) in order.iter().enumerate() {
+        let (event, body) = &list[i];
+        let received = Timestamp::from_unix_seconds(1_795_000_000 + 60 * arrival as i64).unwrap();
+        let line = json!({
+            "source": "github",
+            "headers": {"X-GitHub-Event": event, "X-GitHub-Delivery": format!("rebuild-{i}")},
+            "body": body,
+            "received_at": received,
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(path, lines).unwrap();
+    list.len()
+}
+
+/// What a user sees of a store: every span (through the API's query), every
+/// trace, the summary and the DORA keys over the scenario's weeks, and the
+/// spans waiting to be exported.
+async fn seen(database: &str) -> Value {
+    let store = Store::open_existing(database).await.unwrap();
+    let filter = SpanFilter { limit: 1000, ..SpanFilter::default() };
+    let (spans, _) = store.spans(&filter).await.unwrap();
+    let mut traces = serde_json::Map::new();
+    for span in &spans {
+        let trace = store.trace(&span.trace_id).await.unwrap();
+        traces.insert(span.trace_id.clone(), serde_json::to_value(trace).unwrap());
+    }
+    let window = Window {
+        since: Timestamp::parse_rfc3339("2026-11-15T00:00:00Z").unwrap(),
+        until: Timestamp::parse_rfc3339("2026-11-29T00:00:00Z").unwrap(),
+    };
+    let group_by = vec!["repo".to_string(), "kind".to_string()];
+    let summary = summary(&store, window, &group_by, &SpanScope::default()).await.unwrap();
+    let dora = dora(&store, window, &DoraFilter::default()).await.unwrap();
+    let outbox = store.outbox_len().await.unwrap();
+    store.close().await;
+    json!({"spans": spans, "traces": traces, "summary": summary, "dora": dora, "outbox": outbox})
+}
+
+/// Runs `sql` statements against the store directly (what a buggy version left).
+async fn execute(database: &str, statements: &[&str]) {
+    let store = Store::open_existing(database).await.unwrap();
+    store.close().await;
+    let pool = sqlx::AnyPool::connect(database).await.unwrap();
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+}
+
+/// Stores every other delivery's body as it came (`identity`), as versions
+/// before compressed bodies did.
+async fn decompress_every_other_body(database: &str) {
+    let store = Store::open_existing(database).await.unwrap();
+    store.close().await;
+    let pool = sqlx::AnyPool::connect(database).await.unwrap();
+    let rows =
+        sqlx::query("SELECT id, body, body_encoding FROM deliveries ORDER BY id").fetch_all(&pool).await.unwrap();
+    for row in rows.iter().step_by(2) {
+        let id: String = row.try_get(0).unwrap();
+        let encoding: String = row.try_get(2).unwrap();
+        let body = decode_body(&encoding, &row.try_get::<Vec<u8>, _>(1).unwrap()).unwrap();
+        sqlx::query("UPDATE deliveries SET body = $1, body_encoding = 'identity' WHERE id = $2")
+            .bind(body)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+}
+
+fn rebuild(database: &str) -> String {
+    let output = valuestream(&["rebuild", "--database", database]);
+    assert!(output.status.success(), "rebuild failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_store_rebuilt_in_place_holds_what_a_fresh_ingest_does() {
+    let dir = TempDir::new();
+    let recording = dir.0.join("scenario.jsonl");
+    let count = write_recording(&recording);
+    let database = format!("sqlite://{}", dir.0.join("vs.db").display());
+    let replayed = valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]);
+    assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
+    let fresh = seen(&database).await;
+    assert_eq!(fresh["spans"].as_array().unwrap().len(), 9, "the scenario's spans");
+    assert_eq!(fresh["dora"]["change_failure_rate"]["deployments"], 3);
+    assert_eq!(fresh["dora"]["lead_time_for_changes"]["changes"], 1);
+
+    // What a version with a derivation bug might have left behind.
+    execute(
+        &database,
+        &[
+            "DELETE FROM change_sets",
+            "DELETE FROM change_set_commits",
+            "DELETE FROM incident_causes",
+            "UPDATE spans SET name = 'stale', outcome = NULL, parent_key = NULL WHERE kind = 'deploy'",
+            "DELETE FROM spans WHERE kind = 'job'",
+            "DELETE FROM span_events WHERE span_key LIKE '%:issue:28'",
+        ],
+    )
+    .await;
+    decompress_every_other_body(&database).await;
+    assert_ne!(seen(&database).await, fresh, "the damage shows before the rebuild");
+
+    let printed = rebuild(&database);
+    assert_eq!(
+        printed,
+        format!("rebuilt from {count} stored deliveries: {count} accepted, 0 ignored, 0 no longer parse (kept)")
+    );
+    let rebuilt = seen(&database).await;
+    assert_eq!(rebuilt, fresh, "rebuilt:\n{rebuilt:#}\nfresh ingest:\n{fresh:#}");
+
+    // Rebuilding again changes nothing.
+    rebuild(&database);
+    assert_eq!(seen(&database).await, fresh);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_exports_again_only_the_spans_the_backend_has_wrong() {
+    let dir = TempDir::new();
+    let recording = dir.0.join("scenario.jsonl");
+    write_recording(&recording);
+    let database = format!("sqlite://{}", dir.0.join("vs.db").display());
+    assert!(valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
+    // As if `serve` had exported every finished span, one of them with an
+    // outcome a buggy version derived.
+    execute(
+        &database,
+        &[
+            "INSERT INTO span_exports (span_key, end_ns, outcome, exports)
+             SELECT key, end_ns, outcome, 1 FROM spans WHERE end_ns IS NOT NULL",
+            "DELETE FROM outbox",
+            "UPDATE span_exports SET outcome = 'failure' WHERE span_key = 'github:octo-org/hello-world:deploy:991'",
+        ],
+    )
+    .await;
+
+    rebuild(&database);
+    let store = Store::open_existing(&database).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&database).await.unwrap();
+    let queued: Vec<String> = sqlx::query("SELECT span_key FROM outbox ORDER BY span_key")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get(0).unwrap())
+        .collect();
+    assert_eq!(queued, vec!["github:octo-org/hello-world:deploy:991".to_string()]);
+    pool.close().await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_rebuild_stops_serve_and_replay_until_it_runs_again() {
+    let dir = TempDir::new();
+    let recording = dir.0.join("scenario.jsonl");
+    write_recording(&recording);
+    let database = format!("sqlite://{}", dir.0.join("vs.db").display());
+    assert!(valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
+    let fresh = seen(&database).await;
+
+    // A rebuild that emptied the derived tables and then died.
+    let store = Store::open_existing(&database).await.unwrap();
+    store.begin_rebuild().await.unwrap();
+    store.close().await;
+
+    let serve = valuestream(&["serve", "--database", &database, "--addr", "127.0.0.1:0", "--tracer", "none"]);
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert_eq!(serve.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a `valuestream rebuild` of sqlite://"), "{stderr}");
+    assert!(stderr.contains("began and did not finish: run it again before serving"), "{stderr}");
+    let replay = valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]);
+    assert_eq!(replay.status.code(), Some(1), "{}", String::from_utf8_lossy(&replay.stderr));
+
+    rebuild(&database);
+    assert_eq!(seen(&database).await, fresh);
+}
+
+#[test]
+fn rebuild_of_a_missing_database_fails_and_creates_nothing() {
+    let dir = TempDir::new();
+    let path = dir.0.join("nowhere.db");
+    let output = valuestream(&["rebuild", "--database", &format!("sqlite://{}", path.display())]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("valuestream: cannot open the database sqlite://"), "{stderr}");
+    assert!(!path.exists());
+}
