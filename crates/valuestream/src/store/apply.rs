@@ -112,7 +112,7 @@ impl Store {
     /// [`Store::apply_batch`] for deliveries the store already keeps
     /// (`valuestream rebuild`): their rows stay as they are (only their
     /// status follows the new parse), everything derived from them is
-    /// written again. An item whose id is not stored is an error.
+    /// written again.
     pub async fn rederive_batch(&self, items: &[Applicable], export: bool) -> Result<(Vec<Ack>, usize), StoreError> {
         self.apply_group(items, export, Record::Kept).await
     }
@@ -282,15 +282,12 @@ async fn apply_one(
         Parsed::Spans(_) | Parsed::Push(_) => (AckStatus::Accepted, None),
     };
     if record == Record::Kept {
-        let updated = sqlx::query("UPDATE deliveries SET status = $1 WHERE id = $2")
+        // Written only when it changed: rewriting a row rewrites its body too.
+        sqlx::query("UPDATE deliveries SET status = $1 WHERE id = $2 AND status <> $1")
             .bind(status.as_str())
             .bind(&item.id)
             .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::Corrupt(format!("delivery {} is not stored", item.id)));
-        }
+            .await?;
     } else if !insert_delivery(conn, item, status).await? {
         let ack = Ack {
             status: AckStatus::Duplicate,
