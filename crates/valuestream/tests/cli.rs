@@ -2,42 +2,13 @@
 //! replay (twice), and the logging tracer with a graceful stop.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_valuestream");
+mod support;
 
-/// A command with none of the user's VS_*/OTEL_* settings leaking in.
-fn valuestream() -> Command {
-    let mut command = Command::new(BIN);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VS_") || name.starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("vs-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn database(&self) -> String {
-        format!("sqlite://{}", self.0.join("vs.db").display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::{TempDir, valuestream};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/../valuestream-core/tests/data/github/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -122,7 +93,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn bad_usage_exits_2_with_one_line_naming_the_mistake_for_every_flag_and_command() {
-    let dir = TempDir::new("usage");
+    let dir = TempDir::new();
     let database = dir.database();
     let bad_key = dir.0.join("bad-key.toml");
     std::fs::write(&bad_key, "adress = \"127.0.0.1:5000\"\n").unwrap();
@@ -222,7 +193,7 @@ fn an_unknown_log_level_names_the_accepted_values_and_any_case_is_accepted() {
     for level in ["error", "warn", "info", "debug", "trace"] {
         assert!(stderr.contains(level), "names {level}: {stderr}");
     }
-    let dir = TempDir::new("log-level-case");
+    let dir = TempDir::new();
     for level in ["ERROR", "Warn", "iNfO", "debug", "TRACE"] {
         let output = run(&["migrate", "--database", &dir.database()], &[("VS_LOG_LEVEL", level)]);
         assert!(output.status.success(), "{level}: {}", String::from_utf8_lossy(&output.stderr));
@@ -235,7 +206,7 @@ fn failures_exit_1_with_one_line() {
     // mistakes but the machine's answer.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let dir = TempDir::new("failures");
+    let dir = TempDir::new();
     for listen in [addr.as_str(), "no-such-host.invalid:5000"] {
         let output = run(&["serve", "--addr", listen, "--database", &dir.database()], &[]);
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
@@ -247,7 +218,7 @@ fn failures_exit_1_with_one_line() {
 
 #[test]
 fn addr_takes_a_host_name_resolved_when_binding() {
-    let dir = TempDir::new("hostname");
+    let dir = TempDir::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = valuestream()
         .args(["serve", "--addr", &format!("localhost:{port}"), "--database", &dir.database()])
@@ -287,7 +258,7 @@ fn log_lines_until_listening(stderr: &mut impl BufRead) -> Vec<serde_json::Value
 
 #[test]
 fn allow_unsigned_beyond_loopback_starts_with_a_warning_naming_the_unsigned_sources() {
-    let dir = TempDir::new("unsigned");
+    let dir = TempDir::new();
     let mut child = valuestream()
         .args(["serve", "--addr", "0.0.0.0:0", "--allow-unsigned", "--database", &dir.database()])
         .env("VS_GITHUB_SECRET", "s3cret")
@@ -330,7 +301,7 @@ fn allow_unsigned_beyond_loopback_starts_with_a_warning_naming_the_unsigned_sour
 
 #[test]
 fn text_logs_carry_no_colour_when_stderr_is_not_a_terminal() {
-    let dir = TempDir::new("colour");
+    let dir = TempDir::new();
     let mut child = valuestream()
         .args(["serve", "--addr", "127.0.0.1:0", "--log-format", "text", "--database", &dir.database()])
         .env("VS_TRACER_BACKEND", "none")
@@ -352,7 +323,7 @@ fn text_logs_carry_no_colour_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn a_bad_expire_open_after_is_bad_usage_naming_the_accepted_forms() {
-    let dir = TempDir::new("expire");
+    let dir = TempDir::new();
     let database = dir.database();
     let serve = ["serve", "--addr", "127.0.0.1:0", "--database", &database];
     for (flag, env) in [(Some("soon"), None), (None, Some("1.5d")), (Some("0d"), None)] {
@@ -388,7 +359,7 @@ fn a_bad_expire_open_after_is_bad_usage_naming_the_accepted_forms() {
 
 #[test]
 fn serve_refuses_a_public_address_without_a_secret() {
-    let dir = TempDir::new("safe");
+    let dir = TempDir::new();
     let output = valuestream().args(["serve", "--addr", "0.0.0.0:0", "--database", &dir.database()]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
@@ -436,7 +407,7 @@ fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String 
 
 #[test]
 fn logging_tracer_prints_each_finished_span_as_a_json_line_and_sigterm_stops_cleanly() {
-    let dir = TempDir::new("logging");
+    let dir = TempDir::new();
     // No settle delay: the span is printed as soon as the delivery is stored.
     let (mut child, base) =
         start_server(&dir, &[("VS_TRACER_BACKEND", "logging"), ("VS_LOG_LEVEL", "WARN"), ("VS_EXPORT_DELAY", "0")]);
@@ -512,7 +483,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 #[test]
 fn replay_counts_each_outcome_and_replaying_twice_changes_nothing() {
-    let dir = TempDir::new("replay");
+    let dir = TempDir::new();
     let folder = dir.0.join("recorded");
     std::fs::create_dir_all(&folder).unwrap();
     write_recording(&folder.join("github.jsonl"));
@@ -585,7 +556,7 @@ fn replay_counts_each_outcome_and_replaying_twice_changes_nothing() {
 
 #[test]
 fn environment_variables_configure_serve() {
-    let dir = TempDir::new("env");
+    let dir = TempDir::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = valuestream()
         .arg("serve")
@@ -615,7 +586,7 @@ fn environment_variables_configure_serve() {
 
 #[test]
 fn report_on_an_empty_database_is_friendly_and_a_bad_since_is_a_usage_error() {
-    let dir = TempDir::new("report");
+    let dir = TempDir::new();
     // report only reads: the database is made by migrate (or serve).
     assert!(valuestream().args(["migrate", "--database", &dir.database()]).output().unwrap().status.success());
     let output = valuestream().args(["report", "--database", &dir.database()]).output().unwrap();
@@ -649,7 +620,7 @@ fn get_body(base: &str, path: &str) -> String {
 fn serve_keeps_running_when_whatever_read_its_logs_goes_away() {
     // A log line that cannot be written (stderr closed: the reader died) is
     // lost, not a panic that ends the service.
-    let dir = TempDir::new("stderr-closed");
+    let dir = TempDir::new();
     let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "none"), ("VS_GITHUB_SECRET", "s3cret")]);
     drop(child.stderr.take());
     for _ in 0..5 {
@@ -667,7 +638,7 @@ fn serve_keeps_running_when_whatever_read_its_logs_goes_away() {
 fn kill_9_under_load_loses_no_acknowledged_delivery() {
     // docs/operations.md, crash safety: every delivery that got a 2xx is in the store
     // after `kill -9` and a restart, with its span.
-    let dir = TempDir::new("crash");
+    let dir = TempDir::new();
     let (mut child, base) = start_server(&dir, &[("VS_TRACER_BACKEND", "none"), ("VS_LOG_LEVEL", "error")]);
     let template: serde_json::Value = serde_json::from_str(&fixture("issues.opened.plain")).unwrap();
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -731,7 +702,7 @@ fn kill_9_under_load_loses_no_acknowledged_delivery() {
 #[test]
 fn logs_carry_neither_secrets_nor_payloads() {
     // docs/operations.md, data exposure: secrets never logged; payloads not logged at info.
-    let dir = TempDir::new("logs");
+    let dir = TempDir::new();
     let secret = "sup3r-s3cret-value";
     let (child, base) =
         start_server(&dir, &[("VS_GITHUB_SECRET", secret), ("VS_LOG_LEVEL", "info"), ("VS_TRACER_BACKEND", "none")]);
@@ -777,7 +748,7 @@ fn fails_with_one_line(args: &[&str]) -> String {
 
 #[test]
 fn a_sqlite_database_in_a_missing_folder_or_a_file_that_is_no_database_is_named_at_start() {
-    let dir = TempDir::new("bad-sqlite");
+    let dir = TempDir::new();
     let missing = dir.0.join("no-such-folder");
     let url = format!("sqlite://{}", missing.join("vs.db").display());
     let serve = ["serve", "--addr", "127.0.0.1:0", "--database", &url];
@@ -798,7 +769,7 @@ fn a_sqlite_database_in_a_missing_folder_or_a_file_that_is_no_database_is_named_
 
 #[test]
 fn report_on_a_mistyped_path_is_an_error_and_creates_nothing() {
-    let dir = TempDir::new("report-typo");
+    let dir = TempDir::new();
     let typo = dir.0.join("valuestrem.db");
     let line = fails_with_one_line(&["report", "--database", &format!("sqlite://{}", typo.display())]);
     assert!(line.contains(&format!("there is no database at {}", typo.display())), "{line}");
@@ -899,7 +870,7 @@ fn a_rejected_delivery_is_logged_at_info_with_its_id_source_and_a_reason_quoting
     good["issue"]["title"] = serde_json::json!(marker);
     let good = good.to_string();
     for level in ["info", "debug"] {
-        let dir = TempDir::new(&format!("rejections-{level}"));
+        let dir = TempDir::new();
         let (child, base) = start_server(
             &dir,
             &[("VS_GITHUB_SECRET", "old,new"), ("VS_LOG_LEVEL", level), ("VS_TRACER_BACKEND", "none")],

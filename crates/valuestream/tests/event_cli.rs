@@ -3,43 +3,13 @@
 //! server's reason on stderr when the signature is wrong.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_valuestream");
+mod support;
+
+use support::{TempDir, valuestream};
 const SECRET: &str = "event-cli-s3cret";
-
-/// A command with none of the user's VS_*/OTEL_* settings leaking in.
-fn valuestream() -> Command {
-    let mut command = Command::new(BIN);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VS_") || name.starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("vs-event-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn database(&self) -> String {
-        format!("sqlite://{}", self.0.join("vs.db").display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running `serve`, stopped with SIGTERM when dropped.
 struct Server {
@@ -115,7 +85,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn start_then_end_gives_one_closed_span_with_its_parent() {
-    let dir = TempDir::new("pair");
+    let dir = TempDir::new();
     let server = start_server(&dir);
     let url = format!("http://{}", server.base);
     let signed = [("VS_CUSTOMHTTP_SECRET", SECRET)];
@@ -210,7 +180,7 @@ fn start_then_end_gives_one_closed_span_with_its_parent() {
 
 #[test]
 fn a_wrong_or_missing_secret_fails_with_the_servers_reason() {
-    let dir = TempDir::new("secret");
+    let dir = TempDir::new();
     let server = start_server(&dir);
     let url = format!("http://{}", server.base);
     let args = ["start", "--type", "deploy", "--namespace", "payments", "--url", url.as_str()];

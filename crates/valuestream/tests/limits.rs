@@ -220,10 +220,7 @@ fn a_flood_of_large_bodies_stays_within_the_inflight_budget_and_the_excess_gets_
 
     let dir = TempDir::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_valuestream"));
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("VS_") || name.starts_with("OTEL_")) {
-        command.env_remove(name);
-    }
+    let mut command = valuestream();
     let child = command
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--tracer", "none"])
         .args(["--max-inflight-bytes", &BUDGET.to_string(), "--body-timeout", "60s"])

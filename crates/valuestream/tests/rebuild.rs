@@ -9,22 +9,14 @@ mod support;
 use serde_json::{Value, json};
 use sqlx::Row;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use support::*;
 use valuestream::metrics::{DoraFilter, SpanScope, Window, dora, summary};
 use valuestream::store::{SpanFilter, Store, decode_body};
 use valuestream_core::time::Timestamp;
 
-const BIN: &str = env!("CARGO_BIN_EXE_valuestream");
-
-fn valuestream(args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VS_") || name.starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
-    command.args(args).output().unwrap()
+fn run(args: &[&str]) -> Output {
+    valuestream().args(args).output().unwrap()
 }
 
 /// The scenario as a recording, in a shuffled arrival order (each line
@@ -110,7 +102,7 @@ async fn decompress_every_other_body(database: &str) {
 }
 
 fn rebuild(database: &str) -> String {
-    let output = valuestream(&["rebuild", "--database", database]);
+    let output = run(&["rebuild", "--database", database]);
     assert!(output.status.success(), "rebuild failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
@@ -121,7 +113,7 @@ async fn a_stale_store_rebuilt_in_place_holds_what_a_fresh_ingest_does() {
     let recording = dir.0.join("scenario.jsonl");
     let count = write_recording(&recording);
     let database = format!("sqlite://{}", dir.0.join("vs.db").display());
-    let replayed = valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]);
+    let replayed = run(&["replay", recording.to_str().unwrap(), "--database", &database]);
     assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
     let fresh = seen(&database).await;
     assert_eq!(fresh["spans"].as_array().unwrap().len(), 9, "the scenario's spans");
@@ -163,7 +155,7 @@ async fn a_rebuild_exports_again_only_the_spans_the_backend_has_wrong() {
     let recording = dir.0.join("scenario.jsonl");
     write_recording(&recording);
     let database = format!("sqlite://{}", dir.0.join("vs.db").display());
-    assert!(valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
+    assert!(run(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
     // As if `serve` had exported every finished span, one of them with an
     // outcome a buggy version derived.
     execute(
@@ -198,7 +190,7 @@ async fn an_interrupted_rebuild_stops_serve_and_replay_until_it_runs_again() {
     let recording = dir.0.join("scenario.jsonl");
     write_recording(&recording);
     let database = format!("sqlite://{}", dir.0.join("vs.db").display());
-    assert!(valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
+    assert!(run(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
     let fresh = seen(&database).await;
 
     // A rebuild that emptied the derived tables and then died.
@@ -206,12 +198,12 @@ async fn an_interrupted_rebuild_stops_serve_and_replay_until_it_runs_again() {
     store.begin_rebuild().await.unwrap();
     store.close().await;
 
-    let serve = valuestream(&["serve", "--database", &database, "--addr", "127.0.0.1:0", "--tracer", "none"]);
+    let serve = run(&["serve", "--database", &database, "--addr", "127.0.0.1:0", "--tracer", "none"]);
     let stderr = String::from_utf8_lossy(&serve.stderr);
     assert_eq!(serve.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("a `valuestream rebuild` of sqlite://"), "{stderr}");
     assert!(stderr.contains("began and did not finish: run it again before serving"), "{stderr}");
-    let replay = valuestream(&["replay", recording.to_str().unwrap(), "--database", &database]);
+    let replay = run(&["replay", recording.to_str().unwrap(), "--database", &database]);
     assert_eq!(replay.status.code(), Some(1), "{}", String::from_utf8_lossy(&replay.stderr));
 
     rebuild(&database);
@@ -222,7 +214,7 @@ async fn an_interrupted_rebuild_stops_serve_and_replay_until_it_runs_again() {
 fn rebuild_of_a_missing_database_fails_and_creates_nothing() {
     let dir = TempDir::new();
     let path = dir.0.join("nowhere.db");
-    let output = valuestream(&["rebuild", "--database", &format!("sqlite://{}", path.display())]);
+    let output = run(&["rebuild", "--database", &format!("sqlite://{}", path.display())]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.starts_with("valuestream: cannot open the database sqlite://"), "{stderr}");

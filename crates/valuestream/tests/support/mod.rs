@@ -216,6 +216,23 @@ impl TempDir {
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
+
+    /// The URL of a SQLite store in this folder.
+    pub fn database(&self) -> String {
+        format!("sqlite://{}", self.0.join("vs.db").display())
+    }
+}
+
+/// The `valuestream` binary as a user runs it, with none of this
+/// environment's VS_*/OTEL_* settings leaking in.
+pub fn valuestream() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_valuestream"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("VS_") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 impl Drop for TempDir {
