@@ -715,6 +715,20 @@ fn bench(c: &mut Criterion) {
             println!("  {series} buckets");
         }
     }
+    // The dashboard's filter lists and coverage strip, asked on every page.
+    let mut meta = None;
+    group.bench_function("meta", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            for _ in 0..iters {
+                meta = Some(rt.block_on(store.meta()).expect("meta"));
+            }
+            started.elapsed()
+        })
+    });
+    if let Some(meta) = meta {
+        println!("  {} repos, {} spans waiting for a parent", meta.repos.len(), meta.waiting_references);
+    }
     group.finish();
     rt.block_on(store.close());
 }

@@ -74,6 +74,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/dora", get(dora))
+        .route("/api/v1/meta", get(meta))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_token));
     Router::new()
         .route("/webhooks/{source}", post(webhook).fallback(webhook_other_method))
@@ -475,6 +476,16 @@ async fn dora(
             Ok(Json(metrics::dora_series(&state.store, window, &filter, &buckets).await?))
         }
     }
+}
+
+/// `GET /api/v1/meta`: the names seen (for filter lists), each source's
+/// latest delivery and the spans waiting for a parent (the coverage strip).
+async fn meta(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<crate::store::Meta>, ApiError> {
+    reject_unknown(&params, &["token"])?;
+    Ok(Json(state.store.meta().await?))
 }
 
 fn trace_json(trace_id: &str, spans: Vec<ApiSpan>) -> serde_json::Value {

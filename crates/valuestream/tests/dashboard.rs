@@ -261,6 +261,34 @@ async fn the_search_box_finds_a_trace_by_sha_and_spans_filter_by_environment_and
 }
 
 #[tokio::test]
+async fn meta_lists_the_names_seen_each_sources_last_delivery_and_the_spans_waiting_for_a_parent() {
+    let app = seeded(None).await;
+    let (status, meta) = app.get("/api/v1/meta").await;
+    assert_eq!(status, 200, "{meta}");
+    assert_eq!(meta["repos"], json!(["octo-org/hello-world"]));
+    assert_eq!(meta["projects"], json!(["hello-world"]));
+    assert_eq!(meta["environments"], json!(["production"]));
+    assert_eq!(meta["kinds"], json!(["build", "deploy", "incident", "issue", "job", "pull_request"]));
+    assert_eq!(meta["sources"], json!(["github"]));
+    // Received just now, by this test: a time, and only GitHub's.
+    let last = meta["last_delivery"].as_object().unwrap();
+    assert_eq!(last.keys().collect::<Vec<_>>(), vec!["github"]);
+    assert!(last["github"].as_str().unwrap().starts_with("20"), "{meta}");
+    assert_eq!(meta["waiting_references"], 0, "every span of the scenario found its parent");
+
+    // A pull request that names an issue nobody has sent yet waits for it.
+    let mut waiting = pull_request("opened", "open", "2026-11-26T10:00:00Z", None);
+    waiting["number"] = json!(77);
+    waiting["pull_request"]["number"] = json!(77);
+    waiting["pull_request"]["head"]["ref"] = json!("feature/vstrace-github-hello-world-99/x");
+    assert_eq!(app.github("pull_request", "waiting-1", &waiting).await.0, 200);
+    assert_eq!(app.get("/api/v1/meta").await.1["waiting_references"], 1);
+    let (status, error) = app.get("/api/v1/meta?repo=x").await;
+    assert_eq!((status, error["error"].as_str()), (400, Some("unknown parameter `repo`")));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn dora_takes_a_bucket_and_answers_a_series_of_the_same_objects() {
     let app = seeded(None).await;
     let (status, weekly) = app.get(&format!("/api/v1/dora?{}&bucket=week", window())).await;

@@ -19,7 +19,7 @@ mod rebuild;
 pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_body, decode_body};
 pub use expiry::Swept;
 pub use outbox::{Due, Sent};
-pub use query::{ApiSpan, SpanFilter, decode_cursor, encode_cursor};
+pub use query::{ApiSpan, Meta, SpanFilter, decode_cursor, encode_cursor};
 pub use rebuild::{ArrivalCursor, StoredDelivery};
 
 pub use connect::OpenMode;

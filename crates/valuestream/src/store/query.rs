@@ -6,6 +6,7 @@ use base64::Engine;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use std::collections::{BTreeMap, BTreeSet};
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
 use valuestream_core::vocab;
@@ -100,6 +101,20 @@ pub struct SpanFilter {
     pub until: Option<Timestamp>,
     pub limit: usize,
     pub cursor: Option<String>,
+}
+
+/// `GET /api/v1/meta`: what the store has seen.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Meta {
+    pub repos: Vec<String>,
+    pub projects: Vec<String>,
+    pub environments: Vec<String>,
+    pub kinds: Vec<String>,
+    pub sources: Vec<String>,
+    /// When each source's latest delivery arrived; a source never heard from is absent.
+    pub last_delivery: BTreeMap<String, Timestamp>,
+    /// Spans that name a parent ValueStream has not seen (yet).
+    pub waiting_references: i64,
 }
 
 /// An opaque paging cursor: the (start, key) of the last span of a page.
@@ -261,6 +276,53 @@ impl Store {
     async fn span_counts(&self, sql: &'static str) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+    }
+
+    /// What the store has seen, for the dashboard's filter lists and its
+    /// coverage strip (`GET /api/v1/meta`). Names come from the metrics
+    /// groups that still have spans (a small table), the last delivery per
+    /// source from an index of deliveries by source.
+    pub async fn meta(&self) -> Result<Meta, StoreError> {
+        let mut meta = Meta::default();
+        let groups = sqlx::query(
+            "SELECT DISTINCT source, kind, repo, project, environment FROM span_groups g
+             WHERE EXISTS (SELECT 1 FROM spans s WHERE s.group_id = g.id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut names: [BTreeSet<String>; 5] = Default::default();
+        for row in &groups {
+            for (column, set) in names.iter_mut().enumerate() {
+                if let Some(name) = row.try_get::<Option<String>, _>(column)? {
+                    set.insert(name);
+                }
+            }
+        }
+        let [sources, kinds, repos, projects, environments] = names;
+        (meta.sources, meta.kinds, meta.repos, meta.projects, meta.environments) = (
+            sources.into_iter().collect(),
+            kinds.into_iter().collect(),
+            repos.into_iter().collect(),
+            projects.into_iter().collect(),
+            environments.into_iter().collect(),
+        );
+        for source in valuestream_core::sources::SOURCES {
+            let row = sqlx::query("SELECT MAX(received_at) FROM deliveries WHERE source = $1")
+                .bind(source.name())
+                .fetch_one(&self.pool)
+                .await?;
+            if let Some(nanos) = row.try_get::<Option<i64>, _>(0)? {
+                meta.last_delivery.insert(source.name().to_string(), Timestamp(nanos));
+            }
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT p.span_key) FROM span_parent_refs p
+             JOIN spans s ON s.key = p.span_key WHERE s.parent_key IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        meta.waiting_references = row.try_get(0)?;
+        Ok(meta)
     }
 
     /// How many deliveries the store holds, by status (for replay's summary and tests).
