@@ -1,12 +1,13 @@
 // Delivery (`/`): the six DORA tiles, each against the previous period of
-// the same length, and the lead-time breakdown. Two calls of /api/v1/dora;
+// the same length, and the lead-time breakdown. Two calls of /api/v1/dora
+// (and /api/v1/meta for the coverage notes);
 // the page formats what they say and computes no metric.
 
 import { get } from './api.js';
 import { bars, durations, sparkline } from './charts.js';
 import { h, empty, navLink } from './dom.js';
-import { count, duration, millis, number, percent } from './format.js';
-import { filterQuery } from './filters.js';
+import { count, duration, millis, number, percent, relative, utc } from './format.js';
+import { filterQuery, meta } from './filters.js';
 
 export const BUCKETS = ['day', 'week', 'month'];
 
@@ -187,7 +188,28 @@ function breakdown(lead, definitions) {
     legend);
 }
 
-function coverage(dora) {
+/** A source is silent when nothing came from it for this long. */
+const SILENT_AFTER_MS = 24 * 3600 * 1000;
+
+function coverage(dora, seen) {
+  const notes = [];
+  const silent = Object.entries(seen.last_delivery)
+    .filter(([, at]) => Date.now() - millis(at) > SILENT_AFTER_MS)
+    .map(([source, at]) => `${source} (last delivery ${relative(at)}, ${utc(millis(at))})`);
+  if (silent.length) {
+    notes.push(h('p', { class: 'coverage', role: 'status' },
+      `No delivery for over a day from ${silent.join(', ')}: check that its webhooks still point here.`));
+  }
+  if (seen.waiting_references > 0) {
+    notes.push(h('p', { class: 'coverage', role: 'status' },
+      `${count(seen.waiting_references, 'span names a parent', 'spans name a parent')} not received yet (a trace reference, a branch or a sha); `,
+      'it joins its trace when that webhook arrives. ', h('a', { href: '/traces', 'data-nav': true }, 'Traces'), ' shows them.'));
+  }
+  const main = mainCoverage(dora);
+  return main || notes.length ? h('div', { class: 'coverage-notes' }, main, ...notes) : null;
+}
+
+function mainCoverage(dora) {
   if (dora.change_failure_rate.deployments === 0 && dora.time_to_restore.incidents === 0) {
     return h('p', { class: 'coverage', role: 'status' },
       `Nothing to measure in this window yet: no ${dora.environment} deploy ended and no incident closed. `,
@@ -204,9 +226,10 @@ export async function render({ filters, window, definitions, params }) {
   if (!window.valid) return empty('Pick a time range whose start is before its end.');
   const scope = { repo: filters.repo, project: filters.project, environment: filters.environment };
   const bucket = bucketOf(params, window);
-  const [now, before] = await Promise.all([
+  const [now, before, seen] = await Promise.all([
     get('/api/v1/dora', { ...scope, since: window.since, until: window.until, bucket }),
     get('/api/v1/dora', { ...scope, since: window.previous.since, until: window.previous.until }),
+    meta(),
   ]);
   const beforeHasData = before.change_failure_rate.deployments > 0 || before.time_to_restore.incidents > 0;
   now.bucket = bucket;
@@ -214,7 +237,7 @@ export async function render({ filters, window, definitions, params }) {
   const here = (b) => `/${filterQuery(filters, { bucket: b })}`;
   const page = h('div', { class: 'page delivery', dataset: { since: now.since, until: now.until, bucket } },
     h('h1', { class: 'visually-hidden' }, 'Delivery'),
-    coverage(now),
+    coverage(now, seen),
     filters.source ? h('p', { class: 'note' }, 'The DORA keys count deploys and incidents of every source; the source filter applies to the other pages.') : null,
     h('section', { class: 'tiles', 'aria-label': `DORA keys, ${now.environment}` },
       TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days, charts))),

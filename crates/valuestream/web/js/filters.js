@@ -77,25 +77,21 @@ export function rangeOf(filters) {
   return 'custom';
 }
 
-// Values seen in the window, for the filter menus (one summary call, cached per window).
-let optionsCache = { key: null, promise: null };
+// What the store has seen (`/api/v1/meta`): the filter menus' values and
+// the coverage notes. One call per page load: it does not depend on the window.
+let metaPromise = null;
 
-function optionsFor(win) {
-  const key = `${win.since}|${win.until}`;
-  if (optionsCache.key !== key) {
-    const promise = get('/api/v1/summary', { group_by: 'source,repo,project,environment', since: win.since, until: win.until })
-      .then((summary) => {
-        const seen = { repo: new Set(), project: new Set(), environment: new Set(), source: new Set() };
-        for (const group of summary.groups) {
-          for (const name of Object.keys(seen)) if (group[name]) seen[name].add(group[name]);
-        }
-        return Object.fromEntries(Object.entries(seen).map(([n, set]) => [n, [...set].sort()]));
-      })
-      .catch(() => ({ repo: [], project: [], environment: [], source: [] }));
-    optionsCache = { key, promise };
+/** `/api/v1/meta`, fetched once; an empty answer when it cannot be read. */
+export function meta() {
+  if (!metaPromise) {
+    metaPromise = get('/api/v1/meta').catch(() => ({
+      repos: [], projects: [], environments: [], kinds: [], sources: [], last_delivery: {}, waiting_references: 0,
+    }));
   }
-  return optionsCache.promise;
+  return metaPromise;
 }
+
+const META_LISTS = { repo: 'repos', project: 'projects', environment: 'environments', source: 'sources' };
 
 function localInput(ms) {
   if (!Number.isFinite(ms)) return '';
@@ -151,11 +147,11 @@ export function renderFilters(form, filters, win, go) {
     if (since && until) set({ since: isoSeconds(new Date(since).getTime()), until: isoSeconds(new Date(until).getTime()) });
   };
 
-  optionsFor(win).then((options) => {
+  meta().then((seen) => {
     for (const name of Object.keys(LABELS)) {
       const select = form.querySelector(`select[name="${name}"]`);
       if (!select) continue;
-      for (const value of options[name]) {
+      for (const value of seen[META_LISTS[name]]) {
         if (value === filters[name]) continue;
         select.append(h('option', { value }, value));
       }

@@ -52,7 +52,7 @@ const LOCAL_HOUR = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'nu
 
 /** The time in UTC, for hover text. */
 export function utc(ms) {
-  return new Date(ms).toISOString().replace('.000Z', 'Z').replace('T', ' ') + ' UTC';
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, '').replace('T', ' ') + ' UTC';
 }
 
 /** A <time> in the viewer's zone with UTC on hover. */
