@@ -3,12 +3,11 @@
 //! variable or a config file key that is wrong, whatever the command), 1 on
 //! failure; either way with one line on stderr saying why.
 
-use crate::config::{FileConfig, LogFormat, ServeConfig, database_url, log_level};
+use crate::config::{CommonArgs, ServeArgs, ServeConfig, UsageError, database_url, redact_url};
+use crate::logging::{init_logging, load_and_log};
 use crate::store::{Store, StoreError};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use valuestream_core::sources;
 
@@ -52,9 +51,9 @@ pub enum Command {
     #[command(after_help = secrets_help())]
     Serve(ServeCommand),
     /// Feed recorded deliveries (JSON Lines files or folders of them) through the pipeline.
-    Replay(ReplayCommand),
+    Replay(crate::replay::ReplayCommand),
     /// Print the summary statistics and the DORA keys from the database (no server needed).
-    Report(ReportCommand),
+    Report(crate::report::ReportCommand),
     /// Derive every span, link and change set again from the deliveries the database keeps (stop serve first).
     Rebuild(crate::rebuild::RebuildCommand),
     /// Apply database migrations (serve also applies them at start).
@@ -63,121 +62,12 @@ pub enum Command {
     Event(crate::event::EventCommand),
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ReportCommand {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// Output: table (for people) or json (the /api/v1/summary and /api/v1/dora objects)
-    #[arg(long, default_value = "table", value_name = "FORMAT")]
-    pub format: String,
-    /// Start of the window: RFC 3339 or a duration back from now (30d, 12h) [default: 30d]
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
-    /// End of the window: RFC 3339 or a duration back from now [default: now]
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
-    /// Only this repository (owner/name)
-    #[arg(long, value_name = "REPO")]
-    pub repo: Option<String>,
-    /// Only this project
-    #[arg(long, value_name = "PROJECT")]
-    pub project: Option<String>,
-    /// Only this deploy environment (DORA default: production, prod, live)
-    #[arg(long, value_name = "ENV")]
-    pub environment: Option<String>,
-    /// Summary groups, comma-separated: source, kind, repo, project, environment, outcome [default: source,kind]
-    #[arg(long, value_name = "KEYS")]
-    pub group_by: Option<String>,
-}
-
-/// Options every command that reads the store takes.
-#[derive(Debug, Clone, Default, Args)]
-pub struct CommonArgs {
-    /// Database URL: sqlite://PATH (embedded) or postgres://… [default: sqlite://valuestream.db]
-    #[arg(long, env = "VS_DATABASE_URL", value_name = "URL")]
-    pub database: Option<String>,
-    /// Optional TOML configuration file (flags and environment variables win over it).
-    #[arg(long, env = "VS_CONFIG", value_name = "PATH")]
-    pub config: Option<PathBuf>,
-}
-
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeCommand {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
     pub args: ServeArgs,
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
-    /// Listen address [default: 127.0.0.1:5000]
-    #[arg(long, env = "VS_ADDR", value_name = "HOST:PORT")]
-    pub addr: Option<String>,
-    /// Where finished spans go: logging (JSON lines on stdout), otlp, jaeger, lightstep, datadog, none [default: logging]
-    #[arg(long, env = "VS_TRACER_BACKEND", value_name = "BACKEND")]
-    pub tracer: Option<String>,
-    /// Access token for backends that need one (LightStep)
-    #[arg(long, env = "VS_TRACER_ACCESS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub tracer_access_token: Option<String>,
-    /// Log format: json or text [default: json]
-    #[arg(long, env = "VS_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// When set, /api/* requires `Authorization: Bearer <token>`
-    #[arg(long, env = "VS_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-    /// Accept unsigned deliveries on a non-loopback address
-    #[arg(long, env = "VS_ALLOW_UNSIGNED")]
-    pub allow_unsigned: bool,
-    /// Largest accepted webhook body, in bytes; larger ones get 413 [default: 26214400]
-    #[arg(long, env = "VS_MAX_BODY_BYTES", value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Longest wait for a request's headers, from connecting or from the next request's first byte; then the connection is closed [default: 10s]
-    #[arg(long, env = "VS_HEADER_TIMEOUT", value_name = "DURATION")]
-    pub header_timeout: Option<String>,
-    /// Longest wait for a request's body once its headers arrived; slower bodies get 408 [default: 20s]
-    #[arg(long, env = "VS_BODY_TIMEOUT", value_name = "DURATION")]
-    pub body_timeout: Option<String>,
-    /// How long a kept-alive connection may stay idle between requests [default: 60s]
-    #[arg(long, env = "VS_IDLE_TIMEOUT", value_name = "DURATION")]
-    pub idle_timeout: Option<String>,
-    /// Connections served at once; more get 503 with Retry-After [default: 512]
-    #[arg(long, env = "VS_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Request bodies held in memory at once, in bytes; a body beyond gets 503 with Retry-After [default: 268435456]
-    #[arg(long, env = "VS_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
-    pub max_inflight_bytes: Option<usize>,
-    /// How long a finished span must stay unchanged before it is exported (10s, 500ms, 0) [default: 10s]
-    #[arg(long, env = "VS_EXPORT_DELAY", value_name = "DELAY")]
-    pub export_delay: Option<String>,
-    /// Expire spans still open this long after their start (a missed close webhook): 90d, 12h, 30m, 45s, or off [default: off]
-    #[arg(long, env = "VS_EXPIRE_OPEN_AFTER", value_name = "AGE")]
-    pub expire_open_after: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ReplayCommand {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// JSON Lines files of recorded deliveries, or folders holding them (*.jsonl, *.ndjson)
-    #[arg(required = true, value_name = "PATH")]
-    pub paths: Vec<PathBuf>,
-    /// Exit 0 even when some lines were rejected (they are still counted and reported)
-    #[arg(long)]
-    pub best_effort: bool,
-}
-
-/// Bad usage: a flag, an environment variable or a config file key that is
-/// wrong. `main` exits 2 for it (any other error exits 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-impl UsageError {
-    /// A configuration error (flags, environment, file) as a usage error.
-    pub fn from_config(error: anyhow::Error) -> anyhow::Error {
-        UsageError(format!("{error:#}")).into()
-    }
 }
 
 /// Whether `error` is bad usage: a [`UsageError`] or a database URL of no
@@ -299,48 +189,16 @@ async fn serve(command: ServeCommand) -> anyhow::Result<()> {
     crate::server::run(config, listener, shutdown_signal()).await
 }
 
-/// The configuration file and the log level every command that reads the
-/// store takes, checked (bad ones are usage errors), with logging set up.
-pub fn load_and_log(common: &CommonArgs) -> anyhow::Result<FileConfig> {
-    let file = FileConfig::load(common.config.as_deref()).map_err(UsageError::from_config)?;
-    let level = log_level(file.log_level.as_deref()).map_err(UsageError::from_config)?;
-    init_logging(LogFormat::Text, &level);
-    Ok(file)
-}
-
 async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
     let file = load_and_log(&common)?;
     let url = database_url(&common, &file);
     let store = Store::open(&url)
         .await
-        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?
         .with_production_environments(&file.production_environments.clone().unwrap_or_default());
     store.migrate().await?;
-    eprintln!("valuestream: migrations applied to {}", crate::server::redact_url(&url));
+    eprintln!("valuestream: migrations applied to {}", redact_url(&url));
     Ok(())
-}
-
-/// Sets up structured logs on stderr (stdout belongs to the logging tracer);
-/// when nothing reads stderr any more, log lines are lost, the service goes on.
-/// Text logs are coloured only when stderr is a terminal (and `NO_COLOR` is unset).
-pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,valuestream={level},valuestream_core={level}"));
-    // A line that cannot be written (stderr closed) is dropped: the fallback
-    // of reporting it with eprintln! would panic and end the service.
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).log_internal_errors(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
-        LogFormat::Text => {
-            builder.with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR"))).try_init()
-        }
-    };
-}
-
-/// Whether text logs carry ANSI colours: only on a terminal, and never when
-/// `NO_COLOR` is set to anything but the empty string (no-color.org).
-fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
-    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed by this call,
@@ -379,14 +237,6 @@ async fn received(signal: Option<tokio::signal::unix::Signal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
-        assert!(colour(true, None));
-        assert!(colour(true, Some("".into())));
-        assert!(!colour(true, Some("1".into())));
-        assert!(!colour(false, None));
-    }
 
     fn usage(args: &[&str]) -> String {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();

@@ -2,13 +2,13 @@
 //! (`--config` / `VS_CONFIG`), else the default (docs/configuration.md).
 //! Bad configuration fails at start with a sentence naming what to change.
 
-use crate::cli::{CommonArgs, ServeArgs};
 use crate::export::Protocol;
 use anyhow::{Context, bail};
+use clap::Args;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use valuestream_core::sources::{SOURCES, Source, SourceOptions};
 use valuestream_core::verify::split_secrets;
@@ -293,7 +293,7 @@ pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
 /// `--expire-open-after` / `VS_EXPIRE_OPEN_AFTER` (merged by clap), else the
 /// file's `expire_open_after`, else off. A bad value is bad usage (exit 2).
 pub fn expire_open_after(flag: Option<&String>, file: &FileConfig) -> anyhow::Result<Option<Duration>> {
-    let usage = |message: String| anyhow::Error::new(crate::cli::UsageError(message));
+    let usage = |message: String| anyhow::Error::new(UsageError(message));
     match (flag, &file.expire_open_after) {
         (Some(text), _) => {
             parse_age(text).map_err(|e| usage(format!("--expire-open-after / VS_EXPIRE_OPEN_AFTER {e}")))
@@ -513,6 +513,90 @@ impl ListenAddr {
     }
 }
 
+/// Bad usage: a flag, an environment variable or a config file key that is
+/// wrong. `main` exits 2 for it (any other error exits 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    /// A configuration error (flags, environment, file) as a usage error.
+    pub fn from_config(error: anyhow::Error) -> anyhow::Error {
+        UsageError(format!("{error:#}")).into()
+    }
+}
+
+/// A database URL without its password, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Options every command that reads the store takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// Database URL: sqlite://PATH (embedded) or postgres://… [default: sqlite://valuestream.db]
+    #[arg(long, env = "VS_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+    /// Optional TOML configuration file (flags and environment variables win over it).
+    #[arg(long, env = "VS_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Listen address [default: 127.0.0.1:5000]
+    #[arg(long, env = "VS_ADDR", value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Where finished spans go: logging (JSON lines on stdout), otlp, jaeger, lightstep, datadog, none [default: logging]
+    #[arg(long, env = "VS_TRACER_BACKEND", value_name = "BACKEND")]
+    pub tracer: Option<String>,
+    /// Access token for backends that need one (LightStep)
+    #[arg(long, env = "VS_TRACER_ACCESS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub tracer_access_token: Option<String>,
+    /// Log format: json or text [default: json]
+    #[arg(long, env = "VS_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// When set, /api/* requires `Authorization: Bearer <token>`
+    #[arg(long, env = "VS_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Accept unsigned deliveries on a non-loopback address
+    #[arg(long, env = "VS_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
+    /// Largest accepted webhook body, in bytes; larger ones get 413 [default: 26214400]
+    #[arg(long, env = "VS_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest wait for a request's headers, from connecting or from the next request's first byte; then the connection is closed [default: 10s]
+    #[arg(long, env = "VS_HEADER_TIMEOUT", value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    /// Longest wait for a request's body once its headers arrived; slower bodies get 408 [default: 20s]
+    #[arg(long, env = "VS_BODY_TIMEOUT", value_name = "DURATION")]
+    pub body_timeout: Option<String>,
+    /// How long a kept-alive connection may stay idle between requests [default: 60s]
+    #[arg(long, env = "VS_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// Connections served at once; more get 503 with Retry-After [default: 512]
+    #[arg(long, env = "VS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Request bodies held in memory at once, in bytes; a body beyond gets 503 with Retry-After [default: 268435456]
+    #[arg(long, env = "VS_MAX_INFLIGHT_BYTES", value_name = "BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+    /// How long a finished span must stay unchanged before it is exported (10s, 500ms, 0) [default: 10s]
+    #[arg(long, env = "VS_EXPORT_DELAY", value_name = "DELAY")]
+    pub export_delay: Option<String>,
+    /// Expire spans still open this long after their start (a missed close webhook): 90d, 12h, 30m, 45s, or off [default: off]
+    #[arg(long, env = "VS_EXPIRE_OPEN_AFTER", value_name = "AGE")]
+    pub expire_open_after: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,11 +781,11 @@ mod tests {
         assert_eq!(expire("expire_open_after = \"90d\"\n", Some("off")).unwrap().expire_open_after, None);
 
         let error = expire("", Some("soon")).unwrap_err();
-        assert!(error.downcast_ref::<crate::cli::UsageError>().is_some(), "bad usage (exit 2): {error}");
+        assert!(error.downcast_ref::<UsageError>().is_some(), "bad usage (exit 2): {error}");
         let message = error.to_string();
         assert!(message.starts_with("--expire-open-after / VS_EXPIRE_OPEN_AFTER \"soon\""), "{message}");
         let error = expire("expire_open_after = \"a while\"\n", None).unwrap_err();
-        assert!(error.downcast_ref::<crate::cli::UsageError>().is_some(), "{error}");
+        assert!(error.downcast_ref::<UsageError>().is_some(), "{error}");
         assert!(error.to_string().starts_with("expire_open_after in the config file: \"a while\""), "{error}");
     }
 }

@@ -9,13 +9,12 @@
 //! and keeps it in an HttpOnly, SameSite=Strict cookie, which `/api/*`
 //! accepts as well as `Authorization: Bearer` ([`token_of_request`]).
 
-use crate::http::AppState;
-use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, FromRef, Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -77,8 +76,19 @@ pub static VERSION: LazyLock<String> = LazyLock::new(|| {
     hex::encode(&hash.finalize()[..6])
 });
 
-/// The pages and assets, merged beside the API in `http::router`.
-pub fn routes() -> Router<AppState> {
+/// What the pages need of the server's state: the API token, when one is set.
+#[derive(Clone, Debug, Default)]
+pub struct SignIn {
+    pub api_token: Option<std::sync::Arc<str>>,
+}
+
+/// The pages and assets, merged beside the API in `http::router` (whose
+/// state gives a [`SignIn`]).
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    SignIn: FromRef<S>,
+{
     Router::new()
         .route("/", get(page))
         .route("/kinds", get(page))
@@ -111,8 +121,8 @@ fn html(status: StatusCode, body: String) -> Response {
 }
 
 /// Any page: the shell, or the sign-in form while a token is needed.
-async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
-    if let Some(expected) = state.api_token() {
+async fn page(State(state): State<SignIn>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(expected) = state.api_token.as_deref() {
         let (token, rest) = split_token(uri.query());
         let next = match rest {
             Some(query) => format!("{}?{query}", uri.path()),
@@ -129,9 +139,9 @@ async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
 }
 
 /// `POST /sign-in` from the form: `token` and `next` (a path of this site).
-async fn sign_in(State(state): State<AppState>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn sign_in(State(state): State<SignIn>, Form(form): Form<HashMap<String, String>>) -> Response {
     let next = safe_next(form.get("next").map(String::as_str).unwrap_or("/"));
-    let Some(expected) = state.api_token() else {
+    let Some(expected) = state.api_token.as_deref() else {
         return redirect(&next, None);
     };
     match form.get("token") {
@@ -250,7 +260,8 @@ fn escape(text: &str) -> String {
 /// build's (the URL changes with the content), else not cached.
 async fn asset(Path((version, path)): Path<(String, String)>) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
-        return crate::http::ApiError::NotFound(format!("no dashboard asset {path:?}")).into_response();
+        let error = serde_json::json!({"error": format!("no dashboard asset {path:?}")});
+        return (StatusCode::NOT_FOUND, Json(error)).into_response();
     };
     let cache = if version == *VERSION { "public, max-age=31536000, immutable" } else { "no-cache" };
     let mut response = asset.body.into_response();

@@ -143,7 +143,7 @@ async fn send(base: &str, body: &[u8], secret: Option<&str>) -> anyhow::Result<(
     let base = base.trim().trim_end_matches('/');
     let endpoint = format!("{base}/webhooks/customhttp");
     let url = reqwest::Url::parse(&endpoint)
-        .map_err(|e| crate::cli::UsageError(format!("--url / VS_URL {base:?} is not a URL: {e}")))?;
+        .map_err(|e| crate::config::UsageError(format!("--url / VS_URL {base:?} is not a URL: {e}")))?;
     let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().context("cannot build an HTTP client")?;
     let mut request = client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec());
     if let Some(secret) = secret {

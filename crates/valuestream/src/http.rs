@@ -43,10 +43,9 @@ pub struct AppState {
     production_environments: Arc<Vec<String>>,
 }
 
-impl AppState {
-    /// `--api-token`, when one is set.
-    pub fn api_token(&self) -> Option<&str> {
-        self.api_token.as_deref()
+impl axum::extract::FromRef<AppState> for crate::dashboard::SignIn {
+    fn from_ref(state: &AppState) -> crate::dashboard::SignIn {
+        crate::dashboard::SignIn { api_token: state.api_token.clone() }
     }
 }
 

@@ -2,7 +2,8 @@
 //! around the pure core in `valuestream-core`.
 //!
 //! - [`cli`]: the `valuestream` command and its subcommands.
-//! - [`config`]: flags, environment, TOML file and defaults, resolved once.
+//! - [`config`]: flags, environment, TOML file and defaults, resolved once; usage errors.
+//! - [`logging`]: log lines on stderr, set up from the configuration.
 //! - [`event`]: `valuestream event start|end`, a customhttp event sent to a running server.
 //! - [`server`]: wires the store, the writer, the exporter and HTTP for `serve`.
 //! - [`connections`]: HTTP connections within the limits (connection cap, header and idle timeouts).
@@ -26,6 +27,7 @@ pub mod event;
 pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod logging;
 pub mod metrics;
 pub mod rebuild;
 pub mod replay;

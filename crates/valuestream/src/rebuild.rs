@@ -10,9 +10,9 @@
 //! Spans whose end or outcome the trace backend already has are not exported
 //! again (`span_exports` is kept); changed ones are queued for the next `serve`.
 
-use crate::cli::{CommonArgs, load_and_log};
-use crate::config::{database_url, expire_open_after};
+use crate::config::{CommonArgs, UsageError, database_url, expire_open_after, redact_url};
 use crate::ingest::reparse;
+use crate::logging::load_and_log;
 use crate::store::{AckStatus, Applicable, ArrivalCursor, Store, StoredDelivery};
 use anyhow::Context;
 use clap::Args;
@@ -48,12 +48,12 @@ pub struct RebuildCounts {
 pub async fn run(command: RebuildCommand) -> anyhow::Result<()> {
     let file_config = load_and_log(&command.common)?;
     let url = database_url(&command.common, &file_config);
-    let options = file_config.source_options().map_err(crate::cli::UsageError::from_config)?;
+    let options = file_config.source_options().map_err(UsageError::from_config)?;
     let age = expire_open_after(command.expire_open_after.as_ref(), &file_config)?;
     // A mistyped path is an error, never a new empty database.
     let store = Store::open_existing(&url)
         .await
-        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?
         .with_production_environments(&file_config.production_environments.clone().unwrap_or_default())
         .with_expire_open_after(age);
     store.migrate().await?;

@@ -3,13 +3,14 @@
 //! as the server. Replay trusts its input (no signature checks) and is
 //! idempotent: replaying a file twice changes nothing.
 
-use crate::cli::{ReplayCommand, UsageError, load_and_log};
-use crate::config::{FileConfig, database_url};
+use crate::config::{CommonArgs, FileConfig, UsageError, database_url, redact_url};
 use crate::ingest::{Ingest, prepare};
+use crate::logging::load_and_log;
 use crate::store::{Ack, AckStatus, Store};
 use crate::telemetry::Telemetry;
 use anyhow::Context;
 use base64::Engine;
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,6 +29,18 @@ use valuestream_core::time::Timestamp;
 const IN_FLIGHT: usize = 1024;
 /// Rejected lines reported one by one on stderr at most.
 const REPORTED_REJECTIONS: usize = 20;
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// JSON Lines files of recorded deliveries, or folders holding them (*.jsonl, *.ndjson)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Exit 0 even when some lines were rejected (they are still counted and reported)
+    #[arg(long)]
+    pub best_effort: bool,
+}
 
 /// One line of a recording.
 #[derive(Deserialize)]
@@ -92,7 +105,7 @@ pub async fn replay_paths(
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let store = Store::open(url)
         .await
-        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(url)))?
+        .with_context(|| format!("cannot open the database {}", redact_url(url)))?
         .with_production_environments(&file_config.production_environments.clone().unwrap_or_default());
     store.migrate().await?;
     if store.rebuild_unfinished().await? {

@@ -1,14 +1,42 @@
 //! `valuestream report`: the summary and the DORA keys straight from the
 //! database (no server needed), as a table or as the two API objects in JSON.
 
-use crate::cli::{ReportCommand, UsageError, load_and_log};
-use crate::config::database_url;
+use crate::config::{CommonArgs, UsageError, database_url, redact_url};
+use crate::logging::load_and_log;
 use crate::metrics::{self, DoraFilter, SpanScope, Window};
 use crate::store::Store;
 use anyhow::Context;
+use clap::Args;
 use serde_json::{Value, json};
 use std::fmt::Write;
 use valuestream_core::time::Timestamp;
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output: table (for people) or json (the /api/v1/summary and /api/v1/dora objects)
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
+    pub format: String,
+    /// Start of the window: RFC 3339 or a duration back from now (30d, 12h) [default: 30d]
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// End of the window: RFC 3339 or a duration back from now [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this repository (owner/name)
+    #[arg(long, value_name = "REPO")]
+    pub repo: Option<String>,
+    /// Only this project
+    #[arg(long, value_name = "PROJECT")]
+    pub project: Option<String>,
+    /// Only this deploy environment (DORA default: production, prod, live)
+    #[arg(long, value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Summary groups, comma-separated: source, kind, repo, project, environment, outcome [default: source,kind]
+    #[arg(long, value_name = "KEYS")]
+    pub group_by: Option<String>,
+}
 
 pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
     let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
@@ -33,9 +61,8 @@ pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
     let file = load_and_log(&command.common)?;
     let url = database_url(&command.common, &file);
     // Only reads: a mistyped path is an error, never a new empty database.
-    let store = Store::open_existing(&url)
-        .await
-        .with_context(|| format!("cannot open the database {}", crate::server::redact_url(&url)))?;
+    let store =
+        Store::open_existing(&url).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
     store.migrate().await?;
     if store.rebuild_unfinished().await? {
         tracing::warn!("A `valuestream rebuild` began and did not finish: these numbers miss what it has not rebuilt.");

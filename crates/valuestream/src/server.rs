@@ -2,7 +2,7 @@
 //! export task, serve HTTP until shutdown, then drain in order: stop accepting,
 //! finish in-flight deliveries, join the writer, flush exports within a bound.
 
-use crate::config::{ServeConfig, TracerBackend};
+use crate::config::{ServeConfig, TracerBackend, redact_url};
 use crate::export::{self, Exporter, OtlpExporter, OtlpSettings, Protocol};
 use crate::http::{AppState, router};
 use crate::ingest::Ingest;
@@ -112,18 +112,4 @@ fn build_exporter(config: &ServeConfig) -> anyhow::Result<Option<Exporter>> {
     let exporter = OtlpExporter::new(&settings).map_err(anyhow::Error::msg)?;
     tracing::info!(endpoint = %settings.endpoint, ?protocol, "Exporting finished spans over OTLP.");
     Ok(Some(Exporter::Otlp(Box::new(exporter))))
-}
-
-/// A database URL without its password, for logs and messages.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
