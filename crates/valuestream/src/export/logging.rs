@@ -2,8 +2,8 @@
 //! what OTLP sends for it: its resource, instrumentation scope, span kind,
 //! status (with `error.type`), attributes and links (trace and span ids).
 
-use super::ExportSpan;
 use super::otlp;
+use crate::store::ExportSpan;
 use opentelemetry::trace::Status;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -50,7 +50,7 @@ pub(super) fn print(spans: &[ExportSpan]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::ExportLink;
+    use crate::store::ExportLink;
     use opentelemetry::trace::SpanKind as OtlpKind;
     use valuestream_core::time::Timestamp;
 

@@ -10,71 +10,14 @@
 mod logging;
 mod otlp;
 
-use crate::store::{ApiSpan, Due, Store};
+use crate::store::{Due, ExportSpan, Store};
 use crate::telemetry::Telemetry;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
-use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
-use valuestream_core::vocab;
 
 pub use otlp::{OtlpExporter, OtlpSettings, Protocol};
-
-/// A finished span as sent to the backend, with the ids known when it ended.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExportSpan {
-    pub key: String,
-    pub source: String,
-    pub kind: String,
-    /// As [`valuestream_core::export::name`] gives it, e.g. `pull_request hello-world#42`.
-    pub name: String,
-    pub trace_id: String,
-    pub span_id: String,
-    pub parent_span_id: Option<String>,
-    pub start: Timestamp,
-    pub end: Timestamp,
-    pub outcome: Option<String>,
-    pub attributes: Attributes,
-    pub links: Vec<ExportLink>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExportLink {
-    pub trace_id: String,
-    pub span_id: String,
-}
-
-impl ExportSpan {
-    pub fn from_api(span: &ApiSpan, links: Vec<ExportLink>) -> ExportSpan {
-        let mut attributes = valuestream_core::export::attributes(
-            &span.key,
-            &span.kind,
-            span.outcome.as_deref(),
-            span.repo.as_deref(),
-            &span.attributes,
-        );
-        if span.state == vocab::state::EXPIRED {
-            // Its end is its start plus --expire-open-after, not a time any payload gave.
-            attributes.insert(vocab::attr::EXPIRED.into(), true.into());
-        }
-        ExportSpan {
-            key: span.key.clone(),
-            source: span.source.clone(),
-            kind: span.kind.clone(),
-            name: span.name.clone(),
-            trace_id: span.trace_id.clone(),
-            span_id: span.span_id.clone(),
-            parent_span_id: span.parent_span_id.clone(),
-            start: span.start,
-            end: span.end.unwrap_or(span.start),
-            outcome: span.outcome.clone(),
-            attributes,
-            links,
-        }
-    }
-}
 
 /// Where finished spans go (`--tracer`).
 pub enum Exporter {

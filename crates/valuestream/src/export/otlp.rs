@@ -3,7 +3,7 @@
 //! parent ids; payload start and end times) and hand it to the OTLP exporter.
 //! Endpoint and headers come from the standard `OTEL_EXPORTER_OTLP_*` variables.
 
-use super::ExportSpan;
+use crate::store::ExportSpan;
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};

@@ -5,10 +5,9 @@
 use super::changes;
 use super::columns::{PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times};
 use super::expiry::ExpiryRule;
-use super::outbox;
+use super::outbox::{self, ExportLink, ExportSpan};
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
-use crate::export::{ExportLink, ExportSpan};
 use sqlx::{AnyConnection, Connection, Row};
 use std::collections::{BTreeSet, HashSet};
 use valuestream_core::ids;

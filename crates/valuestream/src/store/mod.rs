@@ -18,7 +18,7 @@ mod rebuild;
 
 pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_body, decode_body};
 pub use expiry::Swept;
-pub use outbox::{Due, Sent};
+pub use outbox::{Due, ExportLink, ExportSpan, Sent};
 pub use query::{ApiSpan, Meta, SpanFilter, decode_cursor, encode_cursor};
 pub use rebuild::{ArrivalCursor, StoredDelivery};
 
