@@ -465,34 +465,35 @@ async fn apply_events(
 async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<(Stored, Option<String>)>, StoreError> {
     let row = sqlx::query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
-                CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END,
+                CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END AS rework,
                 kind, repo, environment, revision, first_commit_ns, expired_ns, folding
          FROM spans WHERE key = $1",
     )
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
+    // By name: seventeen positions are too many to keep in step by hand.
     Ok(match row {
         Some(row) => Some((
             Stored {
-                state: row.try_get(0)?,
-                end_ns: row.try_get(1)?,
-                outcome: row.try_get(2)?,
-                trace_refs: row.try_get(3)?,
-                parent_refs: row.try_get(4)?,
-                link_refs: row.try_get(5)?,
-                group_id: row.try_get(6)?,
-                start_ns: row.try_get(7)?,
-                reviewed_ns: row.try_get(8)?,
-                rework: row.try_get::<i64, _>(9)? == 1,
-                kind: row.try_get(10)?,
-                repo: row.try_get(11)?,
-                environment: row.try_get(12)?,
-                revision: row.try_get(13)?,
-                first_commit_ns: row.try_get(14)?,
-                expired_ns: row.try_get(15)?,
+                state: row.try_get("state")?,
+                end_ns: row.try_get("end_ns")?,
+                outcome: row.try_get("outcome")?,
+                trace_refs: row.try_get("trace_refs")?,
+                parent_refs: row.try_get("parent_refs")?,
+                link_refs: row.try_get("link_refs")?,
+                group_id: row.try_get("group_id")?,
+                start_ns: row.try_get("start_ns")?,
+                reviewed_ns: row.try_get("reviewed_ns")?,
+                rework: row.try_get::<i64, _>("rework")? == 1,
+                kind: row.try_get("kind")?,
+                repo: row.try_get("repo")?,
+                environment: row.try_get("environment")?,
+                revision: row.try_get("revision")?,
+                first_commit_ns: row.try_get("first_commit_ns")?,
+                expired_ns: row.try_get("expired_ns")?,
             },
-            row.try_get(16)?,
+            row.try_get("folding")?,
         )),
         None => None,
     })
