@@ -406,17 +406,8 @@ async fn trace_by_ref(
 
 /// Reads `since`/`until` (default: the last 30 days up to now); 400 naming a bad one.
 fn window_of(params: &HashMap<String, String>, now: Timestamp) -> Result<Window, ApiError> {
-    let mut window = Window::last_30_days(now);
-    if let Some(value) = params.get("since") {
-        window.since = parse_time("since", value, now)?;
-    }
-    if let Some(value) = params.get("until") {
-        window.until = parse_time("until", value, now)?;
-    }
-    if window.since >= window.until {
-        return Err(ApiError::BadRequest("`since` must be before `until`".into()));
-    }
-    Ok(window)
+    let value = |name: &str| params.get(name).map(String::as_str);
+    Window::parse(value("since"), value("until"), ["since", "until"], now).map_err(ApiError::BadRequest)
 }
 
 fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {

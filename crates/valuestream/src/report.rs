@@ -40,16 +40,8 @@ pub struct ReportCommand {
 
 pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
     let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
-    let mut window = Window::last_30_days(now);
-    if let Some(since) = &command.since {
-        window.since = metrics::parse_time("--since", since, now).map_err(UsageError)?;
-    }
-    if let Some(until) = &command.until {
-        window.until = metrics::parse_time("--until", until, now).map_err(UsageError)?;
-    }
-    if window.since >= window.until {
-        return Err(UsageError("--since must be before --until".into()).into());
-    }
+    let window = Window::parse(command.since.as_deref(), command.until.as_deref(), ["--since", "--until"], now)
+        .map_err(UsageError)?;
     let group_by =
         metrics::parse_group_by(command.group_by.as_deref()).map_err(|e| UsageError(format!("--group-by: {e}")))?;
     let json_format = match command.format.as_str() {

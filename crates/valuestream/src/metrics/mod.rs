@@ -34,6 +34,24 @@ impl Window {
         Window { since: Timestamp(now.nanos() - 30 * 86_400 * 1_000_000_000), until: now }
     }
 
+    /// The window `since`/`until` ask for (each an RFC 3339 time or a
+    /// duration back from `now`, [`parse_time`]; default the last 30 days up
+    /// to `now`), as the API and `valuestream report` read it. `names` are
+    /// the two settings as the caller's user spells them (`since`, `--since`).
+    pub fn parse(since: Option<&str>, until: Option<&str>, names: [&str; 2], now: Timestamp) -> Result<Window, String> {
+        let mut window = Window::last_30_days(now);
+        if let Some(value) = since {
+            window.since = parse_time(names[0], value, now)?;
+        }
+        if let Some(value) = until {
+            window.until = parse_time(names[1], value, now)?;
+        }
+        if window.since >= window.until {
+            return Err(format!("`{}` must be before `{}`", names[0], names[1]));
+        }
+        Ok(window)
+    }
+
     /// The window's length in days (at least a nanosecond, never zero).
     pub fn days(&self) -> f64 {
         ((self.until.nanos() - self.since.nanos()).max(1)) as f64 / 86_400e9
@@ -147,6 +165,21 @@ mod tests {
 
     fn t(text: &str) -> Timestamp {
         Timestamp::parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn a_window_reads_times_and_durations_and_names_the_setting_in_its_errors() {
+        let now = t("2026-12-02T12:00:00Z");
+        let api = ["since", "until"];
+        assert_eq!(Window::parse(None, None, api, now), Ok(Window::last_30_days(now)));
+        assert_eq!(
+            Window::parse(Some("7d"), Some("2026-12-02T00:00:00Z"), api, now),
+            Ok(Window { since: t("2026-11-25T12:00:00Z"), until: t("2026-12-02T00:00:00Z") })
+        );
+        assert_eq!(Window::parse(Some("1h"), Some("2h"), api, now), Err("`since` must be before `until`".into()));
+        let flags = ["--since", "--until"];
+        let error = Window::parse(Some("yesterday"), None, flags, now).unwrap_err();
+        assert!(error.starts_with("`--since` must be an RFC 3339 time or a duration"), "{error}");
     }
 
     fn edges(since: &str, until: &str, bucket: Bucket) -> Vec<(String, String)> {
