@@ -19,6 +19,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{self, SourceOptions};
+use valuestream_core::time::Timestamp;
 
 /// Deliveries read, parsed and applied (in one transaction) at a time.
 const PAGE: usize = 512;
@@ -39,7 +40,7 @@ pub struct RebuildCommand {
 pub struct RebuildCounts {
     pub accepted: u64,
     pub ignored: u64,
-    /// Stored deliveries this version cannot parse (kept, but nothing derived from them).
+    /// Stored deliveries this version cannot read back or parse (kept, but nothing derived from them).
     pub unparsable: u64,
 }
 
@@ -61,15 +62,27 @@ pub async fn run(command: RebuildCommand) -> anyhow::Result<()> {
     store.close().await;
     let total = counts.accepted + counts.ignored + counts.unparsable;
     println!(
-        "rebuilt from {total} stored deliveries: {} accepted, {} ignored, {} no longer parse (kept)",
+        "rebuilt from {total} stored deliveries: {} accepted, {} ignored, {} unreadable or unparsable (kept)",
         counts.accepted, counts.ignored, counts.unparsable
     );
     Ok(())
 }
 
-/// Re-derives everything in `store` from its deliveries. While one page is
-/// applied (the writer's work), the next is read and parsed on another thread.
+/// Re-derives everything in `store` from its deliveries, [`PAGE`] at a time.
 pub async fn rebuild(store: &Store, options: &SourceOptions, progress: bool) -> anyhow::Result<RebuildCounts> {
+    rebuild_in_pages(store, options, progress, PAGE).await
+}
+
+/// [`rebuild`] reading `page` deliveries at a time (tests use small pages).
+/// While one page is applied (the writer's work), the next is read and
+/// parsed on another thread. With `--expire-open-after`, the spans it left
+/// open past the age are expired at the end, as `serve`'s sweep would.
+pub async fn rebuild_in_pages(
+    store: &Store,
+    options: &SourceOptions,
+    progress: bool,
+    page: usize,
+) -> anyhow::Result<RebuildCounts> {
     let stored = store.begin_rebuild().await?;
     let bar = if progress { ProgressBar::new(stored) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -80,21 +93,21 @@ pub async fn rebuild(store: &Store, options: &SourceOptions, progress: bool) -> 
     );
     let mut counts = RebuildCounts::default();
     let mut reported = 0;
-    let mut next = tokio::spawn(read_page(store.clone(), options.clone(), None));
+    let mut next = tokio::spawn(read_page(store.clone(), options.clone(), None, page));
     loop {
-        let page = next.await.context("reading stored deliveries failed")??;
-        if page.read == 0 {
+        let current = next.await.context("reading stored deliveries failed")??;
+        if current.read == 0 {
             break;
         }
-        next = tokio::spawn(read_page(store.clone(), options.clone(), page.cursor.clone()));
-        for (id, reason) in &page.failures {
+        next = tokio::spawn(read_page(store.clone(), options.clone(), current.cursor.clone(), page));
+        for (id, reason) in &current.failures {
             counts.unparsable += 1;
             if reported < REPORTED_FAILURES {
-                bar.suspend(|| eprintln!("valuestream: delivery {id} no longer parses (kept): {reason}"));
+                bar.suspend(|| eprintln!("valuestream: delivery {id} is kept, but nothing derives from it: {reason}"));
                 reported += 1;
             }
         }
-        let (acks, _) = store.rederive_batch(&page.items, true).await?;
+        let (acks, _) = store.rederive_batch(&current.items, true).await?;
         for ack in &acks {
             match ack.status {
                 AckStatus::Accepted => counts.accepted += 1,
@@ -102,11 +115,15 @@ pub async fn rebuild(store: &Store, options: &SourceOptions, progress: bool) -> 
                 AckStatus::Ignored | AckStatus::Pong | AckStatus::Duplicate => counts.ignored += 1,
             }
         }
-        bar.inc(page.read as u64);
+        bar.inc(current.read as u64);
         bar.set_message(format!("{} accepted, {} ignored", counts.accepted, counts.ignored));
     }
     store.finish_rebuild().await?;
     bar.finish_and_clear();
+    if store.expire_open_after().is_some() {
+        let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        while store.sweep_expired(now, true, true).await?.changed() > 0 {}
+    }
     Ok(counts)
 }
 
@@ -115,25 +132,39 @@ struct Page {
     /// How many deliveries were read (0: none left).
     read: usize,
     items: Vec<Applicable>,
-    /// Ids and reasons of those that no longer parse.
+    /// Ids and reasons of those that cannot be read or no longer parse.
     failures: Vec<(String, String)>,
     /// Where the next page starts.
     cursor: Option<ArrivalCursor>,
 }
 
-async fn read_page(store: Store, options: SourceOptions, after: Option<ArrivalCursor>) -> anyhow::Result<Page> {
-    let deliveries = store.stored_deliveries(after.as_ref(), PAGE).await?;
-    let cursor = deliveries.last().map(|d| (d.received_at.nanos(), d.id.clone())).or(after);
+async fn read_page(
+    store: Store,
+    options: SourceOptions,
+    after: Option<ArrivalCursor>,
+    page: usize,
+) -> anyhow::Result<Page> {
+    let deliveries = store.stored_deliveries(after.as_ref(), page).await?;
+    let last = deliveries.last().map(|d| match d {
+        Ok(stored) => (stored.received_at.nanos(), stored.id.clone()),
+        Err(unreadable) => (unreadable.received_at.nanos(), unreadable.id.clone()),
+    });
+    let cursor = last.or(after);
     let read = deliveries.len();
     // Parsing is CPU work: off the async threads, beside the writer.
     let (items, failures) = tokio::task::spawn_blocking(move || {
         let mut items = Vec::with_capacity(deliveries.len());
         let mut failures = Vec::new();
-        for stored in deliveries {
-            let id = stored.id.clone();
-            match parse(stored, &options) {
-                Ok(item) => items.push(item),
-                Err(reason) => failures.push((id, reason)),
+        for delivery in deliveries {
+            match delivery {
+                Ok(stored) => {
+                    let id = stored.id.clone();
+                    match parse(stored, &options) {
+                        Ok(item) => items.push(item),
+                        Err(reason) => failures.push((id, format!("it no longer parses: {reason}"))),
+                    }
+                }
+                Err(unreadable) => failures.push((unreadable.id, unreadable.reason)),
             }
         }
         (items, failures)

@@ -1217,7 +1217,8 @@ async fn measured(store: &Store, h: &History) -> Value {
 enum Backend {
     Sqlite,
     /// SQLite, then `valuestream rebuild`: everything derived again from the
-    /// stored deliveries, read back in arrival order (here: by delivery id).
+    /// stored deliveries, read back in arrival order (here all received at
+    /// once, so by delivery id), three to a page.
     SqliteRebuilt,
     /// PostgreSQL, then `valuestream rebuild`.
     PostgresRebuilt,
@@ -1244,7 +1245,7 @@ async fn store_answer(backend: &Backend, h: &History, batches: &[Vec<usize>]) ->
             let store = Store::open(&format!("sqlite://{}", dir.0.join("oracle.db").display())).await.unwrap();
             store.migrate().await.unwrap();
             fill(&store, &list, batches).await;
-            valuestream::rebuild::rebuild(&store, &SourceOptions::default(), false).await.unwrap();
+            valuestream::rebuild::rebuild_in_pages(&store, &SourceOptions::default(), false, 3).await.unwrap();
             let answer = measured(&store, h).await;
             store.close().await;
             answer
@@ -1264,7 +1265,7 @@ async fn store_answer(backend: &Backend, h: &History, batches: &[Vec<usize>]) ->
             let store = Store::open(&db.url).await.unwrap();
             store.migrate().await.unwrap();
             fill(&store, &list, batches).await;
-            valuestream::rebuild::rebuild(&store, &SourceOptions::default(), false).await.unwrap();
+            valuestream::rebuild::rebuild_in_pages(&store, &SourceOptions::default(), false, 3).await.unwrap();
             let answer = measured(&store, h).await;
             store.close().await;
             db.drop_database().await;

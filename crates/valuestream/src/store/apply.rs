@@ -130,6 +130,11 @@ impl Store {
             // sees every committed event, and parent resolution sees settled rows.
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
+        // A `serve` left running during a rebuild (here or on a replica)
+        // must not write into what the rebuild is re-deriving.
+        if record == Record::New && super::rebuild::under_way(&mut tx).await? {
+            return Err(StoreError::RebuildUnderway);
+        }
         self.faults.maybe_panic();
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;

@@ -102,6 +102,10 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
+        if super::rebuild::under_way(&mut tx).await? {
+            // The rebuild's own sweep runs once it has finished.
+            return Ok(Swept::default());
+        }
         let mut swept = Swept::default();
         let mut changed: Vec<String> = Vec::new();
         // Spans expired with the age served now are those started at or before the cutoff.

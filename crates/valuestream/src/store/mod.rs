@@ -20,7 +20,7 @@ pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_
 pub use expiry::Swept;
 pub use outbox::{Due, ExportLink, ExportSpan, Sent};
 pub use query::{ApiSpan, Meta, SpanFilter, decode_cursor, encode_cursor};
-pub use rebuild::{ArrivalCursor, StoredDelivery};
+pub use rebuild::{ArrivalCursor, StoredDelivery, Unreadable};
 
 pub use connect::OpenMode;
 
@@ -58,6 +58,11 @@ pub enum StoreError {
     /// The database cannot be opened; the sentence names the cause.
     #[error("{0}")]
     Open(String),
+    /// `valuestream rebuild` is re-deriving the store: new deliveries wait.
+    #[error(
+        "a `valuestream rebuild` of this store is under way (or stopped before its end); retry when it has finished"
+    )]
+    RebuildUnderway,
 }
 
 /// Which database the store runs on.

@@ -151,11 +151,14 @@ pub struct Due {
 
 impl Store {
     /// The oldest rows that have not changed since `changed_before`, at most `limit`.
+    /// Nothing is due while a rebuild is under way: its spans are not settled.
     pub async fn outbox_due(&self, changed_before: Timestamp, limit: usize) -> Result<Vec<Due>, StoreError> {
         let rows = sqlx::query(
             "SELECT o.id, o.payload, e.end_ns, e.outcome FROM outbox o
              LEFT JOIN span_exports e ON e.span_key = o.span_key
-             WHERE o.changed_at <= $1 ORDER BY o.id LIMIT $2",
+             WHERE o.changed_at <= $1
+               AND NOT EXISTS (SELECT 1 FROM pending_tasks WHERE name = 'rebuild')
+             ORDER BY o.id LIMIT $2",
         )
         .bind(changed_before.nanos())
         .bind(limit as i64)

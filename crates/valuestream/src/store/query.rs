@@ -316,8 +316,8 @@ impl Store {
             }
         }
         let row = sqlx::query(
-            "SELECT COUNT(DISTINCT p.span_key) FROM span_parent_refs p
-             JOIN spans s ON s.key = p.span_key WHERE s.parent_key IS NULL",
+            "SELECT COUNT(*) FROM spans s
+             WHERE s.parent_key IS NULL AND EXISTS (SELECT 1 FROM span_parent_refs p WHERE p.span_key = s.key)",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -36,6 +36,15 @@ const DERIVED_TABLES: &[&str] = &[
     "outbox",
 ];
 
+/// Whether a rebuild is under way, inside the caller's transaction.
+pub(super) async fn under_way(conn: &mut sqlx::AnyConnection) -> Result<bool, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) FROM pending_tasks WHERE name = $1")
+        .bind(REBUILD_TASK)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)? > 0)
+}
+
 /// One delivery as the store keeps it, body decoded.
 #[derive(Debug, Clone)]
 pub struct StoredDelivery {
@@ -44,6 +53,15 @@ pub struct StoredDelivery {
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
     pub received_at: Timestamp,
+}
+
+/// A stored delivery whose row cannot be read back (headers that are not
+/// JSON, a body encoding this version does not know).
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub id: String,
+    pub received_at: Timestamp,
+    pub reason: String,
 }
 
 /// Where the next page of [`Store::stored_deliveries`] starts: after this
@@ -82,20 +100,18 @@ impl Store {
     /// Whether a rebuild began and did not finish: the spans and metrics are
     /// then incomplete until `valuestream rebuild` runs again.
     pub async fn rebuild_unfinished(&self) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM pending_tasks WHERE name = $1")
-            .bind(REBUILD_TASK)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)? > 0)
+        under_way(&mut *self.pool.acquire().await?).await
     }
 
     /// Up to `limit` stored deliveries after `after`, in the order they
-    /// arrived (then by id), with their bodies decoded.
+    /// arrived (then by id), with their bodies decoded. A row whose headers
+    /// or body cannot be read is handed back as its id and the reason (the
+    /// caller counts it and goes on: one such row must not stop a rebuild).
     pub async fn stored_deliveries(
         &self,
         after: Option<&ArrivalCursor>,
         limit: usize,
-    ) -> Result<Vec<StoredDelivery>, StoreError> {
+    ) -> Result<Vec<Result<StoredDelivery, Unreadable>>, StoreError> {
         let (received_at, id) = after.cloned().unwrap_or((i64::MIN, String::new()));
         let rows = sqlx::query(
             "SELECT id, source, headers, body, body_encoding, received_at FROM deliveries
@@ -110,18 +126,19 @@ impl Store {
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in rows {
             let id: String = row.try_get(0)?;
+            let received_at = Timestamp(row.try_get(5)?);
             let headers: String = row.try_get(2)?;
-            let headers = serde_json::from_str(&headers)
-                .map_err(|e| StoreError::Corrupt(format!("delivery {id}: headers are not a JSON object: {e}")))?;
             let encoding: String = row.try_get(4)?;
-            let body = decode_body(&encoding, &row.try_get::<Vec<u8>, _>(3)?)
-                .map_err(|e| StoreError::Corrupt(format!("delivery {id}: body cannot be decoded: {e}")))?;
-            deliveries.push(StoredDelivery {
-                source: row.try_get(1)?,
-                headers,
-                body,
-                received_at: Timestamp(row.try_get(5)?),
-                id,
+            let body: Vec<u8> = row.try_get(3)?;
+            let decoded = serde_json::from_str(&headers)
+                .map_err(|e| format!("its headers are not a JSON object: {e}"))
+                .and_then(|headers| {
+                    let body = decode_body(&encoding, &body).map_err(|e| format!("its body cannot be decoded: {e}"))?;
+                    Ok((headers, body))
+                });
+            deliveries.push(match decoded {
+                Ok((headers, body)) => Ok(StoredDelivery { source: row.try_get(1)?, headers, body, received_at, id }),
+                Err(reason) => Err(Unreadable { id, received_at, reason }),
             });
         }
         Ok(deliveries)

@@ -201,9 +201,10 @@ function coverage(dora, seen) {
       `No delivery for over a day from ${silent.join(', ')}: check that its webhooks still point here.`));
   }
   if (seen.waiting_references > 0) {
+    const one = seen.waiting_references === 1;
     notes.push(h('p', { class: 'coverage', role: 'status' },
-      `${count(seen.waiting_references, 'span names a parent', 'spans name a parent')} not received yet (a trace reference, a branch or a sha); `,
-      'it joins its trace when that webhook arrives. ', h('a', { href: '/traces', 'data-nav': true }, 'Traces'), ' shows them.'));
+      `${count(seen.waiting_references, 'span names a parent', 'spans name a parent')} ValueStream has not received (a trace reference, a branch or a sha): `,
+      one ? 'it joins that trace when its webhook arrives.' : 'each joins its trace when that webhook arrives.'));
   }
   const main = mainCoverage(dora);
   return main || notes.length ? h('div', { class: 'coverage-notes' }, main, ...notes) : null;

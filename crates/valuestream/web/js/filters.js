@@ -78,17 +78,21 @@ export function rangeOf(filters) {
 }
 
 // What the store has seen (`/api/v1/meta`): the filter menus' values and
-// the coverage notes. One call per page load: it does not depend on the window.
-let metaPromise = null;
+// the coverage notes. It does not depend on the window: one call serves every
+// view for a minute; a failed call is asked again at the next view.
+const META_FOR_MS = 60 * 1000;
+let metaCache = { at: 0, promise: null };
 
-/** `/api/v1/meta`, fetched once; an empty answer when it cannot be read. */
+/** `/api/v1/meta`, at most a minute old; an empty answer when it cannot be read. */
 export function meta() {
-  if (!metaPromise) {
-    metaPromise = get('/api/v1/meta').catch(() => ({
-      repos: [], projects: [], environments: [], kinds: [], sources: [], last_delivery: {}, waiting_references: 0,
-    }));
+  if (!metaCache.promise || Date.now() - metaCache.at > META_FOR_MS) {
+    const promise = get('/api/v1/meta').catch(() => {
+      if (metaCache.promise === promise) metaCache = { at: 0, promise: null };
+      return { repos: [], projects: [], environments: [], kinds: [], sources: [], last_delivery: {}, waiting_references: 0 };
+    });
+    metaCache = { at: Date.now(), promise };
   }
-  return metaPromise;
+  return metaCache.promise;
 }
 
 const META_LISTS = { repo: 'repos', project: 'projects', environment: 'environments', source: 'sources' };
