@@ -130,11 +130,6 @@ impl Store {
             // sees every committed event, and parent resolution sees settled rows.
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
-        // A `serve` left running during a rebuild (here or on a replica)
-        // must not write into what the rebuild is re-deriving.
-        if record == Record::New && super::rebuild::under_way(&mut tx).await? {
-            return Err(StoreError::RebuildUnderway);
-        }
         self.faults.maybe_panic();
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
@@ -143,6 +138,14 @@ impl Store {
             let (ack, queued) = apply_one(&mut tx, item, record, export, &self.production, expiry).await?;
             acks.push(ack);
             exported += queued;
+        }
+        // A `serve` left running during a rebuild (here or on a replica)
+        // must not write into what the rebuild is re-deriving: the group is
+        // rolled back. Asked after the writes, under the write lock (a first
+        // read would make SQLite's later upgrade to a writer fail when
+        // another connection wrote meanwhile, instead of waiting).
+        if record == Record::New && super::rebuild::under_way(&mut tx).await? {
+            return Err(StoreError::RebuildUnderway);
         }
         self.faults.before_commit(&mut tx).await?;
         tx.commit().await?;

@@ -102,10 +102,6 @@ impl Store {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
-        if super::rebuild::under_way(&mut tx).await? {
-            // The rebuild's own sweep runs once it has finished.
-            return Ok(Swept::default());
-        }
         let mut swept = Swept::default();
         let mut changed: Vec<String> = Vec::new();
         // Spans expired with the age served now are those started at or before the cutoff.
@@ -198,6 +194,13 @@ impl Store {
                     swept.queued += 1;
                 }
             }
+        }
+        if super::rebuild::under_way(&mut tx).await? {
+            // A `serve` left running during a rebuild: nothing is swept (the
+            // rebuild sweeps once it has finished); the step is rolled back.
+            tx.rollback().await?;
+            conn.release();
+            return Ok(Swept::default());
         }
         tx.commit().await?;
         conn.release();
