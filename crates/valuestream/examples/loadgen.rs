@@ -28,6 +28,12 @@
 //!   derived from the process id).
 //! `loadgen file --out deliveries.jsonl [--count 100000]`
 //!   writes a JSON Lines recording for `valuestream replay`.
+//! `loadgen suite --bin target/release/valuestream [--seconds 60] [--rate 1000] [--count 100000] [--port 5070]`
+//!   the whole ingest suite in one command: starts `valuestream serve` on a
+//!   fresh SQLite store for each run, sends (a) as fast as `--connections`
+//!   allow and (b) at the fixed `--rate`, each for `--seconds`, then (c)
+//!   writes a file of `--count` deliveries and times `valuestream replay` of
+//!   it into a fresh store, and prints one markdown table (loadgen/suite.rs).
 //! `loadgen flood --url http://127.0.0.1:5000 --pid PID --senders 50 --mb 20`
 //!   sends that many unsigned GitHub deliveries of that many MB (10^6 bytes) at
 //!   once, each on its own connection, and reports their answers and the
@@ -41,6 +47,8 @@
 mod realistic;
 #[path = "loadgen/simple.rs"]
 mod simple;
+#[path = "loadgen/suite.rs"]
+mod suite;
 
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -215,11 +223,13 @@ async fn main() {
     match args.first().map(String::as_str) {
         Some("http") => http(&args).await,
         Some("file") => file(&args),
+        Some("suite") => suite::run(&args).await,
         Some("flood") => flood(&args),
         _ => {
             eprintln!(
                 "usage: loadgen http --url URL --secret S [--mix realistic|simple] [--repos N] [--rate N] [--seconds N] [--connections N] [--prepared N]\n       \
                  loadgen file --out PATH [--count N] [--mix realistic|simple] [--repos N]\n       \
+                 loadgen suite --bin PATH [--port N] [--seconds N] [--rate N] [--count N] [--connections N] [--mix M] [--repos N] [--dir PATH] [--keep]\n       \
                  loadgen flood --url URL --pid PID [--senders N] [--mb N]"
             );
             std::process::exit(2);
