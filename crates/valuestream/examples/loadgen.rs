@@ -311,6 +311,9 @@ pub fn prepare(mix: &Mix, count: u64, secret: &str) -> (Vec<Prepared>, Tally) {
     (all, tally)
 }
 
+/// The span of each throughput figure of a run.
+const WINDOW: Duration = Duration::from_secs(10);
+
 /// How a load is sent.
 pub struct Load {
     /// `http://HOST:PORT` of the server.
@@ -327,6 +330,9 @@ pub struct Load {
 pub struct Outcome {
     /// Latencies of the 2xx answers, sorted.
     latencies: Vec<Duration>,
+    /// 2xx answers in each 10 s of the run: whether the rate holds or falls
+    /// as the store grows.
+    per_window: Vec<u64>,
     /// Answers that were not 2xx, by what they were: count and the first body.
     errors: BTreeMap<String, (u64, String)>,
     elapsed: f64,
@@ -369,6 +375,9 @@ impl Outcome {
             self.percentile(0.99),
             self.percentile(1.0)
         );
+        let windows: Vec<String> =
+            self.per_window.iter().map(|&n| format!("{}/s", thousands(n / WINDOW.as_secs()))).collect();
+        println!("  by {} s: {}", WINDOW.as_secs(), windows.join(", "));
         for (what, (n, first)) in &self.errors {
             println!("  {n} × {what}; the first said: {first}");
         }
@@ -432,6 +441,7 @@ pub async fn send(load: &Load, bodies: Arc<Vec<Prepared>>) -> Outcome {
             (client.clone(), url.clone(), bodies.clone(), next.clone(), errors.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut answered_at = Vec::new();
             let mut behind = Duration::ZERO;
             let mut sent = 0u64;
             loop {
@@ -463,6 +473,7 @@ pub async fn send(load: &Load, bodies: Arc<Vec<Prepared>>) -> Outcome {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
                         latencies.push(begin.elapsed());
+                        answered_at.push(started.elapsed());
                         None
                     }
                     Ok(r) => Some((format!("HTTP {}", r.status()), r.text().await.unwrap_or_default())),
@@ -475,21 +486,31 @@ pub async fn send(load: &Load, bodies: Arc<Vec<Prepared>>) -> Outcome {
                 }
                 sent += 1;
             }
-            (latencies, behind)
+            (latencies, answered_at, behind)
         }));
     }
     let mut latencies = Vec::new();
+    let mut per_window = Vec::new();
     let mut behind = Duration::ZERO;
     for worker in workers {
-        let (own, late) = worker.await.unwrap();
+        let (own, answered_at, late) = worker.await.unwrap();
         latencies.extend(own);
+        for at in answered_at {
+            let window = (at.as_secs() / WINDOW.as_secs()) as usize;
+            if per_window.len() <= window {
+                per_window.resize(window + 1, 0);
+            }
+            per_window[window] += 1;
+        }
         behind = behind.max(late);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Whole windows only: the last, partial one would read as a drop.
+    per_window.truncate((elapsed / WINDOW.as_secs_f64()) as usize);
     latencies.sort();
     let requests = next.load(Ordering::Relaxed);
     let errors = std::mem::take(&mut *errors.lock().unwrap());
-    Outcome { latencies, errors, elapsed, repeats: requests.saturating_sub(bodies.len() as u64), behind }
+    Outcome { latencies, per_window, errors, elapsed, repeats: requests.saturating_sub(bodies.len() as u64), behind }
 }
 
 // ---------------------------------------------------------------- flood
