@@ -2,8 +2,7 @@
 //! real units of work, spread over hundreds of repositories.
 //!
 //! A **unit of work** is one change from idea to production, in one
-//! repository. GitHub sends, in this order (times in parentheses are the
-//! ranges the plan draws from):
+//! repository. GitHub sends, in this order:
 //!
 //! | delivery | how many |
 //! |---|---|
@@ -22,17 +21,19 @@
 //!
 //! so about 24 deliveries and 6 spans (issue, pull request, workflow run, two
 //! jobs, deploy) per unit. The service links them into one trace: the
-//! pull request finds its issue by its head branch, the run and jobs find the
-//! pull request, the deploy finds it by the merge commit, and the push to
-//! `main` makes the merge commit a change that the deploy ships.
+//! pull request finds its issue by its head branch, the run finds the pull
+//! request (`pull_requests`), each job its run, the deploy the pull request
+//! by the merge commit; the push to `main` makes the branch's commits and the
+//! merge commit the changes the deploy ships.
 //!
 //! Units start every [`UNIT_GAP`] seconds of simulated time from
-//! 2026-09-01 and last hours to a day, so hundreds are in flight at once,
-//! and the deliveries of all of them are sent in time order, as GitHub
-//! would. Everything is derived from the unit's index (a seeded generator,
-//! SHA-256 of names for commit shas), so the same arguments always give the
-//! same bytes: a file replayed twice, or two runs of `http`, send the same
-//! work.
+//! 2026-09-01 and last 3 to 21 hours (11 on average), so about 170 are in
+//! flight at any time, and the deliveries of all of them are sent in time
+//! order, as GitHub would. Everything is derived from the unit's index (a
+//! seeded generator, SHA-256 of names for commit shas), so the same
+//! arguments always give the same bytes: a file replayed twice, or two runs
+//! of `http` against one store, send the same work again (under new
+//! delivery ids in `http`).
 //!
 //! Bodies are the vendored @octokit payloads (the same ones the tests use)
 //! with the fields the service reads set for the unit: ids, numbers,
