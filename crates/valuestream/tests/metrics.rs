@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::*;
 use valuestream::ingest::prepare;
-use valuestream::metrics::{Bucket, DoraFilter, SpanScope, Window, buckets, dora, dora_series, summary};
+use valuestream::metrics::{Bucket, DoraFilter, MAX_BUCKETS, SpanScope, Window, buckets, dora, dora_series, summary};
 use valuestream::store::{SpanFilter, Store};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
@@ -521,6 +521,17 @@ async fn check_edge_history(store: &Store) {
         assert_eq!(edges, naive_edges(window, bucket), "{bucket:?}: the calendar's edges");
         assert_series_is_each_bucket_alone(store, window, &windows, &format!("{bucket:?}"), &whole).await;
     }
+    // The most buckets a call takes: the bucket search grows with them (an
+    // expression nested about log2(buckets) deep), and the database takes it.
+    let day = 86_400_000_000_000;
+    let until = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
+    let days = Window { since: Timestamp(until.nanos() - MAX_BUCKETS as i64 * day), until };
+    let windows = buckets(days, Bucket::Day).unwrap();
+    assert_eq!(windows.len(), MAX_BUCKETS);
+    let mut series = dora_series(store, days, &DoraFilter::default(), &windows).await.unwrap();
+    let list = series.as_object_mut().unwrap().remove("series").unwrap();
+    assert_eq!(list.as_array().unwrap().len(), MAX_BUCKETS);
+    assert_eq!(series, dora(store, days, &DoraFilter::default()).await.unwrap());
 }
 
 #[test]
