@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::*;
 use valuestream::ingest::prepare;
-use valuestream::metrics::{Bucket, DoraFilter, SpanScope, Window, buckets, dora, dora_series, summary};
+use valuestream::metrics::{Bucket, DoraFilter, MAX_BUCKETS, SpanScope, Window, buckets, dora, dora_series, summary};
 use valuestream::store::{SpanFilter, Store};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
@@ -353,24 +353,7 @@ fn a_series_is_the_dora_of_each_bucket_and_its_total_the_window() {
             .into_iter()
             .chain([("hours".to_string(), hours)]);
         for (bucket, windows) in partitions {
-            let series = dora_series(&store, window(), &DoraFilter::default(), &windows).await.unwrap();
-            let mut total = series.clone();
-            total.as_object_mut().unwrap().remove("series");
-            assert_eq!(total, whole, "{bucket}: the total is the window's");
-            let list = series["series"].as_array().unwrap();
-            assert_eq!(list.len(), windows.len(), "{bucket}: one entry per bucket, empty ones too");
-            for (entry, w) in list.iter().zip(&windows) {
-                let mut alone = dora(&store, *w, &DoraFilter::default()).await.unwrap();
-                let alone = alone.as_object_mut().unwrap();
-                for key in ["since", "until", "environment", "repo"] {
-                    alone.remove(key);
-                }
-                let mut entry = entry.clone();
-                let entry = entry.as_object_mut().unwrap();
-                assert_eq!(entry.remove("start"), Some(json!(w.since)));
-                assert_eq!(entry.remove("end"), Some(json!(w.until)));
-                assert_eq!(entry, alone, "{bucket} bucket {}", w.since);
-            }
+            assert_series_is_each_bucket_alone(&store, window(), &windows, &bucket, &whole).await;
         }
 
         // By hand, by day: 81 succeeded on 11-03; 82 failed and 83 succeeded on 11-04
@@ -398,6 +381,191 @@ fn a_series_is_the_dora_of_each_bucket_and_its_total_the_window() {
         assert_eq!(days[0]["time_to_restore"]["median_seconds"], Value::Null);
         assert_eq!(days[0]["deployment_frequency"]["level"], "none");
         store.close().await;
+    });
+}
+
+/// `dora_series` of `window` over `windows`: its total is `whole` (the
+/// unbucketed DORA of the window) and each entry is the unbucketed DORA of
+/// its bucket's window alone, exactly.
+async fn assert_series_is_each_bucket_alone(
+    store: &Store,
+    window: Window,
+    windows: &[Window],
+    label: &str,
+    whole: &Value,
+) {
+    let series = dora_series(store, window, &DoraFilter::default(), windows).await.unwrap();
+    let mut total = series.clone();
+    total.as_object_mut().unwrap().remove("series");
+    assert_eq!(&total, whole, "{label}: the total is the window's");
+    let list = series["series"].as_array().unwrap();
+    assert_eq!(list.len(), windows.len(), "{label}: one entry per bucket, empty ones too");
+    for (entry, w) in list.iter().zip(windows) {
+        let mut alone = dora(store, *w, &DoraFilter::default()).await.unwrap();
+        let alone = alone.as_object_mut().unwrap();
+        for key in ["since", "until", "environment", "repo"] {
+            alone.remove(key);
+        }
+        let mut entry = entry.clone();
+        let entry = entry.as_object_mut().unwrap();
+        assert_eq!(entry.remove("start"), Some(json!(w.since)));
+        assert_eq!(entry.remove("end"), Some(json!(w.until)));
+        assert_eq!(entry, alone, "{label} bucket {} → {}", w.since, w.until);
+    }
+}
+
+/// The window of the edge history: mid-afternoon of a Wednesday in January to
+/// a Wednesday morning in May, so the first and last buckets of each kind are
+/// cut, and February and March start on a Sunday (a week edge the day after
+/// a month edge).
+fn edge_window() -> Window {
+    Window {
+        since: Timestamp::parse_rfc3339("2026-01-14T15:00:00Z").unwrap(),
+        until: Timestamp::parse_rfc3339("2026-05-20T09:30:00Z").unwrap(),
+    }
+}
+
+/// The bucket edges of `window` by a naive walk of the UTC calendar, one day
+/// at a time: a day bucket starts at every midnight, a week bucket at
+/// Monday's, a month bucket at the first's; the first and last are cut.
+fn naive_edges(window: Window, bucket: Bucket) -> Vec<i64> {
+    use chrono::{DateTime, Datelike, Utc, Weekday};
+    let mut edges = vec![window.since.nanos()];
+    let mut day = DateTime::<Utc>::from_timestamp_nanos(window.since.nanos()).date_naive();
+    loop {
+        day = day.succ_opt().unwrap();
+        let midnight = day.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_nanos_opt().unwrap();
+        if midnight >= window.until.nanos() {
+            break;
+        }
+        let starts = match bucket {
+            Bucket::Day => true,
+            Bucket::Week => day.weekday() == Weekday::Mon,
+            Bucket::Month => day.day() == 1,
+        };
+        if starts {
+            edges.push(midnight);
+        }
+    }
+    edges.push(window.until.nanos());
+    edges
+}
+
+/// A generated history whose times sit on the bucket edges of
+/// [`edge_window`]: at every week and month edge (and the window's own), a
+/// deploy fails a second before it and the next succeeds exactly on it (a
+/// recovery across the edge); an incident closes on the edge and one a
+/// second before. Between the edges, deploys (every third failing) and
+/// incidents at times drawn from a fixed seed. Each deploy ships a change
+/// merged two hours before it ends, pushed in time order. A bucket that took
+/// an edge as `<=` instead of `<`, or put an edge a day off, moves one of
+/// these across buckets.
+fn edge_history() -> Vec<(&'static str, Value)> {
+    const SECOND: i64 = 1_000_000_000;
+    const HOUR: i64 = 3_600 * SECOND;
+    let window = edge_window();
+    // (end of a deploy, its outcome, the end of an incident's)
+    let mut plan: Vec<(i64, &str, Option<i64>)> = Vec::new();
+    let mut edges: Vec<i64> = [Bucket::Week, Bucket::Month].iter().flat_map(|&b| naive_edges(window, b)).collect();
+    edges.sort();
+    edges.dedup();
+    // The window's own edges too: the failure before `since` and the success
+    // on `until` count nowhere.
+    for &edge in &edges {
+        plan.push((edge - SECOND, "failure", Some(edge - SECOND)));
+        plan.push((edge, "success", Some(edge)));
+    }
+    let mut seed: u64 = 0x5eed_b0c4;
+    let mut draw = move |below: i64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) as i64).rem_euclid(below)
+    };
+    let seconds = (window.until.nanos() - window.since.nanos()) / SECOND;
+    for k in 0..40 {
+        let end = window.since.nanos() + draw(seconds) * SECOND;
+        let closed = (k % 4 == 0).then(|| end + draw(3 * 86_400) * SECOND);
+        plan.push((end, if k % 3 == 2 { "failure" } else { "success" }, closed));
+    }
+    plan.sort();
+
+    let at = |nanos: i64| Timestamp(nanos).to_rfc3339();
+    let mut list = Vec::new();
+    let mut before = "0".repeat(40);
+    for (n, &(end, state, closed)) in (1..).zip(&plan) {
+        let sha = format!("{:040x}", 0xc0de_0000 + n);
+        let merged = end - 2 * HOUR;
+        list.push(("pull_request", merged_pr(n, &at(merged - 3 * HOUR), &at(merged), &sha)));
+        let message = format!("Merge pull request #{n} from octo-org/feature-{n}");
+        list.push(("push", push(&before, &[(&sha, &message, &at(merged))])));
+        list.extend(deploy(10_000 + n, &sha, "production", &at(end - 600 * SECOND), state, &at(end)));
+        if let Some(closed) = closed {
+            list.extend(incident(20_000 + n, &at(closed - HOUR - draw(20_000) * SECOND), &at(closed), "Slow."));
+        }
+        before = sha;
+    }
+    list
+}
+
+/// The buckets' edges follow the UTC calendar (checked against a naive walk
+/// of it), and each bucket's DORA object in the series is the unbucketed
+/// DORA of that bucket's window, on a history with events on every edge.
+async fn check_edge_history(store: &Store) {
+    let window = edge_window();
+    let whole = dora(store, window, &DoraFilter::default()).await.unwrap();
+    assert!(whole["deployment_frequency"]["deployments"].as_u64().unwrap() > 40, "{whole}");
+    assert!(whole["time_to_restore"]["incidents"].as_u64().unwrap() > 40, "{whole}");
+    for bucket in [Bucket::Day, Bucket::Week, Bucket::Month] {
+        let windows = buckets(window, bucket).unwrap();
+        let mut edges: Vec<i64> = windows.iter().map(|w| w.since.nanos()).collect();
+        edges.push(windows.last().unwrap().until.nanos());
+        assert_eq!(edges, naive_edges(window, bucket), "{bucket:?}: the calendar's edges");
+        assert_series_is_each_bucket_alone(store, window, &windows, &format!("{bucket:?}"), &whole).await;
+    }
+    // The most buckets a call takes: the bucket search grows with them (an
+    // expression nested about log2(buckets) deep), and the database takes it.
+    let day = 86_400_000_000_000;
+    let until = Timestamp::parse_rfc3339("2026-06-01T00:00:00Z").unwrap();
+    let days = Window { since: Timestamp(until.nanos() - MAX_BUCKETS as i64 * day), until };
+    let windows = buckets(days, Bucket::Day).unwrap();
+    assert_eq!(windows.len(), MAX_BUCKETS);
+    let mut series = dora_series(store, days, &DoraFilter::default(), &windows).await.unwrap();
+    let list = series.as_object_mut().unwrap().remove("series").unwrap();
+    assert_eq!(list.as_array().unwrap().len(), MAX_BUCKETS);
+    assert_eq!(series, dora(store, days, &DoraFilter::default()).await.unwrap());
+}
+
+#[test]
+fn each_bucket_of_a_series_is_its_window_alone_with_events_on_every_edge() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let list = edge_history();
+        let (_dir, store) = store_of(&list, &(0..list.len()).collect::<Vec<_>>()).await;
+        check_edge_history(&store).await;
+        store.close().await;
+    });
+}
+
+/// The same on PostgreSQL (`VS_TEST_POSTGRES_URL`, default the local server).
+#[test]
+#[ignore = "needs PostgreSQL: run by .ci/run"]
+fn each_bucket_of_a_series_is_its_window_alone_with_events_on_every_edge_on_postgres() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let db = PostgresDb::create().await;
+        let store = Store::open(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        for (i, (event, body)) in edge_history().iter().enumerate() {
+            let headers = [
+                ("X-GitHub-Event".to_string(), event.to_string()),
+                ("X-GitHub-Delivery".to_string(), format!("e-{i}")),
+            ];
+            let delivery = Delivery::new("github", headers, serde_json::to_vec(body).unwrap(), Timestamp(0));
+            let item = prepare(by_name("github").unwrap(), delivery, &SourceOptions::default()).unwrap();
+            store.apply_batch(&[item], false).await.unwrap();
+        }
+        check_edge_history(&store).await;
+        store.close().await;
+        db.drop_database().await;
     });
 }
 

@@ -5,14 +5,16 @@
 //! production deploys (frequency, failures, recovery, rework, with incidents
 //! attributed to deploys inside it), one the lead times of the change sets
 //! the writer stored (`store/changes.rs`), one the incidents' restore times.
-//! Each returns a single row; lists of durations come back as `string_agg`
-//! strings, which Rust sorts for medians.
+//! Each returns a single row (with `bucket=`, one per group: see
+//! [`dora_series`]); lists of durations come back as `string_agg` strings,
+//! which Rust sorts for medians.
 
 use super::{PRODUCTION, Window, aggregated};
 use crate::store::{Store, StoreError};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use std::collections::BTreeSet;
 use valuestream_core::stats::{
     Level, change_failure_level, deployment_frequency_level, lead_time_level, percentile, ratio, restore_level,
 };
@@ -123,6 +125,20 @@ struct Deploys {
     recoveries: Vec<f64>,
 }
 
+impl Deploys {
+    /// Adds a group of the bucketed statement.
+    fn add(&mut self, group: &Deploys) {
+        self.successes += group.successes;
+        self.deployments += group.deployments;
+        self.deploy_days += group.deploy_days;
+        self.unmatched += group.unmatched;
+        self.failed += group.failed;
+        self.rework += group.rework;
+        self.failures += group.failures;
+        self.recoveries.extend(&group.recoveries);
+    }
+}
+
 #[derive(Default)]
 struct Leads {
     leads: Vec<f64>,
@@ -132,18 +148,57 @@ struct Leads {
     coding: Vec<f64>,
 }
 
+impl Leads {
+    /// Adds a group of the bucketed statement.
+    fn add(&mut self, group: &Leads) {
+        self.leads.extend(&group.leads);
+        self.pickup.extend(&group.pickup);
+        self.review.extend(&group.review);
+        self.deploy.extend(&group.deploy);
+        self.coding.extend(&group.coding);
+    }
+}
+
 /// The SELECT lists and conditions of DORA's three statements. Each reads
-/// `$1`/`$2` (the window); with `bucketed`, each also joins `buckets`
-/// (a CTE of `(i, b_start, b_end)`) on the span's end and groups by it, so
-/// any number of buckets is still one statement each.
+/// `$1`/`$2` (the window); with buckets, each also starts with the bucket of
+/// the span's end (see [`bucket_of`]) and groups by it, the deploys by it and
+/// by their UTC day, so any number of buckets is still one statement each.
 struct Statements {
     deploys: String,
     leads: String,
     restores: String,
 }
 
+/// The index in `buckets` of the bucket holding `column`, as SQL: NULL in
+/// none. A binary search over the buckets' starts written as nested CASEs,
+/// so each row costs about log2(buckets) comparisons, where a join with a
+/// `VALUES` list of the buckets compared it with every one. The edges are
+/// the buckets' own, `since <= t < until`, so a row lands where the
+/// unbucketed statements over that bucket's window count it. The buckets
+/// are in order and do not overlap, as [`super::buckets`] makes them; their
+/// edges are integers, written into the SQL (no quoting).
+fn bucket_of(column: &str, buckets: &[Window], first: usize) -> String {
+    match buckets {
+        [] => "NULL".to_string(),
+        [only] => format!(
+            "CASE WHEN {column} >= {} AND {column} < {} THEN {first} END",
+            only.since.nanos(),
+            only.until.nanos()
+        ),
+        _ => {
+            let half = buckets.len() / 2;
+            format!(
+                "CASE WHEN {column} < {} THEN {} ELSE {} END",
+                buckets[half].since.nanos(),
+                bucket_of(column, &buckets[..half], first),
+                bucket_of(column, &buckets[half..], first + half),
+            )
+        }
+    }
+}
+
 impl Statements {
-    fn new(scope: &Scope, buckets: Option<&str>) -> Statements {
+    fn new(scope: &Scope, buckets: Option<&[Window]>) -> Statements {
         // The deploys incidents are attributed to (the writer derives the causes:
         // store/changes.rs).
         let caused = format!(
@@ -164,23 +219,24 @@ impl Statements {
                AND n.source = d.source AND n.environment = d.environment{}",
             scope.deploys_as("n"),
         );
-        // Bucketed: the bucket's index first, one row per bucket that has any.
-        let (with, index, join, group) = match buckets {
-            Some(values) => (
-                format!(", buckets (i, b_start, b_end) AS ({values})"),
-                "CAST(b.i AS BIGINT), ",
-                " JOIN buckets b ON d.end_ns >= b.b_start AND d.end_ns < b.b_end",
-                " GROUP BY b.i",
-            ),
-            None => (String::new(), "", "", ""),
+        // A successful deploy's UTC day, for deployment days.
+        let day = format!("CASE WHEN d.outcome = '{SUCCESS}' THEN d.end_ns / 86400000000000 END");
+        // Bucketed: the bucket's index first (and, for deploys, the day), one
+        // row per group that has any.
+        let index = |alias: &str| match buckets {
+            Some(buckets) => format!("CAST(({}) AS BIGINT), ", bucket_of(&format!("{alias}.end_ns"), buckets, 0)),
+            None => String::new(),
         };
-        let join_as = |alias: &str| join.replace("d.end_ns", &format!("{alias}.end_ns"));
+        let (deploy_day, deploy_group, group) = match buckets {
+            Some(_) => (format!("{day}, "), " GROUP BY 1, 2", " GROUP BY 1"),
+            None => (String::new(), "", ""),
+        };
         let deploys = format!(
-            "WITH caused AS ({caused}){with}
-             SELECT {index}
+            "WITH caused AS ({caused})
+             SELECT {}{deploy_day}
                 CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' THEN 1 ELSE 0 END), 0) AS BIGINT),
                 COUNT(*),
-                COUNT(DISTINCT CASE WHEN d.outcome = '{SUCCESS}' THEN d.end_ns / 86400000000000 END),
+                COUNT(DISTINCT {day}),
                 CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' AND c.deploy_key IS NULL THEN 1 ELSE 0 END), 0)
                      AS BIGINT),
                 CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' OR d.key IN (SELECT deploy_key FROM caused)
@@ -188,34 +244,33 @@ impl Statements {
                 CAST(COALESCE(SUM(CASE WHEN {rework} THEN 1 ELSE 0 END), 0) AS BIGINT),
                 CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' THEN 1 ELSE 0 END), 0) AS BIGINT),
                 string_agg(CASE WHEN d.outcome = '{FAILURE}' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
-             FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key{join}
+             FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key
              WHERE d.kind = '{DEPLOY}' AND d.end_ns >= $1 AND d.end_ns < $2
-               AND d.outcome IN ('{SUCCESS}', '{FAILURE}'){}{group}",
+               AND d.outcome IN ('{SUCCESS}', '{FAILURE}'){}{deploy_group}",
+            index("d"),
             scope.deploys,
         );
         // Lead time for changes: each change of a successful deploy's change set;
         // one that came through a pull request is timed by the pull request's
         // first commit when pushes to its branch told, else by its creation; any
         // other by its commit.
-        let with_buckets = with.trim_start_matches(", ");
         let leads = format!(
-            "{}SELECT {index}
+            "SELECT {}
                 string_agg(CAST(d.end_ns - COALESCE(c.pr_first_commit_ns, c.pr_opened_ns, c.committed_at) AS TEXT), ','),
                 string_agg(CAST(c.pr_reviewed_ns - c.pr_opened_ns AS TEXT), ','),
                 string_agg(CAST(c.pr_merged_ns - c.pr_reviewed_ns AS TEXT), ','),
                 string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ','),
                 string_agg(CAST(c.pr_opened_ns - c.pr_first_commit_ns AS TEXT), ',')
-             FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key{join}
+             FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key
              WHERE d.kind = '{DEPLOY}' AND d.outcome = '{SUCCESS}' AND d.end_ns >= $1 AND d.end_ns < $2{}{group}",
-            if with_buckets.is_empty() { String::new() } else { format!("WITH {with_buckets} ") },
+            index("d"),
             scope.deploys,
         );
         // Time to restore service: incidents closed in the window.
         let restores = format!(
-            "{}SELECT {index}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') FROM spans i{}
+            "SELECT {}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') FROM spans i
              WHERE i.kind = '{INCIDENT}' AND i.end_ns >= $1 AND i.end_ns < $2{}{group}",
-            if with_buckets.is_empty() { String::new() } else { format!("WITH {with_buckets} ") },
-            join_as("i"),
+            index("i"),
             scope.incidents,
         );
         Statements { deploys, leads, restores }
@@ -259,9 +314,13 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
 /// The DORA object of `window` with `"series"`: the same object for each of
 /// `buckets` (consecutive windows inside it, see [`super::buckets`]).
 ///
-/// Still three statements however many buckets: each joins the buckets as a
-/// `VALUES` list on the span's end and groups by bucket, the whole window
-/// being one more bucket, so the totals and the series come from one plan.
+/// Still three statements however many buckets: each computes the bucket of
+/// a row's end in SQL and groups by it (deploys also by their UTC day), and
+/// the groups add up to each bucket and to the whole window, so the totals
+/// and the series come from one plan and each row is read once (not once
+/// for its bucket and once more for the window). Adding up is exact: counts
+/// add, lists of durations are joined (medians sort them), and deployment
+/// days are the distinct days of the groups, which a bucket holds once each.
 pub async fn dora_series(
     store: &Store,
     window: Window,
@@ -269,33 +328,40 @@ pub async fn dora_series(
     buckets: &[Window],
 ) -> Result<Value, StoreError> {
     let scope = Scope::new(filter);
-    // Bucket 0 is the whole window, 1… the series. Integers only: no quoting.
-    let values = std::iter::once(&window)
-        .chain(buckets)
-        .enumerate()
-        .map(|(i, w)| format!("({i}, {}, {})", w.since.nanos(), w.until.nanos()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = Statements::new(&scope, Some(&format!("VALUES {values}")));
-    let index = |row: &AnyRow| -> Result<usize, StoreError> { Ok(row.try_get::<i64, _>(0)?.max(0) as usize) };
+    let sql = Statements::new(&scope, Some(buckets));
+    // Slot 0 is the whole window, 1… the series; a group outside every
+    // bucket (NULL) counts in the whole window only.
     let slots = buckets.len() + 1;
+    let slot = |row: &AnyRow| -> Result<Option<usize>, StoreError> {
+        Ok(row.try_get::<Option<i64>, _>(0)?.map(|i| i.max(0) as usize + 1).filter(|&i| i < slots))
+    };
     let mut deploys: Vec<Deploys> = (0..slots).map(|_| Deploys::default()).collect();
+    let mut days = BTreeSet::new();
     for row in scope.fetch_all(store, window, sql.deploys).await? {
-        if let Some(slot) = deploys.get_mut(index(&row)?) {
-            *slot = deploys_of(&row, 1)?;
+        let group = deploys_of(&row, 2)?;
+        days.extend(row.try_get::<Option<i64>, _>(1)?);
+        if let Some(i) = slot(&row)? {
+            deploys[i].add(&group);
         }
+        deploys[0].add(&group);
     }
+    // A day split between buckets is still one day of the window.
+    deploys[0].deploy_days = days.len() as u64;
     let mut leads: Vec<Leads> = (0..slots).map(|_| Leads::default()).collect();
     for row in scope.fetch_all(store, window, sql.leads).await? {
-        if let Some(slot) = leads.get_mut(index(&row)?) {
-            *slot = leads_of(&row, 1)?;
+        let group = leads_of(&row, 1)?;
+        if let Some(i) = slot(&row)? {
+            leads[i].add(&group);
         }
+        leads[0].add(&group);
     }
     let mut restores: Vec<Vec<f64>> = vec![Vec::new(); slots];
     for row in scope.fetch_all(store, window, sql.restores).await? {
-        if let Some(slot) = restores.get_mut(index(&row)?) {
-            *slot = seconds(&row, 1)?;
+        let group = seconds(&row, 1)?;
+        if let Some(i) = slot(&row)? {
+            restores[i].extend(&group);
         }
+        restores[0].extend(group);
     }
     let mut objects = deploys
         .into_iter()
