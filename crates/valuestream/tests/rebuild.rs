@@ -68,11 +68,16 @@ async fn seen(database: &str) -> Value {
     json!({"spans": spans, "traces": traces, "summary": summary, "dora": dora, "outbox": outbox})
 }
 
+/// A plain connection pool on the store, for what no API does (opening the
+/// store once installs sqlx's drivers).
+async fn raw_pool(database: &str) -> sqlx::AnyPool {
+    Store::open_existing(database).await.unwrap().close().await;
+    sqlx::AnyPool::connect(database).await.unwrap()
+}
+
 /// Runs `sql` statements against the store directly (what a buggy version left).
 async fn execute(database: &str, statements: &[&str]) {
-    let store = Store::open_existing(database).await.unwrap();
-    store.close().await;
-    let pool = sqlx::AnyPool::connect(database).await.unwrap();
+    let pool = raw_pool(database).await;
     for sql in statements {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).execute(&pool).await.unwrap();
     }
@@ -82,9 +87,7 @@ async fn execute(database: &str, statements: &[&str]) {
 /// Stores every other delivery's body as it came (`identity`), as versions
 /// before compressed bodies did.
 async fn decompress_every_other_body(database: &str) {
-    let store = Store::open_existing(database).await.unwrap();
-    store.close().await;
-    let pool = sqlx::AnyPool::connect(database).await.unwrap();
+    let pool = raw_pool(database).await;
     let rows =
         sqlx::query("SELECT id, body, body_encoding FROM deliveries ORDER BY id").fetch_all(&pool).await.unwrap();
     for row in rows.iter().step_by(2) {
@@ -112,7 +115,7 @@ async fn a_stale_store_rebuilt_in_place_holds_what_a_fresh_ingest_does() {
     let dir = TempDir::new();
     let recording = dir.0.join("scenario.jsonl");
     let count = write_recording(&recording);
-    let database = format!("sqlite://{}", dir.0.join("vs.db").display());
+    let database = dir.database();
     let replayed = run(&["replay", recording.to_str().unwrap(), "--database", &database]);
     assert!(replayed.status.success(), "{}", String::from_utf8_lossy(&replayed.stderr));
     let fresh = seen(&database).await;
@@ -156,7 +159,7 @@ async fn a_rebuild_exports_again_only_the_spans_the_backend_has_wrong() {
     let dir = TempDir::new();
     let recording = dir.0.join("scenario.jsonl");
     write_recording(&recording);
-    let database = format!("sqlite://{}", dir.0.join("vs.db").display());
+    let database = dir.database();
     assert!(run(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
     // As if `serve` had exported every finished span, one of them with an
     // outcome a buggy version derived.
@@ -172,8 +175,7 @@ async fn a_rebuild_exports_again_only_the_spans_the_backend_has_wrong() {
     .await;
 
     rebuild(&database);
-    let store = Store::open_existing(&database).await.unwrap();
-    let pool = sqlx::AnyPool::connect(&database).await.unwrap();
+    let pool = raw_pool(&database).await;
     let queued: Vec<String> = sqlx::query("SELECT span_key FROM outbox ORDER BY span_key")
         .fetch_all(&pool)
         .await
@@ -183,7 +185,6 @@ async fn a_rebuild_exports_again_only_the_spans_the_backend_has_wrong() {
         .collect();
     assert_eq!(queued, vec!["github:octo-org/hello-world:deploy:991".to_string()]);
     pool.close().await;
-    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +192,7 @@ async fn an_interrupted_rebuild_stops_serve_and_replay_until_it_runs_again() {
     let dir = TempDir::new();
     let recording = dir.0.join("scenario.jsonl");
     write_recording(&recording);
-    let database = format!("sqlite://{}", dir.0.join("vs.db").display());
+    let database = dir.database();
     assert!(run(&["replay", recording.to_str().unwrap(), "--database", &database]).status.success());
     let fresh = seen(&database).await;
 
@@ -250,7 +251,7 @@ async fn a_row_that_cannot_be_read_is_counted_and_kept_and_the_rest_rebuilt_in_s
     expected.retain(|key| key != "github:octo-org/hello-world:issue:28");
     assert_eq!(keys(&rebuilt), expected, "everything but what the unreadable delivery made");
     assert_eq!(rebuilt["dora"], fresh["dora"]);
-    let pool = sqlx::AnyPool::connect(&database).await.unwrap();
+    let pool = raw_pool(&database).await;
     let kept: i64 = sqlx::query("SELECT COUNT(*) FROM deliveries").fetch_one(&pool).await.unwrap().try_get(0).unwrap();
     assert_eq!(kept, count as i64, "no delivery is deleted");
     pool.close().await;
