@@ -73,6 +73,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/dora", get(dora))
+        .route("/api/v1/dora/items", get(dora_items))
         .route("/api/v1/meta", get(meta))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_token));
     Router::new()
@@ -445,27 +446,76 @@ pub fn parse_group_by(value: Option<&str>) -> Result<Vec<String>, ApiError> {
 
 const DORA_PARAMS: &[&str] = &["repo", "project", "environment", "since", "until", "bucket", "token"];
 
+/// The DORA filters of a request (`repo`, `project`, `environment`).
+fn dora_filter(state: &AppState, params: &HashMap<String, String>) -> DoraFilter {
+    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    DoraFilter {
+        repo: text("repo"),
+        project: text("project"),
+        environment: text("environment"),
+        production: state.production_environments.to_vec(),
+    }
+}
+
+/// The buckets `bucket=` asks for in `window`, if any; 400 naming a bad one.
+fn buckets_of(params: &HashMap<String, String>, window: Window) -> Result<Option<Vec<Window>>, ApiError> {
+    let Some(bucket) = params.get("bucket").filter(|b| !b.is_empty()) else { return Ok(None) };
+    let bucket = metrics::Bucket::parse(bucket).map_err(ApiError::BadRequest)?;
+    metrics::buckets(window, bucket).map(Some).map_err(ApiError::BadRequest)
+}
+
 async fn dora(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     reject_unknown(&params, DORA_PARAMS)?;
     let window = window_of(&params, now())?;
-    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
-    let filter = DoraFilter {
-        repo: text("repo"),
-        project: text("project"),
-        environment: text("environment"),
-        production: state.production_environments.to_vec(),
-    };
-    match params.get("bucket").filter(|b| !b.is_empty()) {
+    let filter = dora_filter(&state, &params);
+    match buckets_of(&params, window)? {
         None => Ok(Json(metrics::dora(&state.store, window, &filter).await?)),
-        Some(bucket) => {
-            let bucket = metrics::Bucket::parse(bucket).map_err(ApiError::BadRequest)?;
-            let buckets = metrics::buckets(window, bucket).map_err(ApiError::BadRequest)?;
-            Ok(Json(metrics::dora_series(&state.store, window, &filter, &buckets).await?))
-        }
+        Some(buckets) => Ok(Json(metrics::dora_series(&state.store, window, &filter, &buckets).await?)),
     }
+}
+
+const DORA_ITEMS_PARAMS: &[&str] =
+    &["key", "repo", "project", "environment", "since", "until", "bucket", "format", "token"];
+
+/// `GET /api/v1/dora/items?key=…`: the rows behind one of `/api/v1/dora`'s
+/// counts, as JSON or (`format=csv`) as a CSV download.
+async fn dora_items(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    reject_unknown(&params, DORA_ITEMS_PARAMS)?;
+    let key = params.get("key").filter(|k| !k.is_empty()).ok_or_else(|| {
+        ApiError::BadRequest("`key` is required: deployments, changes, failed, incidents, failures or rework".into())
+    })?;
+    let key = metrics::ItemKey::parse(key).map_err(ApiError::BadRequest)?;
+    let csv = match params.get("format").map(String::as_str) {
+        None | Some("" | "json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("`format` must be json or csv; got {other:?}"))),
+    };
+    let window = window_of(&params, now())?;
+    let filter = dora_filter(&state, &params);
+    let buckets = buckets_of(&params, window)?;
+    let items = metrics::dora_items(&state.store, window, &filter, key, buckets.as_deref()).await?;
+    if csv {
+        let name = format!("attachment; filename=\"valuestream-{}.csv\"", key.name());
+        let headers = [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, name),
+        ];
+        return Ok((headers, metrics::items_csv(key, &items)).into_response());
+    }
+    let body = json!({
+        "key": key.name(),
+        "since": window.since,
+        "until": window.until,
+        "count": items.len(),
+        "items": items,
+    });
+    Ok(Json(body).into_response())
 }
 
 /// `GET /api/v1/meta`: the names seen (for filter lists), each source's

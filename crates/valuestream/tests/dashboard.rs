@@ -315,6 +315,71 @@ async fn dora_takes_a_bucket_and_answers_a_series_of_the_same_objects() {
     app.stop().await;
 }
 
+/// `/api/v1/dora/items`: for each key, as many rows as `/api/v1/dora`
+/// counts for the same filters, each opening a trace the API knows; the
+/// same rows as CSV; and 400s that say what is wrong.
+#[tokio::test]
+async fn dora_items_list_as_many_rows_as_the_key_counts_as_json_and_csv() {
+    let app = seeded(None).await;
+    let (_, keys) = app.get(&format!("/api/v1/dora?{}", window())).await;
+    let counts = [
+        ("deployments", &keys["deployment_frequency"]["deployments"]),
+        ("changes", &keys["lead_time_for_changes"]["changes"]),
+        ("failed", &keys["change_failure_rate"]["failed"]),
+        ("incidents", &keys["time_to_restore"]["incidents"]),
+        ("failures", &keys["failed_deployment_recovery_time"]["failures"]),
+        ("rework", &keys["deployment_rework_rate"]["rework"]),
+    ];
+    let mut rows = 0;
+    for (key, count) in counts {
+        let (status, answer) = app.get(&format!("/api/v1/dora/items?key={key}&{}", window())).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["key"], key);
+        let items = answer["items"].as_array().unwrap();
+        assert_eq!(&json!(items.len()), count, "{key}: {answer}");
+        assert_eq!(answer["count"], json!(items.len()));
+        for item in items {
+            let trace = item["trace_id"].as_str().unwrap();
+            let (status, found) = app.get(&format!("/api/v1/traces/{trace}")).await;
+            assert_eq!(status, 200, "{key}: {item}");
+            let spans = found["spans"].as_array().unwrap();
+            assert!(spans.iter().any(|s| s["key"] == item["span_key"]), "{key}: {item} is in its trace");
+            assert!(item["reason"].is_string(), "{key}: every row says why: {item}");
+        }
+        let response = app
+            .client
+            .get(format!("{}/api/v1/dora/items?key={key}&format=csv&{}", app.base, window()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+        assert!(
+            response.headers()["content-disposition"].to_str().unwrap().contains(&format!("valuestream-{key}.csv"))
+        );
+        let csv = response.text().await.unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].starts_with("time,span_key,trace_id,"), "{csv}");
+        assert_eq!(lines.len(), items.len() + 1, "a header and one line per row: {csv}");
+        rows += items.len();
+    }
+    assert!(rows > 5, "the scenario has rows behind its numbers");
+    let (_, weekly) = app.get(&format!("/api/v1/dora/items?key=deployments&bucket=week&{}", window())).await;
+    assert!(weekly["items"].as_array().unwrap().iter().all(|i| i["bucket"].is_string()), "{weekly}");
+    for (query, says) in [
+        ("", "`key` is required"),
+        ("key=deploys", "`key` must be one of deployments, changes"),
+        ("key=failed&format=xml", "`format` must be json or csv"),
+        ("key=failed&bucket=hour", "`bucket`"),
+        ("key=failed&colour=red", "unknown parameter `colour`"),
+    ] {
+        let (status, answer) = app.get(&format!("/api/v1/dora/items?{query}")).await;
+        assert_eq!(status, 400, "{query}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{query}: {answer}");
+    }
+    app.stop().await;
+}
+
 fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

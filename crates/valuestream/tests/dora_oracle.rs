@@ -79,7 +79,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use support::*;
 use valuestream::ingest::prepare;
-use valuestream::metrics::{DoraFilter, Window, dora};
+use valuestream::metrics::{DoraFilter, ItemKey, Window, dora, dora_items};
 use valuestream::store::Store;
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
@@ -767,15 +767,74 @@ impl<'a> Oracle<'a> {
             .filter_map(|i| i.closed.filter(|&c| since <= c && c < until).map(|c| (c - i.opened) as f64))
             .collect();
 
-        let rework = deploys
+        let reworked: Vec<usize> = deploys
             .iter()
-            .filter(|&&d| {
+            .copied()
+            .filter(|&d| {
                 let shipped = self.shipped(d);
                 shipped.iter().any(|c| c.revert || c.hotfix)
                     || self.incident_above(Node::Deploy(d))
                     || shipped.iter().filter_map(|c| c.pr).any(|p| self.incident_above(Node::Pr(p)))
             })
-            .count();
+            .collect();
+        let rework = reworked.len();
+
+        // The rows behind each count (`/api/v1/dora/items`), as sorted
+        // `key` or `key value` lines (values in whole seconds).
+        let keys_of = |list: &[usize]| -> Vec<String> {
+            let mut keys: Vec<String> = list.iter().map(|&d| h.deploys[d].key()).collect();
+            keys.sort();
+            keys
+        };
+        let mut change_rows = Vec::new();
+        for &d in &successes {
+            let end = h.deploys[d].end_time().unwrap();
+            for change in self.shipped(d) {
+                change_rows.push(format!("{} {}", h.deploys[d].key(), end - change.time));
+            }
+        }
+        change_rows.sort();
+        let failed_rows: Vec<usize> = deploys
+            .iter()
+            .copied()
+            .filter(|&d| h.deploys[d].outcome() == Some("failure") || caused.contains(&d))
+            .collect();
+        let mut failure_rows: Vec<String> = failures
+            .iter()
+            .map(|&f| {
+                let failure = &h.deploys[f];
+                let end = failure.end_time().unwrap();
+                let next = h
+                    .deploys
+                    .iter()
+                    .filter(|n| n.successful() && n.repo == failure.repo && n.env == failure.env)
+                    .filter_map(|n| n.end_time())
+                    .filter(|&n| n > end)
+                    .min();
+                match next {
+                    Some(next) => format!("{} {}", failure.key(), next - end),
+                    None => failure.key(),
+                }
+            })
+            .collect();
+        failure_rows.sort();
+        let mut incident_rows: Vec<String> = h
+            .issues
+            .iter()
+            .filter(|i| i.incident() && in_repo(i.repo))
+            .filter_map(|i| {
+                i.closed.filter(|&c| since <= c && c < until).map(|c| format!("{} {}", i.key(), c - i.opened))
+            })
+            .collect();
+        incident_rows.sort();
+        let items = json!({
+            "deployments": keys_of(&successes),
+            "changes": change_rows,
+            "failed": keys_of(&failed_rows),
+            "incidents": incident_rows,
+            "failures": failure_rows,
+            "rework": keys_of(&reworked),
+        });
 
         json!({
             "deployment_frequency": {
@@ -813,6 +872,7 @@ impl<'a> Oracle<'a> {
                 "rework": rework,
                 "ratio": ratio(rework, deploys.len()),
             },
+            "items": items,
         })
     }
 
@@ -1203,7 +1263,10 @@ async fn measured(store: &Store, h: &History) -> Value {
     let mut out = Map::new();
     for view in views(h) {
         let filter = DoraFilter { repo: view.repo.map(str::to_string), ..DoraFilter::default() };
-        out.insert(view.name.clone(), dora(store, window(view.since, view.until), &filter).await.unwrap());
+        let window = window(view.since, view.until);
+        let mut keys = dora(store, window, &filter).await.unwrap();
+        keys["items"] = store_items(store, window, &filter).await;
+        out.insert(view.name.clone(), keys);
     }
     let mut parents = Map::new();
     for issue in h.issues.iter().filter(|i| i.incident()) {
@@ -1211,6 +1274,29 @@ async fn measured(store: &Store, h: &History) -> Value {
         parents.insert(issue.key(), json!(span.and_then(|s| s.parent_key)));
     }
     out.insert("incident_parents".into(), Value::Object(parents));
+    Value::Object(out)
+}
+
+/// `/api/v1/dora/items` for each key, shaped like the oracle's `items`.
+async fn store_items(store: &Store, window: Window, filter: &DoraFilter) -> Value {
+    let mut out = Map::new();
+    for key in ItemKey::ALL {
+        let items = dora_items(store, window, filter, key, None).await.unwrap();
+        let mut rows: Vec<String> = items
+            .iter()
+            .map(|item| {
+                // A change's row opens its pull request; the oracle names its deploy.
+                let span = if key == ItemKey::Changes { &item["deploy_key"] } else { &item["span_key"] };
+                let span = span.as_str().unwrap().to_string();
+                match item["value"].as_f64() {
+                    Some(seconds) if key != ItemKey::Deployments => format!("{span} {}", seconds.round() as i64),
+                    _ => span,
+                }
+            })
+            .collect();
+        rows.sort();
+        out.insert(key.name().into(), json!(rows));
+    }
     Value::Object(out)
 }
 

@@ -25,7 +25,9 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::*;
 use valuestream::ingest::prepare;
-use valuestream::metrics::{Bucket, DoraFilter, MAX_BUCKETS, SpanScope, Window, buckets, dora, dora_series, summary};
+use valuestream::metrics::{
+    Bucket, DoraFilter, ItemKey, MAX_BUCKETS, SpanScope, Window, buckets, dora, dora_items, dora_series, summary,
+};
 use valuestream::store::{SpanFilter, Store};
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
@@ -332,6 +334,117 @@ fn the_scenario_gives_the_hand_computed_numbers() {
     assert_eq!(empty["deployment_rework_rate"]["ratio"], Value::Null);
 }
 
+/// Each item of `key` in the scenario's window as (span key, reason, the
+/// key's reference: the change's deploy, the failure's incident, the
+/// incident's deploy, the failure's recovering deploy, rework's cause).
+async fn rows(store: &Store, key: ItemKey) -> Vec<(String, String, Value)> {
+    let reference = match key {
+        ItemKey::Deployments => "sha",
+        ItemKey::Changes | ItemKey::Incidents => "deploy_key",
+        ItemKey::Failed => "incident_key",
+        ItemKey::Failures => "recovered_by",
+        ItemKey::Rework => "made_by",
+    };
+    let items = dora_items(store, window(), &DoraFilter::default(), key, None).await.unwrap();
+    items
+        .into_iter()
+        .map(|item| {
+            let span = item["span_key"].as_str().unwrap().to_string();
+            (span, item["reason"].as_str().unwrap().to_string(), item[reference].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn the_rows_behind_each_key_are_the_hand_computed_ones_with_their_reasons() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (_dir, store) = scenario_store(&(0..scenario().len()).collect::<Vec<_>>()).await;
+        let deploy = |n: u32| format!("github:octo-org/hello-world:deploy:{n}");
+        let pr = |n: u32| format!("github:octo-org/hello-world:pull_request:{n}");
+        let issue = |n: u32| format!("github:octo-org/hello-world:issue:{n}");
+        // Newest first. The staging deploy 80 is not among them.
+        let deployments = rows(&store, ItemKey::Deployments).await;
+        assert_eq!(
+            deployments,
+            [
+                (deploy(84), "shipped".into(), json!(D)),
+                (deploy(83), "shipped".into(), json!(E)),
+                (deploy(81), "shipped".into(), json!(A)),
+            ]
+        );
+        // Each change opens its pull request, timed from its creation (no branch pushes).
+        let changes = dora_items(&store, window(), &DoraFilter::default(), ItemKey::Changes, None).await.unwrap();
+        let lead: Vec<(String, String, f64)> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c["span_key"].as_str().unwrap().into(),
+                    c["deploy_key"].as_str().unwrap().into(),
+                    c["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lead,
+            [
+                (pr(4), deploy(84), 9000.0),
+                (pr(2), deploy(83), 19200.0),
+                (pr(3), deploy(83), 15600.0),
+                (pr(5), deploy(83), 22800.0),
+                (pr(1), deploy(81), 91800.0),
+            ]
+        );
+        assert!(changes.iter().all(|c| c["reason"] == "pull_request_opened"), "{changes:?}");
+        // #1's stages: pickup 2 h, review 22 h, deploy 11-03 10:00 → 11:30.
+        assert_eq!(changes[4]["pickup_seconds"], json!(7200.0));
+        assert_eq!(changes[4]["review_seconds"], json!(79200.0));
+        assert_eq!(changes[4]["deploy_seconds"], json!(5400.0));
+        // 82 failed; 83 caused #90 by its root-cause line; 84 is the last deploy before #91.
+        assert_eq!(
+            rows(&store, ItemKey::Failed).await,
+            [
+                (deploy(84), "incident_last_deploy_before".into(), json!(issue(91))),
+                (deploy(83), "incident_root_cause".into(), json!(issue(90))),
+                (deploy(82), "failed".into(), Value::Null),
+            ]
+        );
+        assert_eq!(
+            rows(&store, ItemKey::Incidents).await,
+            [
+                (issue(91), "last_deploy_before".into(), json!(deploy(84))),
+                (issue(90), "root_cause".into(), json!(deploy(83))),
+            ]
+        );
+        let failures = dora_items(&store, window(), &DoraFilter::default(), ItemKey::Failures, None).await.unwrap();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            (failures[0]["recovered_by"].clone(), failures[0]["value"].clone()),
+            (json!(deploy(83)), json!(4200.0))
+        );
+        assert_eq!(rows(&store, ItemKey::Rework).await, [(deploy(81), "hotfix".into(), json!(pr(1)))]);
+
+        // Every row opens its own span's trace.
+        for key in ItemKey::ALL {
+            for item in dora_items(&store, window(), &DoraFilter::default(), key, None).await.unwrap() {
+                let span = store.span(item["span_key"].as_str().unwrap()).await.unwrap().expect("the row's span");
+                assert_eq!(json!(span.trace_id), item["trace_id"], "{key:?}");
+                assert_eq!(json!(span.span_id), item["span_id"], "{key:?}");
+            }
+        }
+        // By day, each row names its bucket.
+        let days = buckets(window(), Bucket::Day).unwrap();
+        let bucketed =
+            dora_items(&store, window(), &DoraFilter::default(), ItemKey::Failed, Some(&days)).await.unwrap();
+        let starts: Vec<&Value> = bucketed.iter().map(|i| &i["bucket"]).collect();
+        assert_eq!(
+            starts,
+            [&json!("2026-11-05T00:00:00Z"), &json!("2026-11-04T00:00:00Z"), &json!("2026-11-04T00:00:00Z")]
+        );
+        store.close().await;
+    });
+}
+
 /// `bucket=`: the series is the DORA object of each bucket, the same as
 /// asking for that bucket's window alone, and the total is the window's,
 /// from the one bucketed statement per aggregate.
@@ -603,6 +716,10 @@ fn a_deploy_shipping_a_revert_commit_is_rework() {
         close(&keys["lead_time_for_changes"]["median_seconds"], 4200.0);
         assert_eq!(keys["deployment_rework_rate"]["rework"], 1, "{keys}");
         close(&keys["deployment_rework_rate"]["ratio"], 1.0 / 3.0);
+        // The drawer's row: deploy 2, made rework by the revert commit B (pushed
+        // straight to main: no pull request to name).
+        let rework = rows(&store, ItemKey::Rework).await;
+        assert_eq!(rework, [("github:octo-org/hello-world:deploy:2".into(), "revert".into(), json!(B))]);
         store.close().await;
     });
 }
@@ -756,6 +873,17 @@ fn rollbacks_redeploys_root_causes_and_incident_fixes() {
             let (_dir, store) = store_of(&list, &order).await;
             let keys = dora(&store, window(), &DoraFilter::default()).await.unwrap();
             let incident = store.span("github:octo-org/hello-world:issue:95").await.unwrap().expect("the incident");
+            // The drawer's rows say why: 5 ships #9, which fixes incident #95; 2 is
+            // #95's cause by its root-cause line, C being among what 2 shipped.
+            let deploy = |n: u32| format!("github:octo-org/hello-world:deploy:{n}");
+            let issue95 = json!("github:octo-org/hello-world:issue:95");
+            assert_eq!(rows(&store, ItemKey::Rework).await, [(deploy(5), "incident".into(), issue95.clone())]);
+            assert_eq!(rows(&store, ItemKey::Failed).await, [(deploy(2), "incident_root_cause".into(), issue95)]);
+            let restored = rows(&store, ItemKey::Incidents).await;
+            assert_eq!(
+                restored,
+                [("github:octo-org/hello-world:issue:95".into(), "root_cause".into(), json!(deploy(2)))]
+            );
             store.close().await;
             (keys, incident.parent_key)
         });

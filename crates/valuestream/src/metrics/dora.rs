@@ -54,16 +54,16 @@ fn count(row: &AnyRow, index: usize) -> Result<u64, StoreError> {
 
 /// The SQL shared by DORA's statements: which spans are production deploys
 /// and incidents, with their placeholders. `$1` and `$2` are the window.
-struct Scope {
+pub(super) struct Scope {
     /// ` AND d.environment IN (…) AND d.repo = … AND d.project = …` (alias `d`).
-    deploys: String,
+    pub(super) deploys: String,
     /// The same repository and project filters for incidents (alias `i`).
-    incidents: String,
+    pub(super) incidents: String,
     values: Vec<String>,
 }
 
 impl Scope {
-    fn new(filter: &DoraFilter) -> Scope {
+    pub(super) fn new(filter: &DoraFilter) -> Scope {
         let environments: Vec<String> = match &filter.environment {
             Some(environment) => vec![environment.clone()],
             None if filter.production.is_empty() => PRODUCTION.iter().map(|s| s.to_string()).collect(),
@@ -90,7 +90,7 @@ impl Scope {
     }
 
     /// The scope's conditions for deploys under another alias.
-    fn deploys_as(&self, alias: &str) -> String {
+    pub(super) fn deploys_as(&self, alias: &str) -> String {
         self.deploys.replace(" d.", &format!(" {alias}."))
     }
 
@@ -106,7 +106,12 @@ impl Scope {
         Ok(self.query(window, sql).fetch_one(store.pool()).await?)
     }
 
-    async fn fetch_all(&self, store: &Store, window: Window, sql: String) -> Result<Vec<AnyRow>, StoreError> {
+    pub(super) async fn fetch_all(
+        &self,
+        store: &Store,
+        window: Window,
+        sql: String,
+    ) -> Result<Vec<AnyRow>, StoreError> {
         Ok(self.query(window, sql).fetch_all(store.pool()).await?)
     }
 }
@@ -197,28 +202,40 @@ fn bucket_of(column: &str, buckets: &[Window], first: usize) -> String {
     }
 }
 
+/// The deploys incidents are attributed to (the writer derives the causes:
+/// store/changes.rs), as a SELECT of `deploy_key`.
+pub(super) fn caused(scope: &Scope) -> String {
+    format!(
+        "SELECT c.deploy_key FROM incident_causes c JOIN spans i ON i.key = c.incident_key WHERE 1 = 1{}",
+        scope.incidents
+    )
+}
+
+/// Whether deploy `d` is rework (metrics.md): an incident among the deploy's
+/// ancestors or those of a pull request it ships, or a revert or hotfix among
+/// its changes. Being the cause of an incident is a failure, not rework. The
+/// writer copies each pull request's rework into the change sets
+/// (`pr_rework`), so this reads one covering index.
+pub(super) const REWORK: &str = "(d.after_incident = 1
+    OR EXISTS (SELECT 1 FROM change_set_commits cc
+               WHERE cc.deploy_key = d.key AND (cc.revert = 1 OR cc.pr_rework = 1)))";
+
+/// `FROM … WHERE …` of the successful deploys `n` that recover failed deploy
+/// `d`: later, same repository, source and environment.
+pub(super) fn next_success(scope: &Scope) -> String {
+    format!(
+        "FROM spans n
+         WHERE n.kind = '{DEPLOY}' AND n.repo = d.repo AND n.outcome = '{SUCCESS}' AND n.end_ns > d.end_ns
+           AND n.source = d.source AND n.environment = d.environment{}",
+        scope.deploys_as("n"),
+    )
+}
+
 impl Statements {
     fn new(scope: &Scope, buckets: Option<&[Window]>) -> Statements {
-        // The deploys incidents are attributed to (the writer derives the causes:
-        // store/changes.rs).
-        let caused = format!(
-            "SELECT c.deploy_key FROM incident_causes c JOIN spans i ON i.key = c.incident_key WHERE 1 = 1{}",
-            scope.incidents,
-        );
-        // Rework (metrics.md): an incident among the deploy's ancestors or those
-        // of a pull request it ships, or a revert or hotfix among its changes. Being
-        // the cause of an incident is a failure, not rework.
-        // The writer copies each pull request's rework into the change sets
-        // (`pr_rework`), so this reads one covering index.
-        let rework = "d.after_incident = 1
-            OR EXISTS (SELECT 1 FROM change_set_commits cc
-                       WHERE cc.deploy_key = d.key AND (cc.revert = 1 OR cc.pr_rework = 1))";
-        let next_success = format!(
-            "SELECT MIN(n.end_ns) FROM spans n
-             WHERE n.kind = '{DEPLOY}' AND n.repo = d.repo AND n.outcome = '{SUCCESS}' AND n.end_ns > d.end_ns
-               AND n.source = d.source AND n.environment = d.environment{}",
-            scope.deploys_as("n"),
-        );
+        let caused = caused(scope);
+        let rework = REWORK;
+        let next_success = format!("SELECT MIN(n.end_ns) {}", next_success(scope));
         // A successful deploy's UTC day, for deployment days.
         let day = format!("CASE WHEN d.outcome = '{SUCCESS}' THEN d.end_ns / 86400000000000 END");
         // Bucketed: the bucket's index first (and, for deploys, the day), one

@@ -5,9 +5,11 @@
 //! Rust sorts for the percentiles.
 
 mod dora;
+mod items;
 mod summary;
 
 pub use dora::{DoraFilter, dora, dora_series};
+pub use items::{ItemKey, dora_items, items_csv};
 pub use summary::{GROUP_KEYS, SpanScope, summary};
 
 use crate::store::StoreError;
