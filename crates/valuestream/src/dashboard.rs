@@ -46,6 +46,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("js/format.js", JS),
     asset!("js/filters.js", JS),
     asset!("js/delivery.js", JS),
+    asset!("js/drawer.js", JS),
     asset!("js/kinds.js", JS),
     asset!("js/open.js", JS),
     asset!("js/traces.js", JS),
@@ -91,6 +92,7 @@ where
 {
     Router::new()
         .route("/", get(page))
+        .route("/dora/{key}", get(page))
         .route("/kinds", get(page))
         .route("/open", get(page))
         .route("/traces", get(page))

@@ -31,12 +31,13 @@ export function sparkline(el, xs, ys, color) {
  * over each other: a later series covers the bottom of an earlier one (all
  * deploys in red, the successful ones over them in green).
  */
-export function bars(el, xs, series, { height = 200 } = {}) {
+export function bars(el, xs, series, { height = 200, onPick } = {}) {
   if (!Plot() || !xs.length) return null;
   const paths = Plot().paths.bars({ size: [0.6, 48] });
   return new (Plot())({
     width: width(el, 600),
     height,
+    hooks: picking(onPick),
     scales: { x: { time: true, range: (u, min, max) => pad(xs, min, max) }, y: { range: (u, min, max) => [0, Math.max(1, max ?? 1) * 1.15] } },
     axes: [{}, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : '')) }],
     series: [{ value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleDateString()) },
@@ -45,11 +46,12 @@ export function bars(el, xs, series, { height = 200 } = {}) {
 }
 
 /** Lines of durations (seconds) per bucket, one per `{label, values, color}`; nulls are gaps. */
-export function durations(el, xs, series, { height = 200 } = {}) {
+export function durations(el, xs, series, { height = 200, onPick } = {}) {
   if (!Plot() || !xs.length) return null;
   return new (Plot())({
     width: width(el, 600),
     height,
+    hooks: picking(onPick),
     scales: {
       x: { time: true, range: (u, min, max) => pad(xs, min, max) },
       y: { range: (u, min, max) => [0, Math.max(60, max ?? 60) * 1.15] },
@@ -65,6 +67,17 @@ export function durations(el, xs, series, { height = 200 } = {}) {
         points: { show: true, size: 6, fill: s.color },
       }))],
   }, [xs, ...series.map((s) => s.values)], el);
+}
+
+/** uPlot hooks that call `onPick(index)` with the bucket under a click. */
+function picking(onPick) {
+  if (!onPick) return {};
+  return {
+    ready: [(u) => {
+      u.over.style.cursor = 'pointer';
+      u.over.addEventListener('click', () => { if (u.cursor.idx != null) onPick(u.cursor.idx); });
+    }],
+  };
 }
 
 // Half a bucket of room either side, so the first and last bars show whole.

@@ -1,13 +1,15 @@
 // Delivery (`/`): the six DORA tiles, each against the previous period of
 // the same length, and the lead-time breakdown. Two calls of /api/v1/dora
 // (and /api/v1/meta for the coverage notes);
-// the page formats what they say and computes no metric.
+// the page formats what they say and computes no metric. A tile, a bar or a
+// point opens the drill-down drawer (`/dora/{key}`, drawer.js) over it.
 
 import { get } from './api.js';
 import { bars, durations, sparkline } from './charts.js';
 import { h, empty, navLink } from './dom.js';
 import { count, duration, millis, number, percent, relative, utc } from './format.js';
 import { filterQuery, meta } from './filters.js';
+import { DRAWERS, drawer, drawerOf } from './drawer.js';
 
 export const BUCKETS = ['day', 'week', 'month'];
 
@@ -98,18 +100,35 @@ function comparison(tile, now, before, days) {
     `${tile.delta(a, b)} vs ${period} · ${good ? 'better' : 'worse'}`);
 }
 
-function tileOf(tile, now, before, definitions, days, charts) {
+/** The count of a tile's drawer rows, as `/api/v1/dora` says it. */
+const ROWS = {
+  deployment_frequency: (d) => d.deployments,
+  lead_time_for_changes: (d) => d.changes,
+  change_failure_rate: (d) => d.failed,
+  time_to_restore: (d) => d.incidents,
+  failed_deployment_recovery_time: (d) => d.failures,
+  deployment_rework_rate: (d) => d.rework,
+};
+
+function tileOf(tile, now, before, definitions, days, charts, drill) {
   const data = now[tile.key];
   const def = definitions.dora[tile.key];
   const value = tile.value(data);
   const level = data.level || null;
   const hover = `${def.definition}\nBands: ${plain(def.bands)}.`;
+  const key = drawerOf(tile.key);
+  const rows = ROWS[tile.key](data);
+  const link = navLink(drill(key), `${count(rows, ...DRAWERS[key].rows)} →`);
+  link.className = 'drill';
   return h('article', {
     class: `tile level-${level || 'unrated'}`,
     tabindex: 0,
     title: hover,
     'aria-label': `${def.title}`,
-    dataset: { key: tile.key, value: value == null ? 'null' : String(value), n: String(tile.n(data)), level: level || 'unrated' },
+    dataset: { key: tile.key, value: value == null ? 'null' : String(value), n: String(tile.n(data)), rows: String(rows), level: level || 'unrated' },
+    // The whole tile opens its drawer; the link inside is the keyboard's way.
+    onclick: (event) => { if (!event.target.closest('a')) link.click(); },
+    onkeydown: (event) => { if (event.key === 'Enter' && event.target === event.currentTarget) link.click(); },
   },
   h('h3', null, def.title),
   h('p', { class: 'value' }, tile.show(value)),
@@ -119,6 +138,7 @@ function tileOf(tile, now, before, definitions, days, charts) {
   h('p', { class: 'n' }, tile.detail(data)),
   comparison(tile, data, before ? before[tile.key] : null, days),
   trend(tile, now, charts),
+  h('p', { class: 'rows' }, link),
   h('div', { class: 'definition', role: 'note' }, h('p', null, def.definition), h('p', null, `Bands: ${plain(def.bands)}.`)));
 }
 
@@ -138,31 +158,33 @@ function trend(tile, now, charts) {
 }
 
 /** Deploys per bucket, and the lead time's median and p90 per bucket. */
-function trends(now, charts, bucket, here) {
+function trends(now, charts, bucket, here, drill, navigate) {
   const series = now.series || [];
   if (!series.length) return null;
   const xs = series.map((b) => millis(b.start) / 1000);
   const deploysEl = h('div', { class: 'chart', role: 'img', 'aria-label': `deploys per ${bucket}: ` + series.map((b) => `${b.change_failure_rate.deployments} (${b.failed_deployment_recovery_time.failures} failed)`).join(', ') });
   const leadEl = h('div', { class: 'chart', role: 'img', 'aria-label': `lead time per ${bucket}: ` + series.map((b) => duration(b.lead_time_for_changes.median_seconds)).join(', ') });
+  // A bar opens that bucket's deploys, a point that bucket's changes.
+  const pick = (key) => (index) => navigate(drill(key, series[index].start));
   charts.push(() => bars(deploysEl, xs, [
     { label: 'deploys that ended', values: series.map((b) => b.change_failure_rate.deployments), color: '#c0392b' },
     { label: 'successful', values: series.map((b) => b.deployment_frequency.deployments), color: '#3f9b5a' },
-  ]));
+  ], { onPick: pick('deployments') }));
   charts.push(() => durations(leadEl, xs, [
     { label: 'median', values: series.map((b) => b.lead_time_for_changes.median_seconds), color: '#2456c9' },
     { label: 'p90', values: series.map((b) => b.lead_time_for_changes.p90_seconds), color: '#7b61c4', dash: [6, 4] },
-  ]));
+  ], { onPick: pick('changes') }));
   const picker = h('p', { class: 'group-by' }, 'per ', BUCKETS.map((b) => (b === bucket
     ? h('strong', { 'aria-current': 'true' }, b)
     : navLink(here(b), b))));
   return h('div', { class: 'charts' },
     h('section', { class: 'panel', 'aria-labelledby': 'deploys-title' },
       h('h2', { id: 'deploys-title' }, `Production deploys per ${bucket}`), picker,
-      h('p', { class: 'note' }, 'Red: deploys that ended (success or failure); green over it: the successful ones, so the red above green is the failures.'),
+      h('p', { class: 'note' }, 'Red: deploys that ended (success or failure); green over it: the successful ones, so the red above green is the failures. Click a bar for its deploys.'),
       deploysEl),
     h('section', { class: 'panel', 'aria-labelledby': 'lead-title' },
       h('h2', { id: 'lead-title' }, `Lead time for changes per ${bucket}`),
-      h('p', { class: 'note' }, 'Median and p90 of the changes shipped by the deploys that ended in each bucket; a gap is a bucket without any.'),
+      h('p', { class: 'note' }, 'Median and p90 of the changes shipped by the deploys that ended in each bucket; a gap is a bucket without any. Click a point for its changes.'),
       leadEl));
 }
 
@@ -223,7 +245,7 @@ function mainCoverage(dora) {
     `${count(unmatched, 'successful production deploy')} of a commit no push or merged pull request recorded: their changes have no lead time. Send push and pull request webhooks from the repositories they deploy.`);
 }
 
-export async function render({ filters, window, definitions, params }) {
+export async function render({ filters, window, definitions, params, path, navigate }) {
   if (!window.valid) return empty('Pick a time range whose start is before its end.');
   const scope = { repo: filters.repo, project: filters.project, environment: filters.environment };
   const bucket = bucketOf(params, window);
@@ -236,14 +258,21 @@ export async function render({ filters, window, definitions, params }) {
   now.bucket = bucket;
   const charts = [];
   const here = (b) => `/${filterQuery(filters, { bucket: b })}`;
+  const drill = (key, at) => `/dora/${key}${filterQuery(filters, { bucket: params.get('bucket'), at })}`;
+  const open = path.startsWith('/dora/') ? decodeURIComponent(path.slice('/dora/'.length)) : null;
+  const panel = open && DRAWERS[open]
+    ? await drawer({ key: open, at: params.get('at'), dora: now, scope, window, filters, params, definitions })
+    : null;
   const page = h('div', { class: 'page delivery', dataset: { since: now.since, until: now.until, bucket } },
     h('h1', { class: 'visually-hidden' }, 'Delivery'),
     coverage(now, seen),
     filters.source ? h('p', { class: 'note' }, 'The DORA keys count deploys and incidents of every source; the source filter applies to the other pages.') : null,
     h('section', { class: 'tiles', 'aria-label': `DORA keys, ${now.environment}` },
-      TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days, charts))),
+      TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days, charts, drill))),
     breakdown(now.lead_time_for_changes, definitions),
-    trends(now, charts, bucket, here));
+    trends(now, charts, bucket, here, drill, navigate),
+    open && !panel ? h('p', { class: 'error', role: 'alert' }, `There is no drawer “${open}”: the tiles above open theirs.`) : null,
+    panel);
   page.mount = () => charts.forEach((draw) => draw());
   return page;
 }
