@@ -714,6 +714,43 @@ fn bench(c: &mut Criterion) {
             });
             println!("  {series} buckets");
         }
+        // The drill-down drawer: the rows behind each count.
+        for key in metrics::ItemKey::ALL {
+            let all = DoraFilter::default();
+            let mut rows = 0;
+            group.bench_function(format!("dora/items/{}/{label}", key.name()), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let call = metrics::dora_items(&store, black_box(window), &all, key, None);
+                        rows = rt.block_on(call).expect("dora items").len();
+                    }
+                    started.elapsed()
+                })
+            });
+            println!("  {rows} rows");
+        }
+        // What the Delivery page asks when it opens, one call after the
+        // other (the browser sends them at once): the window by week or
+        // month, the previous period, and meta.
+        let bucket = if label == "30d" { metrics::Bucket::Week } else { metrics::Bucket::Month };
+        let cuts = metrics::buckets(window, bucket).expect("buckets");
+        let length = window.until.nanos() - window.since.nanos();
+        let previous = Window { since: Timestamp(window.since.nanos() - length), until: window.since };
+        group.bench_function(format!("delivery-page/{label}"), |b| {
+            b.iter_custom(|iters| {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let all = DoraFilter::default();
+                    rt.block_on(async {
+                        metrics::dora_series(&store, black_box(window), &all, &cuts).await.expect("series");
+                        metrics::dora(&store, previous, &all).await.expect("previous");
+                        store.meta().await.expect("meta");
+                    });
+                }
+                started.elapsed()
+            })
+        });
     }
     // The dashboard's filter lists and coverage strip, asked on every page.
     let mut meta = None;

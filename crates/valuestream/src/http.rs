@@ -5,7 +5,7 @@ use crate::body::{self, BodyError, InflightBudget};
 use crate::config::ServeConfig;
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::{self, DoraFilter, SpanScope, Window};
-use crate::store::{ApiSpan, SpanFilter, Store};
+use crate::store::{ApiSpan, SpanFilter, SpanOrder, Store};
 use crate::telemetry::Telemetry;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -316,17 +316,40 @@ const SPAN_PARAMS: &[&str] = &[
     "outcome",
     "state",
     "key",
+    "trace_id",
+    "q",
+    "min_duration",
+    "max_duration",
     "since",
     "until",
+    "order",
     "limit",
     "cursor",
+    "format",
     "token",
 ];
+
+/// A duration parameter in nanoseconds: seconds (`90`, `1.5`) or a number
+/// with a unit (`30m`, `2d`); 400 naming the parameter.
+fn duration_param(name: &str, value: &str) -> Result<i64, ApiError> {
+    let bad =
+        || ApiError::BadRequest(format!("`{name}` must be seconds or a duration like 30m, 12h, 2d; got {value:?}"));
+    if let Ok(seconds) = value.trim().parse::<f64>() {
+        return match seconds {
+            s if (0.0..9.2e9).contains(&s) => Ok((s * 1e9).round() as i64),
+            _ => Err(bad()),
+        };
+    }
+    match crate::config::parse_age(value) {
+        Ok(Some(age)) => i64::try_from(age.as_nanos()).map_err(|_| bad()),
+        _ => Err(bad()),
+    }
+}
 
 async fn list_spans(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if let Some(unknown) = params.keys().find(|k| !SPAN_PARAMS.contains(&k.as_str())) {
         return Err(ApiError::BadRequest(format!("unknown parameter `{unknown}`")));
     }
@@ -349,12 +372,32 @@ async fn list_spans(
     {
         return Err(ApiError::BadRequest(format!("`state` must be open, closed or expired; got {s:?}")));
     }
+    let order = match text("order") {
+        None => SpanOrder::Start,
+        Some(order) => SpanOrder::parse(&order).map_err(ApiError::BadRequest)?,
+    };
     let cursor = text("cursor");
-    if let Some(c) = &cursor
-        && crate::store::decode_cursor(c).is_none()
-    {
-        return Err(ApiError::BadRequest("`cursor` is not a cursor this API returned".into()));
+    if let Some(c) = &cursor {
+        match crate::store::decode_cursor(c) {
+            None => return Err(ApiError::BadRequest("`cursor` is not a cursor this API returned".into())),
+            Some((of, _, _)) if of != order => {
+                return Err(ApiError::BadRequest("`cursor` belongs to another `order`".into()));
+            }
+            Some(_) => {}
+        }
     }
+    let trace_id = text("trace_id").map(|t| t.to_ascii_lowercase());
+    if let Some(t) = &trace_id
+        && (t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::BadRequest(format!("`trace_id` must be 32 hex digits; got {t:?}")));
+    }
+    let csv = match params.get("format").map(String::as_str) {
+        None | Some("" | "json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("`format` must be json or csv; got {other:?}"))),
+    };
+    let duration = |name: &str| text(name).map(|v| duration_param(name, &v)).transpose();
     let filter = SpanFilter {
         source: text("source"),
         kind: text("kind"),
@@ -364,13 +407,81 @@ async fn list_spans(
         outcome: text("outcome"),
         state: state_filter,
         key: text("key"),
+        trace_id,
+        q: text("q"),
+        min_duration: duration("min_duration")?,
+        max_duration: duration("max_duration")?,
         since: params.get("since").map(|v| parse_time("since", v, now)).transpose()?,
         until: params.get("until").map(|v| parse_time("until", v, now)).transpose()?,
+        order,
         limit,
         cursor,
     };
     let (spans, next_cursor) = state.store.spans(&filter).await?;
-    Ok(Json(json!({"spans": spans, "next_cursor": next_cursor})))
+    if csv {
+        return Ok(csv_download("spans", &spans_csv(&spans), next_cursor.as_deref()));
+    }
+    Ok(Json(json!({"spans": spans, "next_cursor": next_cursor})).into_response())
+}
+
+/// The columns of `GET /api/v1/spans?format=csv`, one line per span.
+const SPAN_CSV_COLUMNS: &[&str] = &[
+    "key",
+    "kind",
+    "source",
+    "name",
+    "repo",
+    "project",
+    "environment",
+    "state",
+    "outcome",
+    "start",
+    "end",
+    "duration_seconds",
+    "trace_id",
+    "span_id",
+    "parent_key",
+];
+
+fn spans_csv(spans: &[ApiSpan]) -> String {
+    let rows = spans.iter().map(|s| {
+        let environment = s.attributes.get(valuestream_core::vocab::attr::ENVIRONMENT).cloned();
+        vec![
+            json!(s.key),
+            json!(s.kind),
+            json!(s.source),
+            json!(s.name),
+            json!(s.repo),
+            json!(s.project),
+            environment.unwrap_or(serde_json::Value::Null),
+            json!(s.state),
+            json!(s.outcome),
+            json!(s.start),
+            json!(s.end),
+            json!(s.duration_seconds),
+            json!(s.trace_id),
+            json!(s.span_id),
+            json!(s.parent_key),
+        ]
+    });
+    crate::csv::table(SPAN_CSV_COLUMNS, rows)
+}
+
+/// A CSV answer offered as `valuestream-{name}.csv`; a further page's
+/// cursor, if any, in the `Next-Cursor` header.
+fn csv_download(name: &str, body: &str, next_cursor: Option<&str>) -> Response {
+    let mut response = (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"valuestream-{name}.csv\"")),
+        ],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(cursor) = next_cursor.and_then(|c| axum::http::HeaderValue::from_str(c).ok()) {
+        response.headers_mut().insert("next-cursor", cursor);
+    }
+    response
 }
 
 async fn trace_by_id(
@@ -501,12 +612,7 @@ async fn dora_items(
     let buckets = buckets_of(&params, window)?;
     let items = metrics::dora_items(&state.store, window, &filter, key, buckets.as_deref()).await?;
     if csv {
-        let name = format!("attachment; filename=\"valuestream-{}.csv\"", key.name());
-        let headers = [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (axum::http::header::CONTENT_DISPOSITION, name),
-        ];
-        return Ok((headers, metrics::items_csv(key, &items)).into_response());
+        return Ok(csv_download(key.name(), &metrics::items_csv(key, &items), None));
     }
     let body = json!({
         "key": key.name(),

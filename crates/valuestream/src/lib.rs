@@ -10,6 +10,7 @@
 //! - [`http`]: webhook routes, the span/trace API, health checks.
 //! - [`dashboard`]: the built-in dashboard's pages, embedded assets and sign-in.
 //! - [`body`]: reading a webhook's body within its size, its deadline and the in-flight budget.
+//! - [`csv`]: CSV downloads of the API (`format=csv`).
 //! - [`ingest`]: authenticate → parse → the single writer with group commit.
 //! - [`store`]: deliveries, span events, spans, references, the export outbox.
 //! - [`export`]: the outbox drain to the logging tracer or OTLP.
@@ -22,6 +23,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod csv;
 pub mod dashboard;
 pub mod event;
 pub mod export;

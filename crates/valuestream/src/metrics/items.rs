@@ -418,31 +418,15 @@ async fn incident_above(store: &Store, key: Option<String>) -> Result<Option<Str
     Ok(None)
 }
 
-/// The items as CSV (RFC 4180): a header of `columns` (and `bucket` when
+/// The items as CSV: a header of the key's columns (and `bucket` first when
 /// the items have one), then one line per item.
 pub fn items_csv(key: ItemKey, items: &[Map<String, Value>]) -> String {
     let mut columns: Vec<&str> = key.columns().to_vec();
     if items.first().is_some_and(|i| i.contains_key("bucket")) {
         columns.insert(0, "bucket");
     }
-    let mut out = String::new();
-    out.push_str(&columns.join(","));
-    out.push_str("\r\n");
-    for item in items {
-        let fields: Vec<String> = columns.iter().map(|c| csv_field(item.get(*c).unwrap_or(&Value::Null))).collect();
-        out.push_str(&fields.join(","));
-        out.push_str("\r\n");
-    }
-    out
-}
-
-fn csv_field(value: &Value) -> String {
-    let text = match value {
-        Value::Null => return String::new(),
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    };
-    if text.contains([',', '"', '\r', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+    let rows = items.iter().map(|item| columns.iter().map(|c| item.get(*c).cloned().unwrap_or(Value::Null)).collect());
+    crate::csv::table(&columns, rows)
 }
 
 #[cfg(test)]
@@ -456,20 +440,5 @@ mod tests {
         }
         let error = ItemKey::parse("deploys").unwrap_err();
         assert!(error.contains("deployments, changes, failed, incidents, failures, rework"), "{error}");
-    }
-
-    #[test]
-    fn csv_quotes_what_needs_quoting_and_leaves_null_empty() {
-        let mut item = Map::new();
-        for column in ItemKey::Failures.columns() {
-            item.insert(column.to_string(), Value::Null);
-        }
-        item.insert("name".into(), json!("Deploy \"a, b\""));
-        item.insert("value".into(), json!(1.5));
-        let csv = items_csv(ItemKey::Failures, &[item]);
-        let lines: Vec<&str> = csv.split("\r\n").collect();
-        assert_eq!(lines[0], ItemKey::Failures.columns().join(","));
-        assert_eq!(lines[1], ",,,,\"Deploy \"\"a, b\"\"\",,,,,1.5,");
-        assert_eq!(lines[2], "");
     }
 }

@@ -15,11 +15,12 @@ mod faults;
 mod outbox;
 mod query;
 mod rebuild;
+mod sql;
 
 pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_body, decode_body};
 pub use expiry::Swept;
 pub use outbox::{Due, ExportLink, ExportSpan, Sent};
-pub use query::{ApiSpan, Meta, SpanFilter, decode_cursor, encode_cursor};
+pub use query::{ApiSpan, Meta, SpanFilter, SpanOrder, decode_cursor, encode_cursor};
 pub use rebuild::{ArrivalCursor, StoredDelivery, Unreadable};
 
 pub use connect::OpenMode;

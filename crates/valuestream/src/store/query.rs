@@ -1,6 +1,7 @@
 //! Reading the store: spans for the API (filters and keyset paging), traces
 //! and trace references.
 
+use super::sql::Sql;
 use super::{Store, StoreError};
 use base64::Engine;
 use serde::Serialize;
@@ -97,10 +98,65 @@ pub struct SpanFilter {
     pub outcome: Option<String>,
     pub state: Option<String>,
     pub key: Option<String>,
+    /// 32 lowercase hex digits (checked by the API).
+    pub trace_id: Option<String>,
+    /// Text in the span's name or key, whatever the case.
+    pub q: Option<String>,
+    /// Ended spans that took longer than this (nanoseconds)…
+    pub min_duration: Option<i64>,
+    /// …and at most this: a Prometheus bucket's `(lower, le]`.
+    pub max_duration: Option<i64>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    pub order: SpanOrder,
     pub limit: usize,
     pub cursor: Option<String>,
+}
+
+/// The order of `GET /api/v1/spans` (`order=`); ties go by key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SpanOrder {
+    /// Oldest first (the default).
+    #[default]
+    Start,
+    /// Newest first.
+    StartDesc,
+    /// Shortest first; only ended spans have a duration.
+    Duration,
+    /// Longest first.
+    DurationDesc,
+}
+
+impl SpanOrder {
+    /// Parses `order=`; the error names the accepted values.
+    pub fn parse(value: &str) -> Result<SpanOrder, String> {
+        match value {
+            "start" => Ok(SpanOrder::Start),
+            "-start" => Ok(SpanOrder::StartDesc),
+            "duration" => Ok(SpanOrder::Duration),
+            "-duration" => Ok(SpanOrder::DurationDesc),
+            _ => Err(format!("`order` must be start, -start, duration or -duration; got {value:?}")),
+        }
+    }
+
+    /// What a cursor of this order starts with (none for the default, so
+    /// cursors from before orders existed still read).
+    fn tag(self) -> &'static str {
+        match self {
+            SpanOrder::Start => "",
+            SpanOrder::StartDesc => "-s:",
+            SpanOrder::Duration => "d:",
+            SpanOrder::DurationDesc => "-d:",
+        }
+    }
+
+    fn by_duration(self) -> bool {
+        matches!(self, SpanOrder::Duration | SpanOrder::DurationDesc)
+    }
+
+    fn descending(self) -> bool {
+        matches!(self, SpanOrder::StartDesc | SpanOrder::DurationDesc)
+    }
 }
 
 /// `GET /api/v1/meta`: what the store has seen.
@@ -118,28 +174,42 @@ pub struct Meta {
 }
 
 /// An opaque paging cursor: the (start, key) of the last span of a page.
-pub fn encode_cursor(start: Timestamp, key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{key}", start.nanos()))
+/// The cursor of the page after the one ending with `value` (a start or a
+/// duration, in nanoseconds) and `key`, in `order`.
+pub fn encode_cursor(order: SpanOrder, value: i64, key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}{value}:{key}", order.tag()))
 }
 
-/// Reads a cursor back; `None` when it is not one of ours.
-pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+/// Reads a cursor back: its order, value and key; `None` when it is not one of ours.
+pub fn decode_cursor(cursor: &str) -> Option<(SpanOrder, i64, String)> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let text = String::from_utf8(bytes).ok()?;
-    let (start, key) = text.split_once(':')?;
-    Some((start.parse().ok()?, key.to_string()))
+    let (order, rest) = [SpanOrder::StartDesc, SpanOrder::Duration, SpanOrder::DurationDesc]
+        .into_iter()
+        .find_map(|order| text.strip_prefix(order.tag()).map(|rest| (order, rest)))
+        .unwrap_or((SpanOrder::Start, text.as_str()));
+    let (value, key) = rest.split_once(':')?;
+    Some((order, value.parse().ok()?, key.to_string()))
+}
+
+/// `%text%` for LIKE, its own `%`, `_` and `\` taken literally (`ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 impl Store {
-    /// One page of spans, ordered by start then key, and the cursor of the next page.
+    /// One page of spans in `filter.order` (ties by key), and the cursor of
+    /// the next page.
     pub async fn spans(&self, filter: &SpanFilter) -> Result<(Vec<ApiSpan>, Option<String>), StoreError> {
-        let mut sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE 1 = 1");
-        let mut texts: Vec<String> = Vec::new();
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            n
-        };
+        let mut sql = Sql::new(&format!("SELECT {SPAN_COLUMNS} FROM spans WHERE 1 = 1"));
         // Names match whatever their case, as GitHub treats them: lower() on
         // both sides (these columns are filtered while reading spans in start
         // order, so no index is lost).
@@ -152,61 +222,71 @@ impl Store {
             ("outcome", &filter.outcome),
         ] {
             if let Some(value) = value {
-                sql.push_str(&format!(" AND lower({column}) = lower(${})", next()));
-                texts.push(value.clone());
+                let p = sql.text(value.clone());
+                sql.push(&format!(" AND lower({column}) = lower({p})"));
             }
         }
         // The state is one of ours (checked by the API): compared as stored.
         if let Some(state) = &filter.state {
-            sql.push_str(&format!(" AND state = ${}", next()));
-            texts.push(state.clone());
+            let p = sql.text(state.clone());
+            sql.push(&format!(" AND state = {p}"));
         }
         // A key through span_refs, which holds every span's key in lowercase
         // (its primary key finds it), and only a key, not a trace reference.
         if let Some(key) = &filter.key {
-            let (a, b) = (next(), next());
-            sql.push_str(&format!(
-                " AND key IN (SELECT span_key FROM span_refs WHERE ref = ${a}) AND lower(key) = ${b}"
-            ));
-            texts.push(key.to_ascii_lowercase());
-            texts.push(key.to_ascii_lowercase());
+            let (a, b) = (sql.text(key.to_ascii_lowercase()), sql.text(key.to_ascii_lowercase()));
+            sql.push(&format!(" AND key IN (SELECT span_key FROM span_refs WHERE ref = {a}) AND lower(key) = {b}"));
         }
-        let mut numbers: Vec<(usize, i64)> = Vec::new();
+        if let Some(trace_id) = &filter.trace_id {
+            let p = sql.text(trace_id.clone());
+            sql.push(&format!(" AND trace_id = {p}"));
+        }
+        if let Some(q) = &filter.q {
+            let (a, b) = (sql.text(contains_pattern(q)), sql.text(contains_pattern(q)));
+            sql.push(&format!(" AND (lower(name) LIKE {a} ESCAPE '\\' OR lower(key) LIKE {b} ESCAPE '\\')"));
+        }
+        // Only an ended span has a duration (an expired one never finished).
+        const DURATION: &str = "(end_ns - start_ns)";
+        if filter.order.by_duration() || filter.min_duration.is_some() || filter.max_duration.is_some() {
+            sql.push(&format!(" AND state = '{}' AND end_ns IS NOT NULL", vocab::state::CLOSED));
+        }
+        if let Some(min) = filter.min_duration {
+            let p = sql.int(min);
+            sql.push(&format!(" AND {DURATION} > {p}"));
+        }
+        if let Some(max) = filter.max_duration {
+            let p = sql.int(max);
+            sql.push(&format!(" AND {DURATION} <= {p}"));
+        }
         if let Some(since) = filter.since {
-            let i = next();
-            sql.push_str(&format!(" AND start_ns >= ${i}"));
-            numbers.push((i, since.nanos()));
+            let p = sql.int(since.nanos());
+            sql.push(&format!(" AND start_ns >= {p}"));
         }
         if let Some(until) = filter.until {
-            let i = next();
-            sql.push_str(&format!(" AND start_ns < ${i}"));
-            numbers.push((i, until.nanos()));
+            let p = sql.int(until.nanos());
+            sql.push(&format!(" AND start_ns < {p}"));
         }
-        let cursor = filter.cursor.as_deref().and_then(decode_cursor);
-        if let Some((start, _)) = &cursor {
-            let (a, b, c) = (next(), next(), next());
-            sql.push_str(&format!(" AND (start_ns > ${a} OR (start_ns = ${b} AND key > ${c}))"));
-            numbers.push((a, *start));
-            numbers.push((b, *start));
+        let order = filter.order;
+        let value = if order.by_duration() { DURATION } else { "start_ns" };
+        let (after, direction) = if order.descending() { ("<", "DESC") } else { (">", "ASC") };
+        // A cursor of another order was checked away by the API.
+        if let Some((_, at, key)) = filter.cursor.as_deref().and_then(decode_cursor) {
+            let (a, b, c) = (sql.int(at), sql.int(at), sql.text(key));
+            sql.push(&format!(" AND ({value} {after} {a} OR ({value} = {b} AND key {after} {c}))"));
         }
-        sql.push_str(&format!(" ORDER BY start_ns, key LIMIT {}", filter.limit + 1));
+        sql.push(&format!(" ORDER BY {value} {direction}, key {direction} LIMIT {}", filter.limit + 1));
 
-        // Bind in placeholder order: texts first (1..), then numbers, then the cursor key.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for text in &texts {
-            query = query.bind(text.clone());
-        }
-        for (_, number) in &numbers {
-            query = query.bind(*number);
-        }
-        if let Some((_, key)) = &cursor {
-            query = query.bind(key.clone());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = sql.query().fetch_all(&self.pool).await?;
         let mut spans = rows.iter().map(span_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if spans.len() > filter.limit {
             spans.truncate(filter.limit);
-            spans.last().map(|last| encode_cursor(last.start, &last.key))
+            spans.last().map(|last| {
+                let at = match (order.by_duration(), last.end) {
+                    (true, Some(end)) => end.nanos() - last.start.nanos(),
+                    _ => last.start.nanos(),
+                };
+                encode_cursor(order, at, &last.key)
+            })
         } else {
             None
         };

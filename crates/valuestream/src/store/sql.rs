@@ -1,0 +1,76 @@
+//! A small builder for statements whose conditions depend on the request:
+//! each value is bound where its placeholder is written, so placeholders
+//! are numbered in order and never by hand.
+
+use sqlx::any::AnyArguments;
+
+/// One bound value.
+#[derive(Clone, Debug)]
+enum Value {
+    Text(String),
+    Int(i64),
+}
+
+/// SQL text and the values of its `$n` placeholders, in order.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    text: String,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    pub(crate) fn new(text: &str) -> Sql {
+        Sql { text: text.to_string(), values: Vec::new() }
+    }
+
+    /// Appends SQL text (no values in it: those go through [`Sql::text`] and [`Sql::int`]).
+    pub(crate) fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Binds a text value; returns its placeholder to write into the SQL.
+    pub(crate) fn text(&mut self, value: impl Into<String>) -> String {
+        self.values.push(Value::Text(value.into()));
+        format!("${}", self.values.len())
+    }
+
+    /// Binds an integer value; returns its placeholder.
+    pub(crate) fn int(&mut self, value: i64) -> String {
+        self.values.push(Value::Int(value));
+        format!("${}", self.values.len())
+    }
+
+    /// The statement, its values bound.
+    pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, AnyArguments> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.text.clone()));
+        for value in &self.values {
+            query = match value {
+                Value::Text(text) => query.bind(text.clone()),
+                Value::Int(n) => query.bind(*n),
+            };
+        }
+        query
+    }
+
+    #[cfg(test)]
+    fn text_of(&self) -> &str {
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_the_order_values_are_bound() {
+        let mut sql = Sql::new("SELECT 1 WHERE 1 = 1");
+        let a = sql.text("x");
+        sql.push(&format!(" AND a = {a}"));
+        let (b, c) = (sql.int(2), sql.text("y"));
+        sql.push(&format!(" AND (b > {b} OR c = {c})"));
+        assert_eq!(sql.text_of(), "SELECT 1 WHERE 1 = 1 AND a = $1 AND (b > $2 OR c = $3)");
+        assert_eq!(sql.values.len(), 3);
+    }
+}
