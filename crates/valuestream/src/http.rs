@@ -5,7 +5,7 @@ use crate::body::{self, BodyError, InflightBudget};
 use crate::config::ServeConfig;
 use crate::ingest::{Ingest, IngestError};
 use crate::metrics::{self, DoraFilter, SpanScope, Window};
-use crate::store::{ApiSpan, SpanFilter, SpanOrder, Store};
+use crate::store::{ApiSpan, SpanFilter, SpanOrder, Store, TraceFilter};
 use crate::telemetry::Telemetry;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -69,7 +69,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let request_timeout = REQUEST_TIMEOUT.max(state.body_timeout + Duration::from_secs(10));
     let api = Router::new()
         .route("/api/v1/spans", get(list_spans))
-        .route("/api/v1/traces", get(trace_by_ref))
+        .route("/api/v1/traces", get(traces))
         .route("/api/v1/traces/{trace_id}", get(trace_by_id))
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/dora", get(dora))
@@ -499,14 +499,62 @@ async fn trace_by_id(
     Ok(Json(trace_json(&trace_id, spans)))
 }
 
-async fn trace_by_ref(
+const TRACES_PARAMS: &[&str] =
+    &["ref", "since", "until", "repo", "kind", "has_error", "open", "q", "limit", "cursor", "token"];
+
+/// `GET /api/v1/traces`: with `ref`, the trace it names; without, the list.
+async fn traces(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let reference = params
-        .get("ref")
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("`ref` is required, e.g. ?ref=vstrace-github-hello-world-27".into()))?;
+    reject_unknown(&params, TRACES_PARAMS)?;
+    if let Some(reference) = params.get("ref") {
+        return trace_by_ref(&state, reference).await;
+    }
+    let text = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
+    let flag = |name: &str| -> Result<Option<bool>, ApiError> {
+        match text(name).as_deref() {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(other) => Err(ApiError::BadRequest(format!("`{name}` must be true or false; got {other:?}"))),
+        }
+    };
+    let limit = match params.get("limit") {
+        None => 50,
+        Some(value) => match value.parse::<usize>() {
+            Ok(n) if (1..=500).contains(&n) => n,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`limit` must be a whole number from 1 to 500; got {value:?}"
+                )));
+            }
+        },
+    };
+    let cursor = text("cursor");
+    if cursor.as_deref().is_some_and(|c| crate::store::decode_trace_cursor(c).is_none()) {
+        return Err(ApiError::BadRequest("`cursor` is not a cursor this API returned".into()));
+    }
+    let window = window_of(&params, now())?;
+    let filter = TraceFilter {
+        since: window.since,
+        until: window.until,
+        repo: text("repo"),
+        kind: text("kind"),
+        has_error: flag("has_error")?,
+        open: flag("open")?,
+        q: text("q"),
+        limit,
+        cursor,
+    };
+    let (traces, next_cursor) = state.store.traces(&filter).await?;
+    Ok(Json(json!({"traces": traces, "next_cursor": next_cursor})))
+}
+
+async fn trace_by_ref(state: &AppState, reference: &str) -> Result<Json<serde_json::Value>, ApiError> {
+    if reference.is_empty() {
+        return Err(ApiError::BadRequest("`ref` is empty; e.g. ?ref=vstrace-github-hello-world-27".into()));
+    }
     let trace_id = state
         .store
         .trace_of_ref(reference)

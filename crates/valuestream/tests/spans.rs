@@ -1,11 +1,13 @@
-//! `GET /api/v1/spans`' filters and orders against a naive reference: every
-//! span of a generated store, filtered and sorted in plain Rust as
-//! docs/api.md says, must be what paging through the API (three at a time,
-//! with its cursors) returns — on SQLite, and on PostgreSQL (`--ignored`).
+//! `GET /api/v1/spans`' filters and orders, and the `GET /api/v1/traces`
+//! list, against a naive reference: every span of a generated store,
+//! filtered, grouped and sorted in plain Rust as docs/api.md says, must be
+//! what paging through the API (a few at a time, with its cursors) returns —
+//! on SQLite, and on PostgreSQL (`--ignored`).
 
 mod support;
 
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use support::*;
 use valuestream::config::TracerBackend;
 
@@ -70,6 +72,12 @@ fn keys(spans: &[Value]) -> Vec<String> {
     spans.iter().map(|s| s["key"].as_str().unwrap().to_string()).collect()
 }
 
+/// Whether `text` is in the span's name or key, whatever the case.
+fn named(span: &Value, text: &str) -> bool {
+    let both = format!("{}\n{}", span["name"].as_str().unwrap(), span["key"].as_str().unwrap());
+    both.to_lowercase().contains(text)
+}
+
 /// Nanoseconds of a span's duration, ended spans only.
 fn duration(span: &Value) -> Option<i64> {
     span["duration_seconds"].as_f64().map(|s| (s * 1e9).round() as i64)
@@ -94,10 +102,12 @@ async fn check(app: &App) {
     type Pick = Box<dyn Fn(&Value) -> bool>;
     let cases: Vec<(String, Pick)> = vec![
         (String::new(), Box::new(|_| true)),
-        ("q=login".into(), Box::new(|s| s["name"].as_str().unwrap().to_lowercase().contains("login"))),
-        ("q=100%25".into(), Box::new(|s| s["name"].as_str().unwrap().contains("100%"))),
-        ("q=r_s".into(), Box::new(|s| s["name"].as_str().unwrap().to_lowercase().contains("r_s"))),
-        ("q=PULL_REQUEST:1".into(), Box::new(|s| s["key"].as_str().unwrap().contains("pull_request:1"))),
+        ("q=Hello-World%231".into(), Box::new(|s| named(s, "hello-world#1"))),
+        ("q=PULL_REQUEST:2".into(), Box::new(|s| named(s, "pull_request:2"))),
+        // `%` and `_` are plain characters: as wildcards they would match
+        // `pull_request` and `…request:1` (`l%r`, `t_1`).
+        ("q=l%25r".into(), Box::new(|s| named(s, "l%r"))),
+        ("q=t_1".into(), Box::new(|s| named(s, "t_1"))),
         (format!("trace_id={}", trace.to_uppercase()), Box::new(move |s| s["trace_id"] == trace.as_str())),
         ("min_duration=2h".into(), Box::new(move |s| duration(s).is_some_and(|d| d > 2 * hour))),
         ("max_duration=10800".into(), Box::new(move |s| duration(s).is_some_and(|d| d <= 3 * hour))),
@@ -108,6 +118,9 @@ async fn check(app: &App) {
         ("state=open".into(), Box::new(|s| s["state"] == "open")),
     ];
     for (filter, pick) in &cases {
+        let picked = all.iter().filter(|s| pick(s)).count();
+        let plain = filter.contains("l%25r") || filter.contains("t_1");
+        assert!(plain || (picked > 0 && (picked < all.len() || filter.is_empty())), "{filter}: {picked} spans");
         for order in ["start", "-start", "duration", "-duration"] {
             let mut expected: Vec<Value> = all.iter().filter(|s| pick(s)).cloned().collect();
             if order.ends_with("duration") {
@@ -127,13 +140,15 @@ async fn check(app: &App) {
     assert!(all.iter().any(|s| s["state"] == "open"), "the data has open spans");
 
     // The same page as CSV: a header and one line per span.
-    let response = app.client.get(format!("{}/api/v1/spans?q=login&format=csv", app.base)).send().await.unwrap();
+    let response =
+        app.client.get(format!("{}/api/v1/spans?q=hello-world%231&format=csv", app.base)).send().await.unwrap();
     assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = response.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert!(lines[0].starts_with("key,kind,source,name,"), "{csv}");
-    let logins = all.iter().filter(|s| s["name"].as_str().unwrap().to_lowercase().contains("login")).count();
-    assert_eq!(lines.len(), logins + 1, "{csv}");
+    let named_1 = all.iter().filter(|s| named(s, "hello-world#1")).count();
+    assert!(named_1 > 1);
+    assert_eq!(lines.len(), named_1 + 1, "{csv}");
 
     for (query, says) in [
         ("order=size", "`order` must be start, -start, duration or -duration"),
@@ -153,11 +168,142 @@ async fn check(app: &App) {
     assert_eq!((status, answer["error"].as_str()), (400, Some("`cursor` belongs to another `order`")));
 }
 
+/// A trace as the reference sees it: grouped from all spans.
+#[derive(Debug)]
+struct Trace {
+    id: String,
+    start: i64,
+    spans: Vec<Value>,
+}
+
+fn traces_of(all: &[Value]) -> Vec<Trace> {
+    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for span in all {
+        by_id.entry(span["trace_id"].as_str().unwrap().to_string()).or_default().push(span.clone());
+    }
+    by_id.into_iter().map(|(id, spans)| Trace { id, start: spans.iter().map(start).min().unwrap(), spans }).collect()
+}
+
+/// The list's summary of a trace, by hand.
+fn summary(trace: &Trace) -> Value {
+    let spans = &trace.spans;
+    let open = spans.iter().filter(|s| s["state"] == "open").count();
+    let end = spans.iter().filter_map(|s| s["end"].as_str().map(nanos)).max();
+    let mut roots: Vec<&Value> = spans.iter().filter(|s| s["parent_key"].is_null()).collect();
+    if roots.is_empty() {
+        roots = spans.iter().collect();
+    }
+    roots.sort_by_key(|s| (start(s), s["key"].as_str().unwrap().to_string()));
+    let root = roots[0];
+    let sources: BTreeSet<&str> = spans.iter().map(|s| s["source"].as_str().unwrap()).collect();
+    json!({
+        "trace_id": trace.id,
+        "root": {"key": root["key"], "name": root["name"], "kind": root["kind"]},
+        "start": spans.iter().min_by_key(|s| start(s)).unwrap()["start"],
+        "end": if open > 0 { Value::Null } else { json!(valuestream_core::time::Timestamp(end.unwrap() as i64)) },
+        "spans": spans.len(),
+        "sources": sources,
+        "errors": spans.iter().filter(|s| s["outcome"] == "failure").count(),
+        "open": open,
+    })
+}
+
+async fn check_traces(app: &App) {
+    let (_, everything) = app.get("/api/v1/spans?limit=1000").await;
+    let all: Vec<Value> = everything["spans"].as_array().unwrap().clone();
+    let traces = traces_of(&all);
+    assert!(traces.len() > 10, "{} traces", traces.len());
+    let (since, until) = ("2026-11-12T00:00:00Z", "2026-11-25T00:00:00Z");
+    let in_window = |t: &Trace| nanos(since) as i64 <= t.start && t.start < nanos(until) as i64;
+    let has = |t: &Trace, f: &dyn Fn(&Value) -> bool| t.spans.iter().any(f);
+    type Pick = Box<dyn Fn(&Trace) -> bool>;
+    let cases: Vec<(&str, Pick)> = vec![
+        ("", Box::new(|_| true)),
+        ("open=true", Box::new(move |t| has(t, &|s| s["state"] == "open"))),
+        ("open=false", Box::new(move |t| !has(t, &|s| s["state"] == "open"))),
+        ("has_error=true", Box::new(move |t| has(t, &|s| s["outcome"] == "failure"))),
+        ("kind=DEPLOY", Box::new(move |t| has(t, &|s| s["kind"] == "deploy"))),
+        ("repo=Octo-Org/Hello-World", Box::new(move |t| has(t, &|s| s["repo"] == "octo-org/hello-world"))),
+        ("q=HELLO-WORLD%232", Box::new(move |t| has(t, &|s| named(s, "hello-world#2")))),
+    ];
+    for (filter, pick) in &cases {
+        let mut expected: Vec<&Trace> = traces.iter().filter(|t| in_window(t) && pick(t)).collect();
+        expected.sort_by(|a, b| (b.start, &b.id).cmp(&(a.start, &a.id)));
+        assert!(
+            !expected.is_empty() && expected.len() < traces.len(),
+            "{filter}: the data tells the filter's traces apart"
+        );
+        let mut got: Vec<Value> = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let page = format!("/api/v1/traces?since={since}&until={until}&limit=2&{filter}{cursor}");
+            let (status, answer) = app.get(&page).await;
+            assert_eq!(status, 200, "{page}: {answer}");
+            got.extend(answer["traces"].as_array().unwrap().iter().cloned());
+            match answer["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        let ids: Vec<&str> = got.iter().map(|t| t["trace_id"].as_str().unwrap()).collect();
+        let wanted: Vec<&str> = expected.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, wanted, "{filter}");
+        for (trace, answer) in expected.iter().zip(&got) {
+            let mut answer = answer.clone();
+            let map = answer.as_object_mut().unwrap();
+            map.remove("duration_seconds");
+            map.remove("pending_refs");
+            assert_eq!(answer, summary(trace), "{filter}");
+        }
+    }
+    assert!(traces.iter().any(|t| t.spans.len() > 3), "a trace of several spans");
+    for (query, says) in
+        [("open=yes", "`open` must be true or false"), ("limit=0", "`limit`"), ("cursor=abc", "`cursor`")]
+    {
+        let (status, answer) = app.get(&format!("/api/v1/traces?{query}")).await;
+        assert_eq!(status, 400, "{query}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{query}: {answer}");
+    }
+}
+
 #[tokio::test]
 async fn filters_and_orders_page_exactly_as_the_reference_filters_and_sorts() {
     let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
     check(&app).await;
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_trace_list_pages_exactly_as_the_reference_groups_the_spans() {
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    seed(&app).await;
+    check_traces(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run by .ci/run"]
+async fn the_trace_list_pages_exactly_as_the_reference_on_postgres() {
+    let db = PostgresDb::create().await;
+    let app = spawn_app_on(db.url.clone(), None, |url| config(url, TracerBackend::None, None, &[SECRET])).await;
+    seed(&app).await;
+    check_traces(&app).await;
+    app.stop().await;
+    db.drop_database().await;
+}
+
+/// The generated pull requests and the delivery scenario (issue → pull
+/// request → build → deploys, an incident, a failed job).
+async fn seed(app: &App) {
+    for body in deliveries() {
+        let n = body["number"].as_u64().unwrap();
+        let (status, answer) = app.github("pull_request", &format!("spans-{n}"), &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    for (i, (event, body)) in delivery_scenario().iter().enumerate() {
+        let (status, answer) = app.github(event, &format!("scenario-{i}"), body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
 }
 
 #[tokio::test]

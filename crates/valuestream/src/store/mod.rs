@@ -20,7 +20,10 @@ mod sql;
 pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_body, decode_body};
 pub use expiry::Swept;
 pub use outbox::{Due, ExportLink, ExportSpan, Sent};
-pub use query::{ApiSpan, Meta, SpanFilter, SpanOrder, decode_cursor, encode_cursor};
+pub use query::{
+    ApiSpan, Meta, SpanFilter, SpanOrder, TraceFilter, TraceRoot, TraceSummary, decode_cursor, decode_trace_cursor,
+    encode_cursor,
+};
 pub use rebuild::{ArrivalCursor, StoredDelivery, Unreadable};
 
 pub use connect::OpenMode;

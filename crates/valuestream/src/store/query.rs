@@ -173,8 +173,66 @@ pub struct Meta {
     pub waiting_references: i64,
 }
 
-/// An opaque paging cursor: the (start, key) of the last span of a page.
-/// The cursor of the page after the one ending with `value` (a start or a
+/// Filters of `GET /api/v1/traces` (without `ref`): a trace is in the
+/// window when its first span started in it.
+#[derive(Clone, Debug)]
+pub struct TraceFilter {
+    pub since: Timestamp,
+    pub until: Timestamp,
+    /// Traces with a span of this repository / kind (whatever the case).
+    pub repo: Option<String>,
+    pub kind: Option<String>,
+    /// Traces with (`true`) or without (`false`) a span that ended in failure.
+    pub has_error: Option<bool>,
+    /// Traces with (`true`) or without (`false`) a span still open.
+    pub open: Option<bool>,
+    /// Text in some span's name or key.
+    pub q: Option<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+/// A trace as `GET /api/v1/traces` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceSummary {
+    pub trace_id: String,
+    pub root: TraceRoot,
+    pub start: Timestamp,
+    /// The last end of its spans; `null` while one is open.
+    pub end: Option<Timestamp>,
+    pub duration_seconds: Option<f64>,
+    pub spans: i64,
+    pub sources: Vec<String>,
+    /// Spans that ended in failure.
+    pub errors: i64,
+    /// Spans still open.
+    pub open: i64,
+    /// Spans that name a parent not received yet.
+    pub pending_refs: i64,
+}
+
+/// The span a trace starts from: the earliest without a parent.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceRoot {
+    pub key: String,
+    pub name: String,
+    pub kind: String,
+}
+
+/// The cursor of the trace list after `(start, trace_id)`.
+pub fn encode_trace_cursor(start: i64, trace_id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("t:{start}:{trace_id}"))
+}
+
+/// Reads a trace-list cursor back; `None` when it is not one of ours.
+pub fn decode_trace_cursor(cursor: &str) -> Option<(i64, String)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (start, trace_id) = text.strip_prefix("t:")?.split_once(':')?;
+    Some((start.parse().ok()?, trace_id.to_string()))
+}
+
+/// An opaque paging cursor: the page after the one ending with `value` (a start or a
 /// duration, in nanoseconds) and `key`, in `order`.
 pub fn encode_cursor(order: SpanOrder, value: i64, key: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}{value}:{key}", order.tag()))
@@ -304,6 +362,123 @@ impl Store {
         let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, key");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(trace_id).fetch_all(&self.pool).await?;
         rows.iter().map(span_from_row).collect()
+    }
+
+    /// One page of traces whose first span started in the window, newest
+    /// first (ties by trace id), and the cursor of the next page.
+    pub async fn traces(&self, filter: &TraceFilter) -> Result<(Vec<TraceSummary>, Option<String>), StoreError> {
+        let mut sql = Sql::new("");
+        let (failure, open) = (vocab::outcome::FAILURE, vocab::state::OPEN);
+        // Candidates: traces with a span starting in the window; the HAVING
+        // keeps those whose first span does. Conditions on "some span" are
+        // counted over all of a trace's spans. (Each placeholder is bound
+        // once, where it is written.)
+        let (since, until) = (sql.int(filter.since.nanos()), sql.int(filter.until.nanos()));
+        let candidates = format!("SELECT c.trace_id FROM spans c WHERE c.start_ns >= {since} AND c.start_ns < {until}");
+        let (since, until) = (sql.int(filter.since.nanos()), sql.int(filter.until.nanos()));
+        let mut having = format!("MIN(s.start_ns) >= {since} AND MIN(s.start_ns) < {until}");
+        for (column, value) in [("repo", &filter.repo), ("kind", &filter.kind)] {
+            if let Some(value) = value {
+                let p = sql.text(value.clone());
+                having.push_str(&format!(" AND SUM(CASE WHEN lower(s.{column}) = lower({p}) THEN 1 ELSE 0 END) > 0"));
+            }
+        }
+        if let Some(q) = &filter.q {
+            let (a, b) = (sql.text(contains_pattern(q)), sql.text(contains_pattern(q)));
+            having.push_str(&format!(
+                " AND SUM(CASE WHEN lower(s.name) LIKE {a} ESCAPE '\\' OR lower(s.key) LIKE {b} ESCAPE '\\' THEN 1 ELSE 0 END) > 0"
+            ));
+        }
+        let mut outer = String::from("WHERE 1 = 1");
+        for (column, wanted) in [("errors", filter.has_error), ("open_spans", filter.open)] {
+            match wanted {
+                Some(true) => outer.push_str(&format!(" AND {column} > 0")),
+                Some(false) => outer.push_str(&format!(" AND {column} = 0")),
+                None => {}
+            }
+        }
+        if let Some((start, trace_id)) = filter.cursor.as_deref().and_then(decode_trace_cursor) {
+            let (a, b, c) = (sql.int(start), sql.int(start), sql.text(trace_id));
+            outer.push_str(&format!(" AND (start_ns < {a} OR (start_ns = {b} AND trace_id < {c}))"));
+        }
+        sql.push(&format!(
+            "WITH t AS (
+               SELECT s.trace_id, MIN(s.start_ns) AS start_ns, MAX(s.end_ns) AS end_ns, COUNT(*) AS spans,
+                 CAST(SUM(CASE WHEN s.outcome = '{failure}' THEN 1 ELSE 0 END) AS BIGINT) AS errors,
+                 CAST(SUM(CASE WHEN s.state = '{open}' THEN 1 ELSE 0 END) AS BIGINT) AS open_spans,
+                 CAST(SUM(CASE WHEN s.parent_key IS NULL
+                                AND EXISTS (SELECT 1 FROM span_parent_refs p WHERE p.span_key = s.key)
+                               THEN 1 ELSE 0 END) AS BIGINT) AS pending
+               FROM spans s
+               WHERE s.trace_id IN ({candidates})
+               GROUP BY s.trace_id
+               HAVING {having})
+             SELECT trace_id, start_ns, end_ns, spans, errors, open_spans, pending FROM t {outer}
+             ORDER BY start_ns DESC, trace_id DESC LIMIT {}",
+            filter.limit + 1
+        ));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        let mut traces = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(filter.limit) {
+            let start = Timestamp(row.try_get("start_ns")?);
+            let open: i64 = row.try_get("open_spans")?;
+            let end = if open > 0 { None } else { row.try_get::<Option<i64>, _>("end_ns")?.map(Timestamp) };
+            traces.push(TraceSummary {
+                trace_id: row.try_get("trace_id")?,
+                root: TraceRoot { key: String::new(), name: String::new(), kind: String::new() },
+                start,
+                end,
+                duration_seconds: end.map(|end| start.seconds_until(end)),
+                spans: row.try_get("spans")?,
+                sources: Vec::new(),
+                errors: row.try_get("errors")?,
+                open,
+                pending_refs: row.try_get("pending")?,
+            });
+        }
+        let next_cursor = match traces.last() {
+            Some(last) if rows.len() > filter.limit => Some(encode_trace_cursor(last.start.nanos(), &last.trace_id)),
+            _ => None,
+        };
+        self.fill_roots_and_sources(&mut traces).await?;
+        Ok((traces, next_cursor))
+    }
+
+    /// Each trace's root (its earliest span without a parent, else its
+    /// earliest span) and its sources, in two statements for the page.
+    async fn fill_roots_and_sources(&self, traces: &mut [TraceSummary]) -> Result<(), StoreError> {
+        if traces.is_empty() {
+            return Ok(());
+        }
+        let mut sql = Sql::new("SELECT trace_id, key, name, kind, source, parent_key FROM spans WHERE trace_id IN (");
+        let ids: Vec<String> = traces.iter().map(|t| t.trace_id.clone()).collect();
+        let list: Vec<String> = ids.iter().map(|id| sql.text(id.clone())).collect();
+        sql.push(&list.join(", "));
+        sql.push(") ORDER BY trace_id, start_ns, key");
+        let mut roots: BTreeMap<String, (bool, TraceRoot)> = BTreeMap::new();
+        let mut sources: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for row in sql.query().fetch_all(&self.pool).await? {
+            let trace_id: String = row.try_get("trace_id")?;
+            let without_parent = row.try_get::<Option<String>, _>("parent_key")?.is_none();
+            sources.entry(trace_id.clone()).or_default().insert(row.try_get("source")?);
+            let root = TraceRoot { key: row.try_get("key")?, name: row.try_get("name")?, kind: row.try_get("kind")? };
+            match roots.get(&trace_id) {
+                // The first span seen is the earliest; a later one replaces it
+                // only as the first without a parent.
+                Some((true, _)) => {}
+                Some((false, _)) if !without_parent => {}
+                _ => {
+                    roots.insert(trace_id, (without_parent, root));
+                }
+            }
+        }
+        for trace in traces {
+            if let Some((_, root)) = roots.remove(&trace.trace_id) {
+                trace.root = root;
+            }
+            trace.sources = sources.remove(&trace.trace_id).unwrap_or_default().into_iter().collect();
+        }
+        Ok(())
     }
 
     /// The trace of the span a trace reference (or span key) names, if any.
