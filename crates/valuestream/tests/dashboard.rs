@@ -684,6 +684,36 @@ async fn browser_trace_page_draws_the_tree_and_a_deep_link_selects_its_span() {
 
 #[tokio::test]
 #[ignore = "needs Chromium (apt-get install chromium); .ci/run runs it"]
+async fn browser_traces_page_lists_the_windows_traces_and_text_finds_them() {
+    let app = seeded(None).await;
+    let (_, api) = app.get(&format!("/api/v1/traces?{}&limit=200", window())).await;
+    let wanted: Vec<&str> = api["traces"].as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap()).collect();
+    assert!(wanted.len() > 1, "{api}");
+    let dom = page_dom(format!("{}/traces?{}", app.base, window())).await;
+    let rows: Vec<String> = elements_with(&dom, "trace-id").into_iter().map(|r| r["data-trace-id"].clone()).collect();
+    assert_eq!(rows, wanted, "one row per trace, newest first");
+    for id in &wanted {
+        assert!(dom.contains(&format!("href=\"/traces/{id}?")), "{id} links to its trace");
+    }
+    assert!(dom.contains("class=\"chart scatter\""), "the scatter is drawn");
+    assert!(dom.contains("u-over"), "uPlot drew into it");
+    // Only traces with an error: the API's list for has_error=true.
+    let (_, errors) = app.get(&format!("/api/v1/traces?{}&has_error=true", window())).await;
+    let dom = page_dom(format!("{}/traces?{}&errors=1", app.base, window())).await;
+    assert_eq!(elements_with(&dom, "trace-id").len(), errors["traces"].as_array().unwrap().len());
+    // Text that names no span exactly falls back to the names and keys holding it.
+    let dom = page_dom(format!("{}/traces?{}&q=hello-world%2328", app.base, window())).await;
+    assert!(dom.contains("No span answers to"), "{dom}");
+    let (_, named) = app.get(&format!("/api/v1/traces?{}&q=hello-world%2328", window())).await;
+    let named = named["traces"].as_array().unwrap().len();
+    assert!(named >= 1);
+    assert_eq!(elements_with(&dom, "trace-id").len(), named);
+    screenshots(&format!("{}/traces?{}", app.base, window()), "traces").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium (apt-get install chromium); .ci/run runs it"]
 async fn browser_distributions_and_open_work_show_the_summary() {
     let app = seeded(None).await;
     let (_, summary) = app.get(&format!("/api/v1/summary?group_by=kind,repo&{}", window())).await;

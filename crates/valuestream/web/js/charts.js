@@ -69,6 +69,36 @@ export function durations(el, xs, series, { height = 200, onPick } = {}) {
   }, [xs, ...series.map((s) => s.values)], el);
 }
 
+/**
+ * Points of durations (seconds, log axis) by time, one series per
+ * `{label, values, color}` (null where a point is another series').
+ */
+export function scatter(el, xs, series, { height = 240, onPick } = {}) {
+  if (!Plot() || !xs.length) return null;
+  return new (Plot())({
+    width: width(el, 600),
+    height,
+    hooks: picking(onPick),
+    cursor: { points: { size: 10 } },
+    // Room either side (a twentieth of the span, at least an hour), so the
+    // first and last points show whole.
+    scales: {
+      x: { time: true, range: (u, min, max) => { const room = Math.max(3600, ((max ?? 0) - (min ?? 0)) / 20); return [(min ?? 0) - room, (max ?? 0) + room]; } },
+      y: { distr: 3, log: 10 },
+    },
+    axes: [{}, { size: 84, values: (u, ticks) => ticks.map((t) => (t == null ? '' : duration(t))) }],
+    series: [{ value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleString()) },
+      ...series.map((s) => ({
+        label: s.label,
+        stroke: s.color,
+        width: 0,
+        paths: () => null,
+        value: (u, v) => (v == null ? '–' : duration(v)),
+        points: { show: true, size: 7, fill: s.color },
+      }))],
+  }, [xs, ...series.map((s) => s.values)], el);
+}
+
 /** uPlot hooks that call `onPick(index)` with the bucket under a click. */
 function picking(onPick) {
   if (!onPick) return {};

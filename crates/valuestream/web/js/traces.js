@@ -1,4 +1,5 @@
-// Traces (`/traces`, `/traces/{trace_id}?span={span_id}`): a search box, and
+// Traces (`/traces`, `/traces/{trace_id}?span={span_id}`): a search box
+// over the window's traces (tracelist.js), and
 // a trace as a waterfall of plain DOM rows — a tree by parent, dates on the
 // ruler, open spans drawn to now — with the selected span's details.
 
@@ -6,6 +7,7 @@ import { get } from './api.js';
 import { h, fill, empty, externalLink, navLink, problem } from './dom.js';
 import { duration, isFailure, kindName, millis, relative, tick, time, utc } from './format.js';
 import { filterQuery } from './filters.js';
+import { traceList } from './tracelist.js';
 
 const TRACE_ID = /^[0-9a-f]{32}$/i;
 
@@ -44,7 +46,7 @@ async function find(q, navigate, filters) {
   return null;
 }
 
-export async function render({ path, params, filters, navigate }) {
+export async function render({ path, params, filters, navigate, window }) {
   const id = path.startsWith('/traces/') ? decodeURIComponent(path.slice('/traces/'.length)) : '';
   const q = params.get('q');
   if (!id) {
@@ -54,12 +56,24 @@ export async function render({ path, params, filters, navigate }) {
         await find(q, navigate, filters);
         return null;
       } catch (error) {
-        page.append(error.status === 404 ? empty(`Nothing answers to “${q}”.`) : problem(error));
-        return page;
+        if (error.status !== 404) {
+          page.append(problem(error));
+          return page;
+        }
+        // Not a key, reference, sha or trace id: text in span names and keys.
+        page.append(h('p', { class: 'note' }, `No span answers to “${q}” as a key, a trace reference or a sha; below, the traces with it in a span's name or key.`));
       }
+    } else {
+      page.append(h('p', { class: 'note' },
+        'Type what names a piece of work: a span key (github:octo-org/hello-world:issue:27), a trace reference (vstrace-github-hello-world-27), a commit sha, a trace id, or any text of a span name. Every span on the other pages also links to its trace.'));
     }
-    page.append(h('p', { class: 'note' },
-      'Type what names a piece of work: a span key (github:octo-org/hello-world:issue:27), a trace reference (vstrace-github-hello-world-27), a commit sha, or a trace id. Every span on the other pages also links to its trace.'));
+    if (!window.valid) {
+      page.append(empty('Pick a time range whose start is before its end.'));
+      return page;
+    }
+    const list = await traceList({ filters, window, params, navigate, text: q });
+    page.append(list);
+    page.mount = () => list.mount && list.mount();
     return page;
   }
   let trace = cached.id === id ? cached.trace : null;
