@@ -53,45 +53,57 @@ fn count(row: &AnyRow, index: usize) -> Result<u64, StoreError> {
 }
 
 /// The SQL shared by DORA's statements: which spans are production deploys
-/// and incidents, with their placeholders. `$1` and `$2` are the window.
+/// and incidents, with their placeholders. `$1` and `$2` are the window;
+/// the scope's values follow, numbered once here and written into each
+/// statement under the alias it reads deploys or incidents by.
 pub(super) struct Scope {
-    /// ` AND d.environment IN (…) AND d.repo = … AND d.project = …` (alias `d`).
-    pub(super) deploys: String,
-    /// The same repository and project filters for incidents (alias `i`).
-    pub(super) incidents: String,
+    /// The placeholders of the environment names.
+    environments: Vec<String>,
+    /// `(column, placeholder)` of the repository and project filters.
+    names: Vec<(&'static str, String)>,
     values: Vec<String>,
 }
 
 impl Scope {
     pub(super) fn new(filter: &DoraFilter) -> Scope {
-        let environments: Vec<String> = match &filter.environment {
+        let mut values: Vec<String> = match &filter.environment {
             Some(environment) => vec![environment.clone()],
             None if filter.production.is_empty() => PRODUCTION.iter().map(|s| s.to_string()).collect(),
             None => filter.production.clone(),
         };
-        let mut values = environments;
-        let list: Vec<String> = (0..values.len()).map(|i| format!("${}", i + 3)).collect();
-        let mut deploys = format!(" AND d.environment IN ({})", list.join(", "));
-        let mut incidents = String::new();
-        // Repository and project match whatever the case, as GitHub treats
-        // names: the name becomes the spellings stored for it, found in the
-        // small `span_groups` table, so the deploy and incident indexes that
-        // lead with `repo` still serve a one-repository query.
+        let environments = (0..values.len()).map(|i| format!("${}", i + 3)).collect();
+        let mut names = Vec::new();
         for (column, value) in [("repo", &filter.repo), ("project", &filter.project)] {
             if let Some(value) = value {
                 values.push(value.clone());
-                let n = values.len() + 2;
-                let spellings = format!("SELECT g.{column} FROM span_groups g WHERE lower(g.{column}) = lower(${n})");
-                deploys.push_str(&format!(" AND d.{column} IN ({spellings})"));
-                incidents.push_str(&format!(" AND i.{column} IN ({spellings})"));
+                names.push((column, format!("${}", values.len() + 2)));
             }
         }
-        Scope { deploys, incidents, values }
+        Scope { environments, names, values }
     }
 
-    /// The scope's conditions for deploys under another alias.
-    pub(super) fn deploys_as(&self, alias: &str) -> String {
-        self.deploys.replace(" d.", &format!(" {alias}."))
+    /// ` AND {alias}.environment IN (…)` and the name filters, for deploys
+    /// read as `alias`.
+    pub(super) fn deploys(&self, alias: &str) -> String {
+        format!(" AND {alias}.environment IN ({}){}", self.environments.join(", "), self.named(alias))
+    }
+
+    /// The repository and project filters for incidents read as `alias`.
+    pub(super) fn incidents(&self, alias: &str) -> String {
+        self.named(alias)
+    }
+
+    /// Repository and project match whatever the case, as GitHub treats
+    /// names: the name becomes the spellings stored for it, found in the
+    /// small `span_groups` table, so the deploy and incident indexes that
+    /// lead with `repo` still serve a one-repository query.
+    fn named(&self, alias: &str) -> String {
+        self.names
+            .iter()
+            .map(|(column, p)| {
+                format!(" AND {alias}.{column} IN (SELECT g.{column} FROM span_groups g WHERE lower(g.{column}) = lower({p}))")
+            })
+            .collect()
     }
 
     fn query(&self, window: Window, sql: String) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
@@ -207,7 +219,7 @@ fn bucket_of(column: &str, buckets: &[Window], first: usize) -> String {
 pub(super) fn caused(scope: &Scope) -> String {
     format!(
         "SELECT c.deploy_key FROM incident_causes c JOIN spans i ON i.key = c.incident_key WHERE 1 = 1{}",
-        scope.incidents
+        scope.incidents("i")
     )
 }
 
@@ -227,7 +239,7 @@ pub(super) fn next_success(scope: &Scope) -> String {
         "FROM spans n
          WHERE n.kind = '{DEPLOY}' AND n.repo = d.repo AND n.outcome = '{SUCCESS}' AND n.end_ns > d.end_ns
            AND n.source = d.source AND n.environment = d.environment{}",
-        scope.deploys_as("n"),
+        scope.deploys("n"),
     )
 }
 
@@ -265,7 +277,7 @@ impl Statements {
              WHERE d.kind = '{DEPLOY}' AND d.end_ns >= $1 AND d.end_ns < $2
                AND d.outcome IN ('{SUCCESS}', '{FAILURE}'){}{deploy_group}",
             index("d"),
-            scope.deploys,
+            scope.deploys("d"),
         );
         // Lead time for changes: each change of a successful deploy's change set;
         // one that came through a pull request is timed by the pull request's
@@ -281,14 +293,14 @@ impl Statements {
              FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key
              WHERE d.kind = '{DEPLOY}' AND d.outcome = '{SUCCESS}' AND d.end_ns >= $1 AND d.end_ns < $2{}{group}",
             index("d"),
-            scope.deploys,
+            scope.deploys("d"),
         );
         // Time to restore service: incidents closed in the window.
         let restores = format!(
             "SELECT {}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') FROM spans i
              WHERE i.kind = '{INCIDENT}' AND i.end_ns >= $1 AND i.end_ns < $2{}{group}",
             index("i"),
-            scope.incidents,
+            scope.incidents("i"),
         );
         Statements { deploys, leads, restores }
     }

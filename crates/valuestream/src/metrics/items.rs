@@ -193,7 +193,7 @@ fn own(alias: &str) -> String {
 
 fn statement(scope: &Scope, key: ItemKey) -> String {
     let window = "d.end_ns >= $1 AND d.end_ns < $2";
-    let deploys = &scope.deploys;
+    let deploys = &scope.deploys("d");
     let d = own("d");
     match key {
         ItemKey::Deployments => format!(
@@ -224,7 +224,7 @@ fn statement(scope: &Scope, key: ItemKey) -> String {
         // Failed, or the cause of an incident (the first by key, with what
         // tells how it was attributed).
         ItemKey::Failed => {
-            let incidents = &scope.incidents;
+            let incidents = &scope.incidents("i");
             let caused = caused(scope);
             format!(
                 "SELECT {d}, d.end_ns AS time_ns, d.environment, d.revision AS sha, d.outcome,
@@ -249,7 +249,7 @@ fn statement(scope: &Scope, key: ItemKey) -> String {
              ORDER BY i.end_ns DESC, i.key",
             own("i"),
             root_cause_matched("i", "d"),
-            scope.incidents,
+            scope.incidents("i"),
         ),
         ItemKey::Failures => {
             let next = next_success(scope);
