@@ -637,7 +637,7 @@ async fn dora(
 }
 
 const DORA_ITEMS_PARAMS: &[&str] =
-    &["key", "repo", "project", "environment", "since", "until", "bucket", "format", "token"];
+    &["key", "repo", "project", "environment", "since", "until", "bucket", "format", "limit", "token"];
 
 /// `GET /api/v1/dora/items?key=…`: the rows behind one of `/api/v1/dora`'s
 /// counts, as JSON or (`format=csv`) as a CSV download.
@@ -658,7 +658,15 @@ async fn dora_items(
     let window = window_of(&params, now())?;
     let filter = dora_filter(&state, &params);
     let buckets = buckets_of(&params, window)?;
-    let items = metrics::dora_items(&state.store, window, &filter, key, buckets.as_deref()).await?;
+    let limit = match params.get("limit") {
+        None => None,
+        Some(value) => match value.parse::<usize>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => return Err(ApiError::BadRequest(format!("`limit` must be a whole number above 0; got {value:?}"))),
+        },
+    };
+    let (items, count) =
+        metrics::dora_items_page(&state.store, window, &filter, key, buckets.as_deref(), limit).await?;
     if csv {
         return Ok(csv_download(key.name(), &metrics::items_csv(key, &items), None));
     }
@@ -666,7 +674,7 @@ async fn dora_items(
         "key": key.name(),
         "since": window.since,
         "until": window.until,
-        "count": items.len(),
+        "count": count,
         "items": items,
     });
     Ok(Json(body).into_response())

@@ -338,6 +338,13 @@ async fn dora_items_list_as_many_rows_as_the_key_counts_as_json_and_csv() {
         let items = answer["items"].as_array().unwrap();
         assert_eq!(&json!(items.len()), count, "{key}: {answer}");
         assert_eq!(answer["count"], json!(items.len()));
+        // `limit` cuts the rows, not the count.
+        let (_, first) = app.get(&format!("/api/v1/dora/items?key={key}&limit=1&{}", window())).await;
+        assert_eq!(first["count"], json!(items.len()), "{key}: {first}");
+        assert_eq!(first["items"].as_array().unwrap().len(), items.len().min(1), "{key}");
+        if let Some(newest) = items.first() {
+            assert_eq!(&first["items"][0], newest, "{key}: the newest row first");
+        }
         for item in items {
             let trace = item["trace_id"].as_str().unwrap();
             let (status, found) = app.get(&format!("/api/v1/traces/{trace}")).await;
@@ -372,6 +379,7 @@ async fn dora_items_list_as_many_rows_as_the_key_counts_as_json_and_csv() {
         ("key=failed&format=xml", "`format` must be json or csv"),
         ("key=failed&bucket=hour", "`bucket`"),
         ("key=failed&colour=red", "unknown parameter `colour`"),
+        ("key=failed&limit=0", "`limit` must be a whole number above 0"),
     ] {
         let (status, answer) = app.get(&format!("/api/v1/dora/items?{query}")).await;
         assert_eq!(status, 400, "{query}: {answer}");

@@ -114,7 +114,7 @@ impl Scope {
         query
     }
 
-    async fn fetch_one(&self, store: &Store, window: Window, sql: String) -> Result<AnyRow, StoreError> {
+    pub(super) async fn fetch_one(&self, store: &Store, window: Window, sql: String) -> Result<AnyRow, StoreError> {
         Ok(self.query(window, sql).fetch_one(store.pool()).await?)
     }
 

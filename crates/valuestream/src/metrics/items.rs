@@ -153,8 +153,35 @@ pub async fn dora_items(
     key: ItemKey,
     buckets: Option<&[Window]>,
 ) -> Result<Vec<Map<String, Value>>, StoreError> {
+    Ok(dora_items_page(store, window, filter, key, buckets, None).await?.0)
+}
+
+/// The first `limit` of [`dora_items`] (all without one), and how many
+/// there are in all: the count `/api/v1/dora` shows.
+pub async fn dora_items_page(
+    store: &Store,
+    window: Window,
+    filter: &DoraFilter,
+    key: ItemKey,
+    buckets: Option<&[Window]>,
+    limit: Option<usize>,
+) -> Result<(Vec<Map<String, Value>>, u64), StoreError> {
     let scope = Scope::new(filter);
-    let rows = scope.fetch_all(store, window, statement(&scope, key)).await?;
+    let mut sql = statement(&scope, key);
+    // Rework reads a row per reworking change, so it is cut after grouping.
+    let cut_in_sql = limit.filter(|_| key != ItemKey::Rework);
+    let total = match limit {
+        None => None,
+        Some(_) => {
+            let counted = if key == ItemKey::Changes { "COUNT(*)" } else { "COUNT(DISTINCT span_key)" };
+            let row = scope.fetch_one(store, window, format!("SELECT {counted} FROM ({sql}) rows")).await?;
+            Some(row.try_get::<i64, _>(0)?.max(0) as u64)
+        }
+    };
+    if let Some(limit) = cut_in_sql {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let rows = scope.fetch_all(store, window, sql).await?;
     let mut items = Vec::with_capacity(rows.len());
     let mut last_key: Option<String> = None;
     for row in &rows {
@@ -182,7 +209,11 @@ pub async fn dora_items(
         }
         items.push(item);
     }
-    Ok(items)
+    let total = total.unwrap_or(items.len() as u64);
+    if let Some(limit) = limit {
+        items.truncate(limit);
+    }
+    Ok((items, total))
 }
 
 /// The columns every statement starts with: those of the row's own span,

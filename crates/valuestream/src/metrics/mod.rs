@@ -9,7 +9,7 @@ mod items;
 mod summary;
 
 pub use dora::{DoraFilter, dora, dora_series};
-pub use items::{ItemKey, dora_items, items_csv};
+pub use items::{ItemKey, dora_items, dora_items_page, items_csv};
 pub use summary::{GROUP_KEYS, SpanScope, summary};
 
 use crate::store::StoreError;

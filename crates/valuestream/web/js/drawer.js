@@ -8,6 +8,9 @@ import { h, empty, navLink } from './dom.js';
 import { duration, millis, time, utc } from './format.js';
 import { filterQuery } from './filters.js';
 
+/** Rows drawn at most; `n` is always the whole count. */
+const SHOWN = 500;
+
 const short = (sha) => (sha ? String(sha).slice(0, 7) : 'none');
 const ago = (item) => millis(item.time);
 /** A link to the trace of another span, found by its key. */
@@ -129,16 +132,20 @@ export async function drawer({ key, at, dora, scope, window, filters, params, de
     panel.append(empty(`No ${dora.bucket} starting ${at} in this window.`));
     return wrap(panel, closeHref);
   }
-  const answer = await get('/api/v1/dora/items', itemsQuery);
+  // The newest rows only, past a few hundred: a page stays quick to draw;
+  // the CSV has them all.
+  const answer = await get('/api/v1/dora/items', { ...itemsQuery, limit: SHOWN });
   const items = answer.items;
+  const n = answer.count;
   const csv = `/api/v1/dora/items${query({ ...itemsQuery, format: 'csv' })}`;
   panel.append(
     h('p', { class: 'drawer-summary' },
-      h('strong', { class: 'drawer-n', dataset: { n: String(items.length) } }, `n = ${items.length}`),
-      h('span', null, `${spec.rows[items.length === 1 ? 0 : 1]}, ${key === 'incidents' ? 'closed' : 'ended'} ${utc(millis(since)).slice(0, 16)} – ${utc(millis(until)).slice(0, 16)} UTC`,
+      h('strong', { class: 'drawer-n', dataset: { n: String(n) } }, `n = ${n}`),
+      h('span', null, `${spec.rows[n === 1 ? 0 : 1]}, ${key === 'incidents' ? 'closed' : 'ended'} ${utc(millis(since)).slice(0, 16)} – ${utc(millis(until)).slice(0, 16)} UTC`,
         scope.repo ? `, ${scope.repo}` : '', scope.project ? `, project ${scope.project}` : '',
         key === 'incidents' ? '' : `, ${dora.environment}`),
       h('a', { href: csv, download: `valuestream-${key}.csv`, class: 'csv' }, 'Download CSV')),
+    n > items.length ? h('p', { class: 'note' }, `The newest ${items.length} are listed (sorting sorts those); the CSV has all ${n}.`) : null,
     items.length ? table(spec, items, filters) : empty(`No ${spec.rows[1]} in this window.`));
   return wrap(panel, closeHref);
 }
