@@ -570,9 +570,13 @@ impl Store {
                 meta.last_delivery.insert(source.name().to_string(), Timestamp(nanos));
             }
         }
+        // From the references' side: only spans that name a parent have rows
+        // there, where most spans of a large store are roots (the other way
+        // round read every root: 0.64 s of a million spans). CROSS JOIN keeps
+        // SQLite's planner to that order; PostgreSQL plans it as any join.
         let row = sqlx::query(
-            "SELECT COUNT(*) FROM spans s
-             WHERE s.parent_key IS NULL AND EXISTS (SELECT 1 FROM span_parent_refs p WHERE p.span_key = s.key)",
+            "SELECT COUNT(DISTINCT p.span_key) FROM span_parent_refs p CROSS JOIN spans s
+             WHERE s.key = p.span_key AND s.parent_key IS NULL",
         )
         .fetch_one(&self.pool)
         .await?;
