@@ -431,20 +431,31 @@ async fn rework(store: &Store, row: &AnyRow, item: &mut Map<String, Value>) -> R
     Ok(reason)
 }
 
-/// The nearest incident among the parents of span `key`.
+/// The nearest incident among the parents of span `key`: one small read of
+/// `(parent_key, kind)` per step up the chain.
 async fn incident_above(store: &Store, key: Option<String>) -> Result<Option<String>, StoreError> {
+    let step = |key: String| async move {
+        let row = sqlx::query("SELECT parent_key, kind FROM spans WHERE key = $1")
+            .bind(key)
+            .fetch_optional(store.pool())
+            .await?;
+        Ok::<_, StoreError>(match row {
+            Some(row) => Some((row.try_get::<Option<String>, _>(0)?, row.try_get::<String, _>(1)?)),
+            None => None,
+        })
+    };
     let mut next = match key {
-        Some(key) => store.span(&key).await?.and_then(|s| s.parent_key),
+        Some(key) => step(key).await?.and_then(|(parent, _)| parent),
         None => None,
     };
     // Parent chains are short; the bound only guards against a cycle.
     for _ in 0..64 {
         let Some(key) = next else { return Ok(None) };
-        let Some(span) = store.span(&key).await? else { return Ok(None) };
-        if span.kind == INCIDENT {
-            return Ok(Some(span.key));
+        let Some((parent, kind)) = step(key.clone()).await? else { return Ok(None) };
+        if kind == INCIDENT {
+            return Ok(Some(key));
         }
-        next = span.parent_key;
+        next = parent;
     }
     Ok(None)
 }
