@@ -578,7 +578,7 @@ fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<()
 }
 
 const SUMMARY_PARAMS: &[&str] =
-    &["group_by", "source", "kind", "repo", "project", "environment", "since", "until", "token"];
+    &["group_by", "source", "kind", "repo", "project", "environment", "since", "until", "histogram", "token"];
 
 async fn summary(
     State(state): State<AppState>,
@@ -595,7 +595,11 @@ async fn summary(
         project: text("project"),
         environment: text("environment"),
     };
-    Ok(Json(metrics::summary(&state.store, window, &group_by, &scope).await?))
+    match params.get("histogram").map(String::as_str) {
+        None | Some("" | "false") => Ok(Json(metrics::summary(&state.store, window, &group_by, &scope).await?)),
+        Some("true") => Ok(Json(metrics::summary_with_histogram(&state.store, window, &group_by, &scope).await?)),
+        Some(other) => Err(ApiError::BadRequest(format!("`histogram` must be true or false; got {other:?}"))),
+    }
 }
 
 /// `group_by` (see [`metrics::parse_group_by`]); 400 naming the bad key.

@@ -273,6 +273,55 @@ async fn filters_and_orders_page_exactly_as_the_reference_filters_and_sorts() {
     app.stop().await;
 }
 
+/// `histogram=true`: each bucket counts the closed spans of at most its
+/// bound, as Prometheus does, and a bucket's spans are what
+/// `min_duration`/`max_duration` list for its edges.
+#[tokio::test]
+async fn summary_histograms_count_what_the_duration_filters_list() {
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    seed(&app).await;
+    // A window holding every end, so the summary (by end) and the span list
+    // (by start) take the same spans.
+    let window = "since=2020-01-01T00:00:00Z&until=2030-01-01T00:00:00Z";
+    let (status, summary) = app.get(&format!("/api/v1/summary?{window}&group_by=kind&histogram=true")).await;
+    assert_eq!(status, 200, "{summary}");
+    let (_, everything) = app.get("/api/v1/spans?limit=1000").await;
+    let all = everything["spans"].as_array().unwrap();
+    let mut checked = 0;
+    for group in summary["groups"].as_array().unwrap() {
+        let kind = group["kind"].as_str().unwrap();
+        let histogram = &group["histogram"];
+        let bounds: Vec<f64> =
+            histogram["le_seconds"].as_array().unwrap().iter().map(|b| b.as_f64().unwrap()).collect();
+        assert_eq!(bounds.first(), Some(&1800.0));
+        let durations: Vec<f64> = all
+            .iter()
+            .filter(|s| s["kind"] == kind && s["state"] == "closed")
+            .filter_map(|s| s["duration_seconds"].as_f64())
+            .collect();
+        assert_eq!(histogram["count"], json!(durations.len()), "{kind}");
+        let mut lower = 0.0;
+        for (i, bound) in bounds.iter().enumerate() {
+            let at_most = durations.iter().filter(|d| *d <= bound).count();
+            assert_eq!(histogram["counts"][i], json!(at_most), "{kind} le={bound}");
+            let (_, listed) = app
+                .get(&format!("/api/v1/spans?kind={kind}&min_duration={lower}&max_duration={bound}&limit=1000"))
+                .await;
+            let in_bucket = durations.iter().filter(|d| **d > lower && *d <= bound).count();
+            assert_eq!(listed["spans"].as_array().unwrap().len(), in_bucket, "{kind} ({lower}, {bound}]");
+            checked += in_bucket;
+            lower = *bound;
+        }
+    }
+    assert!(checked > 20, "the buckets held the spans: {checked}");
+    let (status, plain) = app.get(&format!("/api/v1/summary?{window}&group_by=kind")).await;
+    assert_eq!(status, 200);
+    assert!(plain["groups"][0].get("histogram").is_none(), "only when asked");
+    let (status, answer) = app.get("/api/v1/summary?histogram=yes").await;
+    assert_eq!((status, answer["error"].as_str()), (400, Some("`histogram` must be true or false; got \"yes\"")));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_trace_list_pages_exactly_as_the_reference_groups_the_spans() {
     let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;

@@ -3,6 +3,7 @@
 
 use super::{Window, aggregated};
 use crate::store::{Store, StoreError};
+use crate::telemetry::ORIGINAL_DURATION_BUCKETS_MS;
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value, json};
 use sqlx::Row;
@@ -90,6 +91,36 @@ pub async fn summary(
     group_by: &[String],
     scope: &SpanScope,
 ) -> Result<Value, StoreError> {
+    summarize(store, window, group_by, scope, false).await
+}
+
+/// [`summary`] with each group's `histogram` (`histogram=true`): how many of
+/// its closed spans took at most each bucket's upper bound, cumulative as
+/// Prometheus counts (the buckets of `webhooks_event_duration`, 30 min to
+/// 30 days, in seconds); `count` is all of them (`+Inf`).
+pub async fn summary_with_histogram(
+    store: &Store,
+    window: Window,
+    group_by: &[String],
+    scope: &SpanScope,
+) -> Result<Value, StoreError> {
+    summarize(store, window, group_by, scope, true).await
+}
+
+/// The histogram of sorted durations (seconds) in `le` buckets.
+fn histogram(sorted: &[f64]) -> Value {
+    let le: Vec<f64> = ORIGINAL_DURATION_BUCKETS_MS.iter().map(|ms| ms / 1000.0).collect();
+    let counts: Vec<usize> = le.iter().map(|bound| sorted.partition_point(|d| d <= bound)).collect();
+    json!({"le_seconds": le, "counts": counts, "count": sorted.len()})
+}
+
+async fn summarize(
+    store: &Store,
+    window: Window,
+    group_by: &[String],
+    scope: &SpanScope,
+    with_histogram: bool,
+) -> Result<Value, StoreError> {
     let columns: Vec<&str> = group_by.iter().map(String::as_str).filter(|g| GROUP_KEYS.contains(g)).collect();
     let (filter_sql, filter_values) = scope.clauses(3);
     let sql = format!(
@@ -157,10 +188,29 @@ pub async fn summary(
             object.insert("per_day".into(), json!(closed as f64 / days));
             object.insert("success_ratio".into(), json!(ratio(group.success, group.success + group.failure)));
             object.insert("merge_ratio".into(), json!(ratio(group.merged, group.pr_closed)));
-            object.insert("duration_seconds".into(), json!(Distribution::of_sorted(&sorted_seconds(group.durations))));
+            let durations = sorted_seconds(group.durations);
+            object.insert("duration_seconds".into(), json!(Distribution::of_sorted(&durations)));
+            if with_histogram {
+                object.insert("histogram".into(), histogram(&durations));
+            }
             object.insert("open_age_seconds".into(), json!(Ages::of_sorted(&sorted_seconds(group.ages))));
             Value::Object(object)
         })
         .collect();
     Ok(json!({"since": window.since, "until": window.until, "groups": groups}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_counts_at_most_each_bound_cumulatively_as_prometheus_does() {
+        // 30 min exactly is in the first bucket (le = 1800); 31 min is not.
+        let h = histogram(&[60.0, 1800.0, 1860.0, 90_000.0, 5e6]);
+        assert_eq!(h["le_seconds"][0], 1800.0);
+        assert_eq!(h["le_seconds"][10], 2_592_000.0);
+        assert_eq!(h["counts"], json!([2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4]));
+        assert_eq!(h["count"], 5, "the +Inf bucket");
+    }
 }
