@@ -743,6 +743,23 @@ async fn browser_distributions_and_open_work_show_the_summary() {
     for id in [991, 992, 993] {
         assert!(dom.contains(&format!("data-key=\"github:octo-org/hello-world:deploy:{id}\"")), "deploy {id} listed");
     }
+    // The kind's histogram: each bucket the API's count, and a bucket lists its spans.
+    let (_, by_outcome) =
+        app.get(&format!("/api/v1/summary?group_by=kind,outcome&kind=deploy&histogram=true&{}", window())).await;
+    let deploys: Vec<&Value> =
+        by_outcome["groups"].as_array().unwrap().iter().filter(|g| g["kind"] == "deploy").collect();
+    let first_bucket: u64 = deploys.iter().map(|g| g["histogram"]["counts"][0].as_u64().unwrap()).sum();
+    let closed: u64 = deploys.iter().map(|g| g["closed"].as_u64().unwrap()).sum();
+    assert!(first_bucket > 0, "{by_outcome}");
+    let dom = page_dom(format!("{}/kinds?{}&kind=deploy&hist=0", app.base, window())).await;
+    let bars = elements_with(&dom, "bucket");
+    assert_eq!(bars.len(), 12, "eleven bounds and the bucket beyond them");
+    assert_eq!(bars[0]["data-count"], first_bucket.to_string());
+    let drawn: u64 = bars.iter().map(|b| b["data-count"].parse::<u64>().unwrap()).sum();
+    assert_eq!(drawn, closed, "every closed deploy is in one bucket");
+    let listed = dom.matches("data-key=\"github:octo-org/hello-world:deploy:").count();
+    assert_eq!(listed as u64, first_bucket, "the bucket lists its deploys");
+    screenshots(&format!("{}/kinds?{}&kind=deploy&hist=0", app.base, window()), "histogram").await;
 
     // Open work: the open issue, with its age against finished issues.
     let url = format!("{}/open?{}", app.base, window());

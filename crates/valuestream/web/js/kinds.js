@@ -94,8 +94,84 @@ export async function render({ filters, window, params, definitions, navigate })
     : empty('No span of this kind closed or was open in this window.');
 
   const page = h('div', { class: 'page kinds' }, h('h1', null, 'Distributions'), kindTabs, groupPicker, table);
+  if (kind) page.append(await histogramOf(kind, filters, window, params, here));
   if (selected) page.append(await spansOf(selected, group, filters, window));
   return page;
+}
+
+const OTHER_COLOURS = ['#2456c9', '#d08a1c', '#7b61c4', '#2e8fb0'];
+
+/** An outcome's colour: failures red, success green, the rest from a palette (the legend names them all). */
+function outcomeColour(outcome, index) {
+  if (isFailure(outcome)) return '#b3261e';
+  if (['success', 'merged', 'completed'].includes(outcome)) return '#3f9b5a';
+  if (['cancelled', 'skipped', 'closed', 'not_planned'].includes(outcome)) return '#8a94a6';
+  return OTHER_COLOURS[index % OTHER_COLOURS.length];
+}
+
+/** A bucket's label from its bounds (seconds): `≤ 30m`, `1h – 3h`, `> 30d`. */
+function bucketLabel(lower, upper) {
+  if (upper == null) return `> ${duration(lower)}`;
+  return lower === 0 ? `≤ ${duration(upper)}` : `${duration(lower)} – ${duration(upper)}`;
+}
+
+/**
+ * How long the kind's closed spans took, in the Prometheus buckets of
+ * /metrics (`histogram=true`), one bar segment per outcome; a bucket lists
+ * its spans (`hist=` the bucket's index) from /api/v1/spans' duration filters.
+ */
+async function histogramOf(kind, filters, window, params, here) {
+  const summary = await get('/api/v1/summary', {
+    group_by: 'kind,outcome', kind, histogram: 'true',
+    since: window.since, until: window.until,
+    repo: filters.repo, project: filters.project, environment: filters.environment, source: filters.source,
+  });
+  const groups = summary.groups.filter((g) => g.kind === kind && g.closed > 0);
+  const section = h('section', { class: 'panel histogram', 'aria-labelledby': 'histogram-title' },
+    h('h2', { id: 'histogram-title' }, `How long ${kindName(kind)} spans took`));
+  if (!groups.length) {
+    section.append(empty('None closed in this window.'));
+    return section;
+  }
+  const bounds = groups[0].histogram.le_seconds;
+  // Per bucket (the last: longer than the last bound), each outcome's count.
+  const perBucket = [...bounds, null].map((upper, i) => ({
+    lower: i === 0 ? 0 : bounds[i - 1],
+    upper,
+    counts: groups.map((g) => {
+      const at = (j) => (j < 0 ? 0 : j >= bounds.length ? g.histogram.count : g.histogram.counts[j]);
+      return at(i) - at(i - 1);
+    }),
+  }));
+  const most = Math.max(1, ...perBucket.map((b) => b.counts.reduce((a, c) => a + c, 0)));
+  const picked = params.has('hist') ? Number(params.get('hist')) : null;
+  const legend = h('p', { class: 'note' }, 'Closed in the window, by outcome: ',
+    groups.map((g, i) => h('span', { class: 'legend' }, h('span', { class: 'swatch', style: { background: outcomeColour(g.outcome, i) } }), ` ${g.outcome || 'none'} (${g.closed}) `)),
+    '— the buckets are those of /metrics; a bucket lists its spans.');
+  const rows = perBucket.map((b, i) => {
+    const total = b.counts.reduce((a, c) => a + c, 0);
+    return h('div', { class: `hist-row${picked === i ? ' selected' : ''}`, dataset: { bucket: String(i), count: String(total) } },
+      navLink(here({ hist: String(i), value: null }), bucketLabel(b.lower, b.upper)),
+      h('div', { class: 'hist-bar', role: 'img', 'aria-label': groups.map((g, j) => `${g.outcome || 'none'} ${b.counts[j]}`).join(', ') },
+        b.counts.map((c, j) => (c ? h('div', { style: { width: `${(100 * c) / most}%`, background: outcomeColour(groups[j].outcome, j) }, title: `${groups[j].outcome || 'none'}: ${c}` }) : null))),
+      h('span', { class: 'num' }, String(total)));
+  });
+  section.append(legend, h('div', { class: 'hist' }, rows));
+  if (picked != null && perBucket[picked]) section.append(await bucketSpans(kind, perBucket[picked], filters, window));
+  return section;
+}
+
+async function bucketSpans(kind, bucket, filters, window) {
+  const scope = { kind };
+  for (const name of SPAN_FILTERS) if (filters[name] && name !== 'kind') scope[name] = filters[name];
+  const { spans, next_cursor } = await get('/api/v1/spans', {
+    ...scope, since: window.since, until: window.until, order: '-duration', limit: 200,
+    min_duration: String(bucket.lower), max_duration: bucket.upper == null ? null : String(bucket.upper),
+  });
+  return h('div', { class: 'bucket-spans' },
+    h('h3', null, `${kindName(kind)} spans that took ${bucketLabel(bucket.lower, bucket.upper)}, longest first`),
+    h('p', { class: 'note' }, `${count(spans.length, 'span')}${next_cursor ? ' (the first 200)' : ''} that started in the window (the bars count by end).`),
+    spanTable(spans, [], filters));
 }
 
 async function spansOf(selected, group, filters, window) {
