@@ -5,8 +5,9 @@
 
 use crate::config::{CommonArgs, ServeArgs, ServeConfig, UsageError, database_url, redact_url};
 use crate::logging::{init_logging, load_and_log};
-use crate::store::{Store, StoreError};
-use anyhow::Context;
+use crate::opening::open_store;
+use crate::store::OpenMode;
+use crate::store::StoreError;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 use valuestream_core::sources;
@@ -192,11 +193,9 @@ async fn serve(command: ServeCommand) -> anyhow::Result<()> {
 async fn migrate(common: CommonArgs) -> anyhow::Result<()> {
     let file = load_and_log(&common)?;
     let url = database_url(&common, &file);
-    let store = Store::open(&url)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?
-        .with_production_environments(&file.production_environments.clone().unwrap_or_default());
-    store.migrate().await?;
+    let production = file.production_environments.clone().unwrap_or_default();
+    let store = open_store(&url, OpenMode::Create, &production).await?;
+    store.close().await;
     eprintln!("valuestream: migrations applied to {}", redact_url(&url));
     Ok(())
 }

@@ -15,6 +15,7 @@
 //! - [`store`]: deliveries, span events, spans, references, the export outbox.
 //! - [`export`]: the outbox drain to the logging tracer or OTLP.
 //! - [`metrics`]: the summary statistics and the DORA keys (metrics.md).
+//! - [`opening`]: opening a command's store the one way (error, production names, migrations).
 //! - [`report`]: `valuestream report`, the metrics as a table or JSON.
 //! - [`replay`]: recorded deliveries (JSON Lines) through the same pipeline.
 //! - [`rebuild`]: every span, link and change set derived again from the stored deliveries.
@@ -31,6 +32,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
+pub mod opening;
 pub mod rebuild;
 pub mod replay;
 pub mod report;

@@ -10,9 +10,11 @@
 //! Spans whose end or outcome the trace backend already has are not exported
 //! again (`span_exports` is kept); changed ones are queued for the next `serve`.
 
-use crate::config::{CommonArgs, UsageError, database_url, expire_open_after, redact_url};
+use crate::config::{CommonArgs, UsageError, database_url, expire_open_after};
 use crate::ingest::reparse;
 use crate::logging::load_and_log;
+use crate::opening::open_store;
+use crate::store::OpenMode;
 use crate::store::{AckStatus, Applicable, ArrivalCursor, Store, StoredDelivery};
 use anyhow::Context;
 use clap::Args;
@@ -52,12 +54,8 @@ pub async fn run(command: RebuildCommand) -> anyhow::Result<()> {
     let options = file_config.source_options().map_err(UsageError::from_config)?;
     let age = expire_open_after(command.expire_open_after.as_ref(), &file_config)?;
     // A mistyped path is an error, never a new empty database.
-    let store = Store::open_existing(&url)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&url)))?
-        .with_production_environments(&file_config.production_environments.clone().unwrap_or_default())
-        .with_expire_open_after(age);
-    store.migrate().await?;
+    let production = file_config.production_environments.clone().unwrap_or_default();
+    let store = open_store(&url, OpenMode::Existing, &production).await?.with_expire_open_after(age);
     let counts = rebuild(&store, &options, true).await?;
     store.close().await;
     let total = counts.accepted + counts.ignored + counts.unparsable;

@@ -3,10 +3,12 @@
 //! as the server. Replay trusts its input (no signature checks) and is
 //! idempotent: replaying a file twice changes nothing.
 
-use crate::config::{CommonArgs, FileConfig, UsageError, database_url, redact_url};
+use crate::config::{CommonArgs, FileConfig, UsageError, database_url};
 use crate::ingest::{Ingest, prepare};
 use crate::logging::load_and_log;
-use crate::store::{Ack, AckStatus, Store};
+use crate::opening::open_store;
+use crate::store::OpenMode;
+use crate::store::{Ack, AckStatus};
 use crate::telemetry::Telemetry;
 use anyhow::Context;
 use base64::Engine;
@@ -103,11 +105,8 @@ pub async fn replay_paths(
     let options = file_config.source_options().map_err(UsageError::from_config)?;
     let files = collect_files(paths)?;
     let total_bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
-    let store = Store::open(url)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact_url(url)))?
-        .with_production_environments(&file_config.production_environments.clone().unwrap_or_default());
-    store.migrate().await?;
+    let production = file_config.production_environments.clone().unwrap_or_default();
+    let store = open_store(url, OpenMode::Create, &production).await?;
     if store.rebuild_unfinished().await? {
         anyhow::bail!("a `valuestream rebuild` of this database began and did not finish: run it again first");
     }

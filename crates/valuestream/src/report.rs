@@ -1,11 +1,11 @@
 //! `valuestream report`: the summary and the DORA keys straight from the
 //! database (no server needed), as a table or as the two API objects in JSON.
 
-use crate::config::{CommonArgs, UsageError, database_url, redact_url};
+use crate::config::{CommonArgs, UsageError, database_url};
 use crate::logging::load_and_log;
 use crate::metrics::{self, DoraFilter, SpanScope, Window};
-use crate::store::Store;
-use anyhow::Context;
+use crate::opening::open_store;
+use crate::store::OpenMode;
 use clap::Args;
 use serde_json::{Value, json};
 use std::fmt::Write;
@@ -53,9 +53,7 @@ pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
     let file = load_and_log(&command.common)?;
     let url = database_url(&command.common, &file);
     // Only reads: a mistyped path is an error, never a new empty database.
-    let store =
-        Store::open_existing(&url).await.with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
-    store.migrate().await?;
+    let store = open_store(&url, OpenMode::Existing, &[]).await?;
     if store.rebuild_unfinished().await? {
         tracing::warn!("A `valuestream rebuild` began and did not finish: these numbers miss what it has not rebuilt.");
     }

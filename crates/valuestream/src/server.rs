@@ -6,6 +6,8 @@ use crate::config::{ServeConfig, TracerBackend, redact_url};
 use crate::export::{self, Exporter, OtlpExporter, OtlpSettings, Protocol};
 use crate::http::{AppState, router};
 use crate::ingest::Ingest;
+use crate::opening::open_store;
+use crate::store::OpenMode;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use anyhow::Context;
@@ -25,11 +27,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.database)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&config.database)))?
-        .with_production_environments(&config.production_environments);
-    store.migrate().await.context("cannot migrate the database")?;
+    let store = open_store(&config.database, OpenMode::Create, &config.production_environments).await?;
     if store.rebuild_unfinished().await? {
         anyhow::bail!(
             "a `valuestream rebuild` of {} began and did not finish: run it again before serving",
