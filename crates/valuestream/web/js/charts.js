@@ -31,30 +31,33 @@ export function sparkline(el, xs, ys, color) {
  * over each other: a later series covers the bottom of an earlier one (all
  * deploys in red, the successful ones over them in green).
  */
-export function bars(el, xs, series, { height = 200, onPick } = {}) {
+export function bars(el, xs, series, { height = 200, onPick, percent = false } = {}) {
   if (!Plot() || !xs.length) return null;
   const paths = Plot().paths.bars({ size: [0.6, 48] });
+  const top = (max) => (percent ? 100 : Math.max(1, max ?? 1) * 1.15);
   return new (Plot())({
     width: width(el, 600),
     height,
     hooks: picking(onPick),
-    scales: { x: { time: true, range: (u, min, max) => pad(xs, min, max) }, y: { range: (u, min, max) => [0, Math.max(1, max ?? 1) * 1.15] } },
-    axes: [{}, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : '')) }],
+    scales: { x: { time: true, range: (u, min, max) => pad(xs, min, max) }, y: { range: (u, min, max) => [0, top(max)] } },
+    axes: [{}, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? `${t}${percent ? ' %' : ''}` : '')) }],
     series: [{ value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleDateString()) },
       ...series.map((s) => ({ label: s.label, stroke: s.color, fill: s.color, width: 0, paths, points: { show: false } }))],
   }, [xs, ...series.map((s) => s.values)], el);
 }
 
 /** Lines of durations (seconds) per bucket, one per `{label, values, color}`; nulls are gaps. */
-export function durations(el, xs, series, { height = 200, onPick } = {}) {
+export function durations(el, xs, series, { height = 200, onPick, log = false } = {}) {
   if (!Plot() || !xs.length) return null;
+  // A log axis needs a positive value to range over.
+  const logarithmic = log && series.some((s) => s.values.some((v) => v != null && v > 0));
   return new (Plot())({
     width: width(el, 600),
     height,
     hooks: picking(onPick),
     scales: {
       x: { time: true, range: (u, min, max) => pad(xs, min, max) },
-      y: { range: (u, min, max) => [0, Math.max(60, max ?? 60) * 1.15] },
+      y: logarithmic ? { distr: 3, log: 10 } : { range: (u, min, max) => [0, Math.max(60, max ?? 60) * 1.15] },
     },
     axes: [{}, { size: 84, values: (u, ticks) => ticks.map((t) => (t == null ? '' : duration(t))) }],
     series: [{ value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleDateString()) },

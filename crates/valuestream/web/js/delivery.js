@@ -7,7 +7,7 @@
 import { get } from './api.js';
 import { bars, durations, sparkline } from './charts.js';
 import { h, empty, navLink } from './dom.js';
-import { count, duration, millis, number, percent, relative, utc } from './format.js';
+import { count, duration, millis, number, percent, relative, tick, utc } from './format.js';
 import { filterQuery, meta } from './filters.js';
 import { DRAWERS, drawer, drawerOf } from './drawer.js';
 
@@ -174,6 +174,16 @@ function trends(now, charts, bucket, here, drill, navigate) {
     { label: 'median', values: series.map((b) => b.lead_time_for_changes.median_seconds), color: '#2456c9' },
     { label: 'p90', values: series.map((b) => b.lead_time_for_changes.p90_seconds), color: '#7b61c4', dash: [6, 4] },
   ], { onPick: pick('changes') }));
+  const withDeploys = series.filter((b) => b.change_failure_rate.deployments > 0);
+  const failureEl = h('div', { class: 'chart', role: 'img', 'aria-label': `change failure rate per ${bucket}: ` + series.map((b) => `${b.change_failure_rate.failed} of ${b.change_failure_rate.deployments}`).join(', ') });
+  charts.push(() => bars(failureEl, xs, [
+    { label: 'failed, % of deploys', values: series.map((b) => (b.change_failure_rate.ratio == null ? null : b.change_failure_rate.ratio * 100)), color: '#c0392b' },
+  ], { onPick: pick('failed'), percent: true }));
+  const restoreEl = h('div', { class: 'chart', role: 'img', 'aria-label': `time to restore per ${bucket}: ` + series.map((b) => duration(b.time_to_restore.median_seconds)).join(', ') });
+  charts.push(() => durations(restoreEl, xs, [
+    { label: 'time to restore (median)', values: series.map((b) => b.time_to_restore.median_seconds), color: '#d08a1c' },
+    { label: 'failed deployment recovery (median)', values: series.map((b) => b.failed_deployment_recovery_time.median_seconds), color: '#7b61c4', dash: [6, 4] },
+  ], { onPick: pick('incidents'), log: true }));
   const picker = h('p', { class: 'group-by' }, 'per ', BUCKETS.map((b) => (b === bucket
     ? h('strong', { 'aria-current': 'true' }, b)
     : navLink(here(b), b))));
@@ -185,7 +195,15 @@ function trends(now, charts, bucket, here, drill, navigate) {
     h('section', { class: 'panel', 'aria-labelledby': 'lead-title' },
       h('h2', { id: 'lead-title' }, `Lead time for changes per ${bucket}`),
       h('p', { class: 'note' }, 'Median and p90 of the changes shipped by the deploys that ended in each bucket; a gap is a bucket without any. Click a point for its changes.'),
-      leadEl));
+      leadEl),
+    h('section', { class: 'panel', 'aria-labelledby': 'failure-title' },
+      h('h2', { id: 'failure-title' }, `Change failure rate per ${bucket}`),
+      h('p', { class: 'note' }, `Failed (or incident-causing) deploys as a share of the deploys that ended in each bucket${withDeploys.length ? ': ' : ''}${withDeploys.map((b) => `${tick(millis(b.start), false)} ${b.change_failure_rate.failed} of ${b.change_failure_rate.deployments}`).join(' · ')}. Click a bar for its failed deploys.`),
+      failureEl),
+    h('section', { class: 'panel', 'aria-labelledby': 'restore-title' },
+      h('h2', { id: 'restore-title' }, `Time to restore and recovery per ${bucket}`),
+      h('p', { class: 'note' }, 'Medians of the incidents that closed, and of the failed deploys, in each bucket, on a log scale; a gap is a bucket without any. Click a point for its incidents.'),
+      restoreEl));
 }
 
 const STAGES = ['coding', 'pickup', 'review', 'deploy'];
