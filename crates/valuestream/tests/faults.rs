@@ -422,7 +422,9 @@ async fn a_full_write_queue_answers_503_with_retry_after_at_once() {
     // The writer waits on a lock with one delivery; two more fill its queue.
     let holder = hold_write_lock(&database).await;
     let first = tokio::spawn(post(1));
-    wait_for_queue(&ingest, 0).await;
+    // Not just "the queue is empty", which it is before the request arrives
+    // too (CI caught that race): empty again after the writer had time to take it.
+    writer_took_it(&ingest).await;
     let queued = [tokio::spawn(post(2)), tokio::spawn(post(3))];
     wait_for_queue(&ingest, 2).await;
 
