@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{TempDir, valuestream};
+use support::{MERGE_SHA, PR_KEY, TempDir, deployment, deployment_status, pull_request, push_merge, valuestream};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/../valuestream-core/tests/data/github/{name}.json", env!("CARGO_MANIFEST_DIR"));
@@ -443,6 +443,78 @@ fn logging_tracer_prints_each_finished_span_as_a_json_line_and_sigterm_stops_cle
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// Lines the child prints on stdout, read on a thread so a test can wait with a deadline.
+fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    received
+}
+
+#[test]
+fn logging_tracer_prints_a_failed_deploys_resource_kind_status_and_links_as_otlp_sends_them() {
+    let dir = TempDir::new();
+    let (mut child, base) =
+        start_server(&dir, &[("VS_TRACER_BACKEND", "logging"), ("VS_LOG_LEVEL", "WARN"), ("VS_EXPORT_DELAY", "0")]);
+    // PR #42 merged, its merge commit pushed, then deployed to production: the deploy fails.
+    let deliveries = [
+        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
+        ("push", push_merge("2026-11-21T16:30:00Z")),
+        ("deployment", deployment(MERGE_SHA, "2026-11-21T17:00:00Z")),
+        ("deployment_status", deployment_status(MERGE_SHA, "2026-11-21T17:00:00Z", "failure", "2026-11-21T17:12:00Z")),
+    ];
+    for (i, (event, body)) in deliveries.iter().enumerate() {
+        let id = format!("lt-{i}");
+        let headers =
+            [("X-GitHub-Event", *event), ("X-GitHub-Delivery", id.as_str()), ("Content-Type", "application/json")];
+        let response = post(&base, "/webhooks/github", &headers, &body.to_string());
+        assert!(response.contains(r#""status":"accepted""#), "{event}: {response}");
+    }
+
+    let deploy_key = "github:octo-org/hello-world:deploy:991";
+    let lines = stdout_lines(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut pr, mut deploy) = (None, None);
+    while pr.is_none() || deploy.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).unwrap_or_else(|_| panic!("no line for the PR and the deploy within 20 s"));
+        let span: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        match span["key"].as_str() {
+            Some(key) if key == PR_KEY => pr = Some(span),
+            Some(key) if key == deploy_key => deploy = Some(span),
+            _ => {}
+        }
+    }
+    let (pr, deploy) = (pr.unwrap(), deploy.unwrap());
+
+    // The resource: the source as service.name, with ValueStream's namespace and version.
+    assert_eq!(deploy["resource"]["service.name"], "github", "{deploy}");
+    assert_eq!(deploy["resource"]["service.namespace"], "valuestream");
+    assert_eq!(deploy["resource"]["service.version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(deploy["scope"]["name"], "valuestream");
+    assert_eq!(deploy["scope"]["version"], env!("CARGO_PKG_VERSION"));
+    // Kind and status: a failed deploy is an error whose message is its error.type.
+    assert_eq!(deploy["span_kind"], "internal");
+    assert_eq!(deploy["outcome"], "failure");
+    assert_eq!(deploy["attributes"]["error.type"], "failure", "{deploy}");
+    assert_eq!(deploy["status"], serde_json::json!({"code": "error", "message": "failure"}));
+    // The link to the deployed pull request, with its trace and span ids.
+    assert_eq!(deploy["links"], serde_json::json!([{"trace_id": pr["trace_id"], "span_id": pr["span_id"]}]));
+    assert_eq!(deploy["links"][0]["span_id"], valuestream_core::ids::span_id(PR_KEY));
+    // A merged PR: no error, status unset (never ok).
+    assert_eq!(pr["status"], serde_json::json!({"code": "unset"}), "{pr}");
+    assert_eq!(pr["attributes"].get("error.type"), None);
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
 fn write_recording(path: &Path) -> usize {
