@@ -126,12 +126,12 @@ async fn summarize(
     let sql = format!(
         "SELECT g.source, g.kind, g.repo, g.project, g.environment, g.outcome,
             (SELECT string_agg(CAST(s.end_ns - s.start_ns AS TEXT), ',') FROM spans s
-              WHERE s.group_id = g.id AND s.end_ns >= $1 AND s.end_ns < $2),
+              WHERE s.group_id = g.id AND s.end_ns >= $1 AND s.end_ns < $2) AS closed_durations,
             (SELECT string_agg(CAST($2 - s.start_ns AS TEXT), ',') FROM spans s
               WHERE s.group_id = g.id AND s.end_ns IS NULL AND s.start_ns < $2
-                AND (s.expired_ns IS NULL OR s.expired_ns > $2)),
+                AND (s.expired_ns IS NULL OR s.expired_ns > $2)) AS open_ages,
             (SELECT string_agg(CAST($2 - s.start_ns AS TEXT), ',') FROM spans s
-              WHERE s.group_id = g.id AND s.end_ns >= $2 AND s.start_ns < $2)
+              WHERE s.group_id = g.id AND s.end_ns >= $2 AND s.start_ns < $2) AS ended_later_ages
          FROM span_groups g WHERE 1 = 1{filter_sql}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
@@ -141,19 +141,18 @@ async fn summarize(
     let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
     let mut rows = query.fetch(store.pool());
     while let Some(row) = rows.try_next().await? {
-        let values: Vec<Option<String>> = (0..GROUP_KEYS.len()).map(|i| row.try_get(i)).collect::<Result<_, _>>()?;
-        let durations = aggregated(row.try_get(6)?)?;
-        let mut ages = aggregated(row.try_get(7)?)?;
-        ages.extend(aggregated(row.try_get(8)?)?);
+        let durations = aggregated(row.try_get("closed_durations")?)?;
+        let mut ages = aggregated(row.try_get("open_ages")?)?;
+        ages.extend(aggregated(row.try_get("ended_later_ages")?)?);
         if durations.is_empty() && ages.is_empty() {
             continue;
         }
-        let key: Key = columns
-            .iter()
-            .map(|column| values[GROUP_KEYS.iter().position(|k| k == column).expect("checked above")].clone())
-            .collect();
-        let kind = values[1].as_deref().unwrap_or_default();
-        let outcome = values[5].as_deref();
+        // The grouping columns are named as GROUP_KEYS names them.
+        let key: Key = columns.iter().map(|column| row.try_get(*column)).collect::<Result<_, _>>()?;
+        let kind: Option<String> = row.try_get("kind")?;
+        let kind = kind.as_deref().unwrap_or_default();
+        let outcome: Option<String> = row.try_get("outcome")?;
+        let outcome = outcome.as_deref();
         let closed = durations.len() as u64;
         let group = groups.entry(key).or_default();
         // Success ratios for builds, jobs and deploys; merge ratio for pull requests.

@@ -518,19 +518,23 @@ impl Store {
 
     /// Open spans by (source, kind), for the `valuestream_open_spans` gauge.
     pub async fn open_span_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.span_counts("SELECT source, kind, COUNT(*) FROM spans WHERE state = 'open' GROUP BY source, kind").await
+        self.span_counts("SELECT source, kind, COUNT(*) AS spans FROM spans WHERE state = 'open' GROUP BY source, kind")
+            .await
     }
 
     /// Expired spans by (source, kind), for the `valuestream_expired_spans` gauge.
     pub async fn expired_span_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.span_counts("SELECT source, kind, COUNT(*) FROM spans WHERE state = 'expired' GROUP BY source, kind").await
+        self.span_counts(
+            "SELECT source, kind, COUNT(*) AS spans FROM spans WHERE state = 'expired' GROUP BY source, kind",
+        )
+        .await
     }
 
     /// Both read a partial index of their state alone (migration 0009), so
     /// the literal state in the statement matters: a bound one would not use it.
     async fn span_counts(&self, sql: &'static str) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))).collect()
+        rows.iter().map(|row| Ok((row.try_get("source")?, row.try_get("kind")?, row.try_get("spans")?))).collect()
     }
 
     /// What the store has seen, for the dashboard's filter lists and its

@@ -125,11 +125,11 @@ impl Store {
         .await?;
         let mut deliveries = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: String = row.try_get(0)?;
-            let received_at = Timestamp(row.try_get(5)?);
-            let headers: String = row.try_get(2)?;
-            let encoding: String = row.try_get(4)?;
-            let body: Vec<u8> = row.try_get(3)?;
+            let id: String = row.try_get("id")?;
+            let received_at = Timestamp(row.try_get("received_at")?);
+            let headers: String = row.try_get("headers")?;
+            let encoding: String = row.try_get("body_encoding")?;
+            let body: Vec<u8> = row.try_get("body")?;
             let decoded = serde_json::from_str(&headers)
                 .map_err(|e| format!("its headers are not a JSON object: {e}"))
                 .and_then(|headers| {
@@ -137,7 +137,9 @@ impl Store {
                     Ok((headers, body))
                 });
             deliveries.push(match decoded {
-                Ok((headers, body)) => Ok(StoredDelivery { source: row.try_get(1)?, headers, body, received_at, id }),
+                Ok((headers, body)) => {
+                    Ok(StoredDelivery { source: row.try_get("source")?, headers, body, received_at, id })
+                }
                 Err(reason) => Err(Unreadable { id, received_at, reason }),
             });
         }
