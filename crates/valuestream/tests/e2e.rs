@@ -311,33 +311,7 @@ async fn builds_and_deploys_join_the_issue_trace() {
     })
     .await;
 
-    let deliveries: Vec<(&str, Value)> = vec![
-        ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
-        ("pull_request", pull_request("opened", "open", "2026-11-20T10:00:00Z", None)),
-        // Run 501 fails (found by branch), run 502 passes (names the pull request).
-        ("workflow_run", workflow_run(501, "in_progress", None, "2026-11-20T10:05:00Z", "2026-11-20T10:05:00Z", false)),
-        (
-            "workflow_job",
-            workflow_job(601, 501, "failure", "2026-11-20T10:05:00Z", "2026-11-20T10:06:00Z", "2026-11-20T10:09:00Z"),
-        ),
-        (
-            "workflow_run",
-            workflow_run(501, "completed", Some("failure"), "2026-11-20T10:05:00Z", "2026-11-20T10:10:00Z", false),
-        ),
-        (
-            "workflow_run",
-            workflow_run(502, "completed", Some("success"), "2026-11-20T11:00:00Z", "2026-11-20T11:08:00Z", true),
-        ),
-        (
-            "workflow_job",
-            workflow_job(602, 502, "success", "2026-11-20T11:00:00Z", "2026-11-20T11:00:30Z", "2026-11-20T11:07:00Z"),
-        ),
-        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
-        ("push", push_merge("2026-11-21T16:30:00Z")),
-        ("deployment", deployment(MERGE_SHA, "2026-11-21T17:00:00Z")),
-        ("deployment_status", deployment_status(MERGE_SHA, "2026-11-21T17:00:00Z", "success", "2026-11-21T17:12:00Z")),
-        ("issues", issue("closed", "closed", "2026-11-21T18:00:00Z", Some("2026-11-21T18:00:00Z"))),
-    ];
+    let deliveries = builds_and_deploys();
     for (i, (event, body)) in deliveries.iter().enumerate() {
         let (status, answer) = app.github(event, &format!("bd-{i}"), body).await;
         assert_eq!((status, answer["status"].as_str()), (200, Some("accepted")), "{event}: {answer}");

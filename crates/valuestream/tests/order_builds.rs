@@ -13,38 +13,9 @@ use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
 use valuestream_core::time::Timestamp;
 
+/// The shared scenario, each delivery with its id.
 fn deliveries() -> Vec<(String, &'static str, Value)> {
-    let list: Vec<(&'static str, Value)> = vec![
-        ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
-        ("pull_request", pull_request("opened", "open", "2026-11-20T10:00:00Z", None)),
-        ("workflow_run", workflow_run(501, "in_progress", None, "2026-11-20T10:05:00Z", "2026-11-20T10:05:00Z", false)),
-        (
-            "workflow_job",
-            workflow_job(601, 501, "failure", "2026-11-20T10:05:00Z", "2026-11-20T10:06:00Z", "2026-11-20T10:09:00Z"),
-        ),
-        (
-            "workflow_run",
-            workflow_run(501, "completed", Some("failure"), "2026-11-20T10:05:00Z", "2026-11-20T10:10:00Z", false),
-        ),
-        (
-            "workflow_run",
-            workflow_run(502, "completed", Some("success"), "2026-11-20T11:00:00Z", "2026-11-20T11:08:00Z", true),
-        ),
-        (
-            "workflow_job",
-            workflow_job(602, 502, "success", "2026-11-20T11:00:00Z", "2026-11-20T11:00:30Z", "2026-11-20T11:07:00Z"),
-        ),
-        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
-        ("push", push_merge("2026-11-21T16:30:00Z")),
-        ("deployment", deployment(MERGE_SHA, "2026-11-21T17:00:00Z")),
-        (
-            "deployment_status",
-            deployment_status(MERGE_SHA, "2026-11-21T17:00:00Z", "in_progress", "2026-11-21T17:01:00Z"),
-        ),
-        ("deployment_status", deployment_status(MERGE_SHA, "2026-11-21T17:00:00Z", "success", "2026-11-21T17:12:00Z")),
-        ("issues", issue("closed", "closed", "2026-11-21T18:00:00Z", Some("2026-11-21T18:00:00Z"))),
-    ];
-    list.into_iter().enumerate().map(|(i, (event, body))| (format!("o-{i}"), event, body)).collect()
+    builds_and_deploys().into_iter().enumerate().map(|(i, (event, body))| (format!("o-{i}"), event, body)).collect()
 }
 
 fn applicable(id: &str, event: &str, body: &Value) -> valuestream::store::Applicable {

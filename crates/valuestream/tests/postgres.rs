@@ -91,7 +91,7 @@ async fn two_replicas_on_one_postgres_agree_with_one_process() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: run by .ci/run"]
 async fn summary_and_dora_are_the_same_on_postgres() {
-    // The deployments scenario of e2e.rs through both databases, then the metrics APIs.
+    // The builds and deploys scenario through both databases, then the metrics APIs.
     let deliveries = builds_and_deploys();
     let sqlite = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
     let db = PostgresDb::create().await;
@@ -148,25 +148,4 @@ async fn summary_and_dora_are_the_same_on_postgres() {
     sqlite.stop().await;
     postgres.stop().await;
     db.drop_database().await;
-}
-
-fn builds_and_deploys() -> Vec<(&'static str, Value)> {
-    vec![
-        ("issues", issue("opened", "open", "2026-11-20T09:00:00Z", None)),
-        ("pull_request", pull_request("opened", "open", "2026-11-20T10:00:00Z", None)),
-        (
-            "workflow_run",
-            workflow_run(501, "completed", Some("failure"), "2026-11-20T10:05:00Z", "2026-11-20T10:10:00Z", false),
-        ),
-        (
-            "workflow_run",
-            workflow_run(502, "completed", Some("success"), "2026-11-20T11:00:00Z", "2026-11-20T11:08:00Z", true),
-        ),
-        ("pull_request_review", review("approved", "2026-11-20T12:00:00Z")),
-        ("pull_request", pull_request("closed", "closed", "2026-11-21T16:30:00Z", Some("2026-11-21T16:30:00Z"))),
-        ("push", push_merge("2026-11-21T16:30:00Z")),
-        ("deployment", deployment(MERGE_SHA, "2026-11-21T17:00:00Z")),
-        ("deployment_status", deployment_status(MERGE_SHA, "2026-11-21T17:00:00Z", "success", "2026-11-21T17:12:00Z")),
-        ("issues", issue("closed", "closed", "2026-11-21T18:00:00Z", Some("2026-11-21T18:00:00Z"))),
-    ]
 }
