@@ -81,6 +81,8 @@ struct Job {
 pub struct Ingest {
     jobs: mpsc::Sender<Job>,
     health: Arc<Health>,
+    /// How many deliveries the writer has taken off the queue.
+    taken: watch::Receiver<u64>,
     pub options: Arc<SourceOptions>,
 }
 
@@ -126,9 +128,10 @@ impl Ingest {
         let (jobs, receiver) = mpsc::channel(queue);
         let (stop, stopping) = watch::channel(false);
         let health = Arc::new(Health::new());
-        let writer = WriteLoop { store, export, exported, telemetry, health: health.clone() };
+        let (took, taken) = watch::channel(0);
+        let writer = WriteLoop { store, export, exported, telemetry, health: health.clone(), taken: took };
         let task = tokio::spawn(supervise(writer, receiver, stopping));
-        (Ingest { jobs, health, options: Arc::new(options) }, Writer { task, stop })
+        (Ingest { jobs, health, taken, options: Arc::new(options) }, Writer { task, stop })
     }
 
     /// Checks, parses and durably applies one delivery. `secrets` empty means
@@ -173,6 +176,15 @@ impl Ingest {
     /// Deliveries waiting for the writer now.
     pub fn queued(&self) -> usize {
         self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
+    /// The count of deliveries the writer has taken off the queue, changing as
+    /// it takes each group: once it counts a delivery, that delivery's group
+    /// is closed, and later ones form the next. Tests await it instead of
+    /// pausing and hoping the writer has started.
+    #[doc(hidden)]
+    pub fn taken(&self) -> watch::Receiver<u64> {
+        self.taken.clone()
     }
 
     /// `Ok` when the writer runs and can commit; else why not (for `/readyz`).
@@ -350,6 +362,8 @@ struct WriteLoop {
     exported: Arc<Notify>,
     telemetry: Telemetry,
     health: Arc<Health>,
+    /// Counts the deliveries taken off the queue ([`Ingest::taken`]).
+    taken: watch::Sender<u64>,
 }
 
 impl WriteLoop {
@@ -373,6 +387,7 @@ impl WriteLoop {
                     if received == 0 {
                         return;
                     }
+                    self.taken.send_modify(|taken| *taken += received as u64);
                 }
                 _ = stopping.changed(), if !stopped => {
                     if stopping.has_changed().is_err() {

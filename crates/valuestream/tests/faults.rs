@@ -276,14 +276,16 @@ async fn hold_write_lock(database: &str) -> sqlx::AnyConnection {
     holder
 }
 
-/// Waits until the writer has taken the one delivery just sent (and is
-/// blocked in its transaction on the held lock): the queue is empty, and the
-/// writer had ample time to take it. Without the pause the next deliveries
-/// could join the same group (the writer takes whatever is queued at once).
+/// Waits until the writer has taken the one delivery just sent, so that its
+/// group is closed (and it waits in its transaction on the held lock): the
+/// next deliveries then queue behind it instead of joining its group. An
+/// empty queue would not tell: it is empty before the delivery arrives too.
 async fn writer_took_it(ingest: &Ingest) {
-    wait_for_queue(ingest, 0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    wait_for_queue(ingest, 0).await;
+    let mut taken = ingest.taken();
+    tokio::time::timeout(Duration::from_secs(20), taken.wait_for(|&taken| taken >= 1))
+        .await
+        .expect("the writer did not take the delivery within 20 s")
+        .expect("the writer stopped");
 }
 
 /// Waits until `count` deliveries wait in the writer's queue.
@@ -422,8 +424,8 @@ async fn a_full_write_queue_answers_503_with_retry_after_at_once() {
     // The writer waits on a lock with one delivery; two more fill its queue.
     let holder = hold_write_lock(&database).await;
     let first = tokio::spawn(post(1));
-    // Not just "the queue is empty", which it is before the request arrives
-    // too (CI caught that race): empty again after the writer had time to take it.
+    // Not "the queue is empty", which it is before the request arrives too
+    // (CI caught that race): the writer counts it as taken.
     writer_took_it(&ingest).await;
     let queued = [tokio::spawn(post(2)), tokio::spawn(post(3))];
     wait_for_queue(&ingest, 2).await;
