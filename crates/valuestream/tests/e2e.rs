@@ -271,8 +271,9 @@ async fn spans_page_with_a_cursor() {
 
 #[tokio::test]
 async fn otlp_over_grpc_carries_the_same_ids_and_times() {
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let received = start_grpc_receiver(([127, 0, 0, 1], port).into()).await;
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = grpc.local_addr().unwrap().port();
+    let received = start_grpc_receiver(grpc).await;
     let app = spawn_app(|db| {
         let mut c = config(db, TracerBackend::Otlp, Some(format!("http://127.0.0.1:{port}")), &[SECRET]);
         c.otlp_protocol = valuestream::export::Protocol::Grpc;

@@ -184,18 +184,15 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
     }
 }
 
-/// An OTLP/gRPC receiver on `addr`; returns once it accepts connections.
-pub async fn start_grpc_receiver(addr: std::net::SocketAddr) -> Received {
+/// An OTLP/gRPC receiver on `listener` (bound already, so it accepts connections at once).
+pub async fn start_grpc_receiver(listener: TcpListener) -> Received {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
     let received = Received::default();
     let service = TraceServiceServer::new(GrpcSink(received.clone()));
-    tokio::spawn(async move { tonic::transport::Server::builder().add_service(service).serve(addr).await.unwrap() });
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap()
+    });
     received
 }
 
