@@ -43,13 +43,13 @@ fn p90(mut values: Vec<f64>) -> Option<f64> {
     percentile(&values, 0.9)
 }
 
-/// Seconds from column `index`, a `string_agg` of integer nanoseconds (NULL: none).
-fn seconds(row: &AnyRow, index: usize) -> Result<Vec<f64>, StoreError> {
-    Ok(aggregated(row.try_get(index)?)?.into_iter().map(|n| n as f64 / 1e9).collect())
+/// Seconds from `column`, a `string_agg` of integer nanoseconds (NULL: none).
+fn seconds(row: &AnyRow, column: &str) -> Result<Vec<f64>, StoreError> {
+    Ok(aggregated(row.try_get(column)?)?.into_iter().map(|n| n as f64 / 1e9).collect())
 }
 
-fn count(row: &AnyRow, index: usize) -> Result<u64, StoreError> {
-    Ok(row.try_get::<Option<i64>, _>(index)?.unwrap_or(0).max(0) as u64)
+fn count(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
+    Ok(row.try_get::<Option<i64>, _>(column)?.unwrap_or(0).max(0) as u64)
 }
 
 /// The SQL shared by DORA's statements: which spans are production deploys
@@ -253,26 +253,29 @@ impl Statements {
         // Bucketed: the bucket's index first (and, for deploys, the day), one
         // row per group that has any.
         let index = |alias: &str| match buckets {
-            Some(buckets) => format!("CAST(({}) AS BIGINT), ", bucket_of(&format!("{alias}.end_ns"), buckets, 0)),
+            Some(buckets) => {
+                format!("CAST(({}) AS BIGINT) AS bucket, ", bucket_of(&format!("{alias}.end_ns"), buckets, 0))
+            }
             None => String::new(),
         };
         let (deploy_day, deploy_group, group) = match buckets {
-            Some(_) => (format!("{day}, "), " GROUP BY 1, 2", " GROUP BY 1"),
+            Some(_) => (format!("{day} AS deploy_day, "), " GROUP BY 1, 2", " GROUP BY 1"),
             None => (String::new(), "", ""),
         };
         let deploys = format!(
             "WITH caused AS ({caused})
              SELECT {}{deploy_day}
-                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' THEN 1 ELSE 0 END), 0) AS BIGINT),
-                COUNT(*),
-                COUNT(DISTINCT {day}),
+                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' THEN 1 ELSE 0 END), 0) AS BIGINT) AS successes,
+                COUNT(*) AS deployments,
+                COUNT(DISTINCT {day}) AS deploy_days,
                 CAST(COALESCE(SUM(CASE WHEN d.outcome = '{SUCCESS}' AND c.deploy_key IS NULL THEN 1 ELSE 0 END), 0)
-                     AS BIGINT),
+                     AS BIGINT) AS unmatched,
                 CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' OR d.key IN (SELECT deploy_key FROM caused)
-                                       THEN 1 ELSE 0 END), 0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN {rework} THEN 1 ELSE 0 END), 0) AS BIGINT),
-                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                                       THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed,
+                CAST(COALESCE(SUM(CASE WHEN {rework} THEN 1 ELSE 0 END), 0) AS BIGINT) AS rework,
+                CAST(COALESCE(SUM(CASE WHEN d.outcome = '{FAILURE}' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failures,
                 string_agg(CASE WHEN d.outcome = '{FAILURE}' THEN CAST(({next_success}) - d.end_ns AS TEXT) END, ',')
+                    AS recovery_ns
              FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key
              WHERE d.kind = '{DEPLOY}' AND d.end_ns >= $1 AND d.end_ns < $2
                AND d.outcome IN ('{SUCCESS}', '{FAILURE}'){}{deploy_group}",
@@ -285,11 +288,12 @@ impl Statements {
         // other by its commit.
         let leads = format!(
             "SELECT {}
-                string_agg(CAST(d.end_ns - COALESCE(c.pr_first_commit_ns, c.pr_opened_ns, c.committed_at) AS TEXT), ','),
-                string_agg(CAST(c.pr_reviewed_ns - c.pr_opened_ns AS TEXT), ','),
-                string_agg(CAST(c.pr_merged_ns - c.pr_reviewed_ns AS TEXT), ','),
-                string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ','),
-                string_agg(CAST(c.pr_opened_ns - c.pr_first_commit_ns AS TEXT), ',')
+                string_agg(CAST(d.end_ns - COALESCE(c.pr_first_commit_ns, c.pr_opened_ns, c.committed_at) AS TEXT), ',')
+                    AS lead_ns,
+                string_agg(CAST(c.pr_reviewed_ns - c.pr_opened_ns AS TEXT), ',') AS pickup_ns,
+                string_agg(CAST(c.pr_merged_ns - c.pr_reviewed_ns AS TEXT), ',') AS review_ns,
+                string_agg(CAST(d.end_ns - c.pr_merged_ns AS TEXT), ',') AS deploy_ns,
+                string_agg(CAST(c.pr_opened_ns - c.pr_first_commit_ns AS TEXT), ',') AS coding_ns
              FROM spans d JOIN change_set_commits c ON c.deploy_key = d.key
              WHERE d.kind = '{DEPLOY}' AND d.outcome = '{SUCCESS}' AND d.end_ns >= $1 AND d.end_ns < $2{}{group}",
             index("d"),
@@ -297,7 +301,7 @@ impl Statements {
         );
         // Time to restore service: incidents closed in the window.
         let restores = format!(
-            "SELECT {}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') FROM spans i
+            "SELECT {}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') AS restore_ns FROM spans i
              WHERE i.kind = '{INCIDENT}' AND i.end_ns >= $1 AND i.end_ns < $2{}{group}",
             index("i"),
             scope.incidents("i"),
@@ -306,27 +310,28 @@ impl Statements {
     }
 }
 
-/// Reads the columns of a deploys row from `first` on.
-fn deploys_of(row: &AnyRow, first: usize) -> Result<Deploys, StoreError> {
+/// Reads a row of the deploys statement, by the names it gives its columns.
+fn deploys_of(row: &AnyRow) -> Result<Deploys, StoreError> {
     Ok(Deploys {
-        successes: count(row, first)?,
-        deployments: count(row, first + 1)?,
-        deploy_days: count(row, first + 2)?,
-        unmatched: count(row, first + 3)?,
-        failed: count(row, first + 4)?,
-        rework: count(row, first + 5)?,
-        failures: count(row, first + 6)?,
-        recoveries: seconds(row, first + 7)?,
+        successes: count(row, "successes")?,
+        deployments: count(row, "deployments")?,
+        deploy_days: count(row, "deploy_days")?,
+        unmatched: count(row, "unmatched")?,
+        failed: count(row, "failed")?,
+        rework: count(row, "rework")?,
+        failures: count(row, "failures")?,
+        recoveries: seconds(row, "recovery_ns")?,
     })
 }
 
-fn leads_of(row: &AnyRow, first: usize) -> Result<Leads, StoreError> {
+/// Reads a row of the leads statement, by the names it gives its columns.
+fn leads_of(row: &AnyRow) -> Result<Leads, StoreError> {
     Ok(Leads {
-        leads: seconds(row, first)?,
-        pickup: seconds(row, first + 1)?,
-        review: seconds(row, first + 2)?,
-        deploy: seconds(row, first + 3)?,
-        coding: seconds(row, first + 4)?,
+        leads: seconds(row, "lead_ns")?,
+        pickup: seconds(row, "pickup_ns")?,
+        review: seconds(row, "review_ns")?,
+        deploy: seconds(row, "deploy_ns")?,
+        coding: seconds(row, "coding_ns")?,
     })
 }
 
@@ -334,9 +339,9 @@ fn leads_of(row: &AnyRow, first: usize) -> Result<Leads, StoreError> {
 pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<Value, StoreError> {
     let scope = Scope::new(filter);
     let sql = Statements::new(&scope, None);
-    let deploys = deploys_of(&scope.fetch_one(store, window, sql.deploys).await?, 0)?;
-    let leads = leads_of(&scope.fetch_one(store, window, sql.leads).await?, 0)?;
-    let restores = seconds(&scope.fetch_one(store, window, sql.restores).await?, 0)?;
+    let deploys = deploys_of(&scope.fetch_one(store, window, sql.deploys).await?)?;
+    let leads = leads_of(&scope.fetch_one(store, window, sql.leads).await?)?;
+    let restores = seconds(&scope.fetch_one(store, window, sql.restores).await?, "restore_ns")?;
     Ok(keys(window, filter, deploys, leads, restores))
 }
 
@@ -362,13 +367,13 @@ pub async fn dora_series(
     // bucket (NULL) counts in the whole window only.
     let slots = buckets.len() + 1;
     let slot = |row: &AnyRow| -> Result<Option<usize>, StoreError> {
-        Ok(row.try_get::<Option<i64>, _>(0)?.map(|i| i.max(0) as usize + 1).filter(|&i| i < slots))
+        Ok(row.try_get::<Option<i64>, _>("bucket")?.map(|i| i.max(0) as usize + 1).filter(|&i| i < slots))
     };
     let mut deploys: Vec<Deploys> = (0..slots).map(|_| Deploys::default()).collect();
     let mut days = BTreeSet::new();
     for row in scope.fetch_all(store, window, sql.deploys).await? {
-        let group = deploys_of(&row, 2)?;
-        days.extend(row.try_get::<Option<i64>, _>(1)?);
+        let group = deploys_of(&row)?;
+        days.extend(row.try_get::<Option<i64>, _>("deploy_day")?);
         if let Some(i) = slot(&row)? {
             deploys[i].add(&group);
         }
@@ -378,7 +383,7 @@ pub async fn dora_series(
     deploys[0].deploy_days = days.len() as u64;
     let mut leads: Vec<Leads> = (0..slots).map(|_| Leads::default()).collect();
     for row in scope.fetch_all(store, window, sql.leads).await? {
-        let group = leads_of(&row, 1)?;
+        let group = leads_of(&row)?;
         if let Some(i) = slot(&row)? {
             leads[i].add(&group);
         }
@@ -386,7 +391,7 @@ pub async fn dora_series(
     }
     let mut restores: Vec<Vec<f64>> = vec![Vec::new(); slots];
     for row in scope.fetch_all(store, window, sql.restores).await? {
-        let group = seconds(&row, 1)?;
+        let group = seconds(&row, "restore_ns")?;
         if let Some(i) = slot(&row)? {
             restores[i].extend(&group);
         }
