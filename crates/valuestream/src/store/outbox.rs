@@ -135,7 +135,7 @@ async fn sent(conn: &mut AnyConnection, key: &str) -> Result<Option<Sent>, Store
         .fetch_optional(&mut *conn)
         .await?;
     Ok(match row {
-        Some(row) => Some(Sent { end: Timestamp(row.try_get(0)?), outcome: row.try_get(1)? }),
+        Some(row) => Some(Sent { end: Timestamp(row.try_get("end_ns")?), outcome: row.try_get("outcome")? }),
         None => None,
     })
 }
@@ -154,7 +154,7 @@ impl Store {
     /// Nothing is due while a rebuild is under way: its spans are not settled.
     pub async fn outbox_due(&self, changed_before: Timestamp, limit: usize) -> Result<Vec<Due>, StoreError> {
         let rows = sqlx::query(
-            "SELECT o.id, o.payload, e.end_ns, e.outcome FROM outbox o
+            "SELECT o.id, o.payload, e.end_ns AS sent_end_ns, e.outcome AS sent_outcome FROM outbox o
              LEFT JOIN span_exports e ON e.span_key = o.span_key
              WHERE o.changed_at <= $1
                AND NOT EXISTS (SELECT 1 FROM pending_tasks WHERE name = 'rebuild')
@@ -166,12 +166,12 @@ impl Store {
         .await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in rows {
-            let id: i64 = row.try_get(0)?;
-            let payload: String = row.try_get(1)?;
+            let id: i64 = row.try_get("id")?;
+            let payload: String = row.try_get("payload")?;
             let span =
                 serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("outbox row {id}: {e}")))?;
-            let sent = match row.try_get::<Option<i64>, _>(2)? {
-                Some(end) => Some(Sent { end: Timestamp(end), outcome: row.try_get(3)? }),
+            let sent = match row.try_get::<Option<i64>, _>("sent_end_ns")? {
+                Some(end) => Some(Sent { end: Timestamp(end), outcome: row.try_get("sent_outcome")? }),
                 None => None,
             };
             due.push(Due { id, span, sent });
