@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{MERGE_SHA, PR_KEY, TempDir, deployment, deployment_status, pull_request, push_merge, valuestream};
+use support::{
+    MERGE_SHA, PR_KEY, TempDir, deployment, deployment_status, http_request, pull_request, push_merge, valuestream,
+    wait_until_listening,
+};
 
+/// A vendored GitHub payload, as the body text a sender posts.
 fn fixture(name: &str) -> String {
-    let path = format!("{}/../valuestream-core/tests/data/github/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    value.to_string()
+    support::fixture(name).to_string()
 }
 
 #[test]
@@ -381,28 +383,12 @@ fn start_server(dir: &TempDir, extra_env: &[(&str, &str)]) -> (std::process::Chi
     }
     let child = command.spawn().unwrap();
     let base = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&base).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_listening(&base);
     (child, base)
 }
 
-/// A minimal HTTP/1.1 POST without a client library (the test stays synchronous).
 fn post(base: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(base).unwrap();
-    let mut request =
-        format!("POST {path} HTTP/1.1\r\nHost: {base}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
-    response
+    http_request(base, "POST", path, headers, body)
 }
 
 #[test]
@@ -681,10 +667,7 @@ fn report_on_an_empty_database_is_friendly_and_a_bad_since_is_a_usage_error() {
 
 /// GET over a minimal HTTP/1.1 client; returns the body.
 fn get_body(base: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(base).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {base}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let response = http_request(base, "GET", path, &[], "");
     response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 

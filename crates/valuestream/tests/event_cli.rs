@@ -2,13 +2,11 @@
 //! closed customhttp span per start/end pair, its parent resolved, and the
 //! server's reason on stderr when the signature is wrong.
 
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{TempDir, valuestream};
+use support::{TempDir, http_request as request, valuestream, wait_until_listening};
 const SECRET: &str = "event-cli-s3cret";
 
 /// A running `serve`, stopped with SIGTERM when dropped.
@@ -38,28 +36,8 @@ fn start_server(dir: &TempDir) -> Server {
         .spawn()
         .unwrap();
     let base = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&base).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_listening(&base);
     Server { child, base }
-}
-
-/// A minimal HTTP/1.1 request without a client library; returns the response.
-fn request(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(base).unwrap();
-    let mut text =
-        format!("{method} {path} HTTP/1.1\r\nHost: {base}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    stream.write_all(text.as_bytes()).unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
-    response
 }
 
 fn spans(base: &str) -> Vec<serde_json::Value> {

@@ -231,11 +231,7 @@ fn a_flood_of_large_bodies_stays_within_the_inflight_budget_and_the_excess_gets_
         .spawn()
         .unwrap();
     let base = format!("127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(&base).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_listening(&base);
 
     // One real issues payload whose body text makes it 16 MiB, sent as many deliveries at once.
     let mut payload = fixture("issues.opened.plain");
