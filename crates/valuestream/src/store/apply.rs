@@ -238,6 +238,8 @@ async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<u
     let repos = changes::repositories(conn).await?;
     for (done, repo) in repos.iter().enumerate() {
         let derived = changes::recompute(conn, repo, production).await?;
+        // Spans waiting in the outbox are not refreshed here: this runs once
+        // after an upgrade, before the exporter starts, on settled spans.
         follow_up(conn, &derived).await?;
         if (done + 1) % DERIVE_PROGRESS == 0 {
             tracing::info!(repos = done + 1, of = repos.len(), "Derived change sets and incident causes so far.");
@@ -316,8 +318,9 @@ async fn apply_one(
         Parsed::Push(push) => {
             record_push(conn, &item.source, &item.id, push).await?;
             let derived = changes::recompute(conn, &push.repo, production).await?;
-            follow_up(conn, &derived).await?;
-            (0, 0, Vec::new())
+            let moved = follow_up(conn, &derived).await?;
+            let queued = if export { refresh_waiting(conn, &moved, item.received_at).await? } else { 0 };
+            (0, queued, Vec::new())
         }
         Parsed::Pong | Parsed::Ignored { .. } => (0, 0, Vec::new()),
     };
@@ -425,17 +428,21 @@ async fn apply_events(
             to_retrace.insert(key.clone());
         }
     }
+    // Spans whose trace, parent or links changed: what waits in the outbox
+    // for them is refreshed below.
+    let mut moved: BTreeSet<String> = BTreeSet::new();
     for key in &to_retrace {
-        retrace(conn, key).await?;
+        moved.extend(retrace(conn, key).await?);
     }
     for key in &to_relink {
         relink(conn, key).await?;
+        moved.insert(key.clone());
     }
     // Change sets and incident causes of the repositories this delivery's
     // deploys, merged pull requests and incidents belong to.
     for repo in &to_derive {
         let derived = changes::recompute(conn, repo, production).await?;
-        follow_up(conn, &derived).await?;
+        moved.extend(follow_up(conn, &derived).await?);
     }
 
     let mut queued = 0;
@@ -465,6 +472,13 @@ async fn apply_events(
         {
             queued += 1;
         }
+    }
+    if export {
+        // The spans above were loaded after every change; the others moved
+        // by this delivery (a child whose parent arrived, a deploy whose
+        // change set grew) may have an older version waiting.
+        moved.retain(|key| !touched.contains(key));
+        queued += refresh_waiting(conn, &moved, received_at).await?;
     }
     Ok((touched.len(), queued, transitions))
 }
@@ -635,22 +649,23 @@ async fn refold(
         }
         insert.execute(&mut *conn).await?;
 
+        // Who waits for these references, as a parent ('p') or a link ('l'): one statement.
         let placeholders: Vec<String> = (1..=own.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT DISTINCT span_key FROM span_parent_refs WHERE ref IN ({})", placeholders.join(", "));
+        let placeholders = placeholders.join(", ");
+        let sql = format!(
+            "SELECT 'p' AS waits, span_key FROM span_parent_refs WHERE ref IN ({placeholders})
+             UNION SELECT 'l' AS waits, span_key FROM span_link_refs WHERE ref IN ({placeholders})"
+        );
         let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
         for reference in &own {
             select = select.bind(reference.clone());
         }
         for row in select.fetch_all(&mut *conn).await? {
-            waiting.push(row.try_get::<String, _>(0)?);
-        }
-        let sql = format!("SELECT DISTINCT span_key FROM span_link_refs WHERE ref IN ({})", placeholders.join(", "));
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for reference in &own {
-            select = select.bind(reference.clone());
-        }
-        for row in select.fetch_all(&mut *conn).await? {
-            waiting_links.push(row.try_get::<String, _>(0)?);
+            let span_key: String = row.try_get("span_key")?;
+            match row.try_get::<String, _>("waits")?.as_str() {
+                "p" => waiting.push(span_key),
+                _ => waiting_links.push(span_key),
+            }
         }
     }
 
@@ -765,17 +780,43 @@ async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
 }
 
 /// Follows up a recomputation: deploys whose change set changed are
-/// relinked, incidents whose cause changed get their parent again.
-async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> Result<(), StoreError> {
+/// relinked, incidents whose cause changed get their parent again. Returns
+/// the spans whose links, parent or trace changed.
+async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> Result<BTreeSet<String>, StoreError> {
+    let mut moved: BTreeSet<String> = derived.deploys.iter().cloned().collect();
     for deploy in &derived.deploys {
         relink(conn, deploy).await?;
     }
     for incident in &derived.incidents {
         if resolve_parent(conn, incident).await? {
-            retrace(conn, incident).await?;
+            moved.extend(retrace(conn, incident).await?);
         }
     }
-    Ok(())
+    Ok(moved)
+}
+
+/// Re-queues, with what the store says now, the spans of `keys` that wait
+/// in the outbox: the trace backend gets a span's final parent, trace and
+/// links whatever order its deliveries came in (a job that ended before its
+/// run was known waits with no parent until the run arrives). Returns how
+/// many rows were rewritten.
+async fn refresh_waiting(
+    conn: &mut AnyConnection,
+    keys: &BTreeSet<String>,
+    changed_at: Timestamp,
+) -> Result<usize, StoreError> {
+    let mut queued = 0;
+    for key in keys {
+        if !outbox::waiting(conn, key).await? {
+            continue;
+        }
+        if let Some(span) = load_span(conn, key).await?
+            && enqueue_export(conn, &span, false, changed_at).await?
+        {
+            queued += 1;
+        }
+    }
+    Ok(queued)
 }
 
 /// The first commit of a pull request opened at `opened` from `branch`: the
@@ -976,26 +1017,33 @@ fn owner_of(key: &str) -> String {
 
 /// Recomputes the trace id, parent span id and `after_incident` flag (an
 /// incident among its ancestors: metrics.md, rework) of `key` and of every
-/// span below it.
-async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
+/// span below it. One statement per ancestor and one per span below: each
+/// row read gives its parent and its kind together.
+/// Returns the spans it updated.
+async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, StoreError> {
+    let Some((parent, kind_here)) = parent_and_kind(conn, key).await? else { return Ok(Vec::new()) };
     let mut root = key.to_string();
+    let mut above = parent.clone();
     let mut seen = HashSet::new();
     let mut after_incident = false;
-    while let Some(parent) = parent_of(conn, &root).await? {
-        if !seen.insert(parent.clone()) || seen.len() > MAX_DEPTH {
+    while let Some(at) = above {
+        if !seen.insert(at.clone()) || seen.len() > MAX_DEPTH {
             break;
         }
-        after_incident |= kind_of(conn, &parent).await?.as_deref() == Some(kind::INCIDENT);
-        root = parent;
+        let Some((next, kind_at)) = parent_and_kind(conn, &at).await? else { break };
+        after_incident |= kind_at == kind::INCIDENT;
+        root = at;
+        above = next;
     }
     let trace_id = ids::trace_id(&root);
-    let mut queue = vec![(key.to_string(), after_incident)];
+    // (span, its parent, its kind, whether an incident is above it)
+    let mut queue = vec![(key.to_string(), parent, kind_here, after_incident)];
     let mut visited = HashSet::new();
-    while let Some((current, after_incident)) = queue.pop() {
+    while let Some((current, parent, kind_here, after_incident)) = queue.pop() {
         if !visited.insert(current.clone()) {
             continue;
         }
-        let parent_span_id = parent_of(conn, &current).await?.map(|p| ids::span_id(&p));
+        let parent_span_id = parent.map(|p| ids::span_id(&p));
         sqlx::query("UPDATE spans SET trace_id = $1, parent_span_id = $2, after_incident = $3 WHERE key = $4")
             .bind(&trace_id)
             .bind(parent_span_id)
@@ -1003,25 +1051,28 @@ async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> 
             .bind(&current)
             .execute(&mut *conn)
             .await?;
-        let kind_here = kind_of(conn, &current).await?;
-        if kind_here.as_deref() == Some(kind::PULL_REQUEST) {
+        if kind_here == kind::PULL_REQUEST {
             // Deploys shipping it read the flag from their change sets.
             changes::refresh_pr_rework(conn, Some(&current)).await?;
         }
-        let below = after_incident || kind_here.as_deref() == Some(kind::INCIDENT);
-        for row in
-            sqlx::query("SELECT key FROM spans WHERE parent_key = $1").bind(&current).fetch_all(&mut *conn).await?
+        let below = after_incident || kind_here == kind::INCIDENT;
+        for row in sqlx::query("SELECT key, kind FROM spans WHERE parent_key = $1")
+            .bind(&current)
+            .fetch_all(&mut *conn)
+            .await?
         {
-            queue.push((row.try_get(0)?, below));
+            queue.push((row.try_get("key")?, Some(current.clone()), row.try_get("kind")?, below));
         }
     }
-    Ok(())
+    Ok(visited.into_iter().collect())
 }
 
-async fn kind_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT kind FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
+/// `key`'s parent and kind, `None` when there is no such span.
+async fn parent_and_kind(conn: &mut AnyConnection, key: &str) -> Result<Option<(Option<String>, String)>, StoreError> {
+    let row =
+        sqlx::query("SELECT parent_key, kind FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
     Ok(match row {
-        Some(row) => Some(row.try_get(0)?),
+        Some(row) => Some((row.try_get("parent_key")?, row.try_get("kind")?)),
         None => None,
     })
 }

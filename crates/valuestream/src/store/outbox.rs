@@ -100,11 +100,13 @@ pub(super) async fn queue(
     let rows =
         sqlx::query("SELECT payload FROM outbox WHERE span_key = $1").bind(&span.key).fetch_all(&mut *conn).await?;
     if let [row] = rows.as_slice()
-        && row.try_get::<String, _>(0)? == payload
+        && row.try_get::<String, _>("payload")? == payload
     {
         return Ok(false);
     }
-    withdraw(conn, &span.key).await?;
+    if !rows.is_empty() {
+        withdraw(conn, &span.key).await?;
+    }
     sqlx::query("INSERT INTO outbox (span_key, payload, enqueued_at, attempts, changed_at) VALUES ($1, $2, $3, 0, $4)")
         .bind(&span.key)
         .bind(payload)
