@@ -871,16 +871,15 @@ async fn record_branch_push(
     );
     let mut pulls = Vec::new();
     for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(alias).fetch_all(&mut *conn).await? {
-        let (key, opened, stored, reviewed, outcome_, end): (
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<i64>,
-        ) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?, row.try_get(5)?);
-        let merged = end.filter(|_| outcome_.as_deref() == Some(outcome::MERGED));
-        pulls.push((key, PullRequestTimes { opened, first_commit: stored, reviewed, merged }));
+        let outcome_: Option<String> = row.try_get("outcome")?;
+        let merged = row.try_get::<Option<i64>, _>("end_ns")?.filter(|_| outcome_.as_deref() == Some(outcome::MERGED));
+        let times = PullRequestTimes {
+            opened: row.try_get("start_ns")?,
+            first_commit: row.try_get("first_commit_ns")?,
+            reviewed: row.try_get("reviewed_ns")?,
+            merged,
+        };
+        pulls.push((row.try_get::<String, _>("key")?, times));
     }
     for (key, mut times) in pulls {
         let first = first_commit(conn, source, &push.repo, &push.branch, times.opened).await?;

@@ -50,13 +50,14 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
     .fetch_all(&mut *conn)
     .await?
     {
-        let message: String = row.try_get(7)?;
-        commits.entry((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)).or_default().push((
-            row.try_get(3)?,
+        let message: String = row.try_get("message")?;
+        let push = (row.try_get("source")?, row.try_get("push_before")?, row.try_get("push_after")?);
+        commits.entry(push).or_default().push((
+            row.try_get("position")?,
             CommitRecord {
-                sha: row.try_get(4)?,
-                committed_at: row.try_get(5)?,
-                pull_request: row.try_get(6)?,
+                sha: row.try_get("sha")?,
+                committed_at: row.try_get("committed_at")?,
+                pull_request: row.try_get("pull_request")?,
                 revert: is_revert(&message),
             },
         ));
