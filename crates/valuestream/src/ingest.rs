@@ -163,14 +163,23 @@ impl Ingest {
     }
 
     /// Hands a parsed delivery to the writer and waits, however long, for
-    /// room in the queue and for its commit (replay).
+    /// room in the queue and for its commit.
     pub async fn apply(&self, item: Applicable) -> Result<Ack, IngestError> {
+        self.enqueue(item).await?.committed().await
+    }
+
+    /// Hands a parsed delivery to the writer, waiting however long for room
+    /// in the queue, and returns before its commit. Deliveries enqueued one
+    /// after another are applied in that order: `replay` keeps a recording's
+    /// order, so a span's events mostly come in order and fold incrementally
+    /// instead of being read and folded again.
+    pub async fn enqueue(&self, item: Applicable) -> Result<Queued, IngestError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { item, reply })
             .await
             .map_err(|_| IngestError::Unavailable("the writer has stopped".into()))?;
-        settle(answer.await)
+        Ok(Queued(answer))
     }
 
     /// Deliveries waiting for the writer now.
@@ -193,6 +202,16 @@ impl Ingest {
             return Err("the writer has stopped".into());
         }
         self.health.readiness()
+    }
+}
+
+/// A delivery in the writer's queue ([`Ingest::enqueue`]).
+pub struct Queued(oneshot::Receiver<Result<Ack, String>>);
+
+impl Queued {
+    /// Waits for the delivery's commit: its answer.
+    pub async fn committed(self) -> Result<Ack, IngestError> {
+        settle(self.0.await)
     }
 }
 

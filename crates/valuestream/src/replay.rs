@@ -4,7 +4,7 @@
 //! idempotent: replaying a file twice changes nothing.
 
 use crate::config::{CommonArgs, FileConfig, UsageError, database_url};
-use crate::ingest::{Ingest, prepare};
+use crate::ingest::{Ingest, Queued, prepare};
 use crate::logging::load_and_log;
 use crate::opening::open_store;
 use crate::store::OpenMode;
@@ -118,7 +118,7 @@ pub async fn replay_paths(
     let lines_read = Arc::new(AtomicU64::new(0));
     bar.set_style(progress_style(lines_read.clone()));
     let mut counts = ReplayCounts::default();
-    let mut pending: VecDeque<tokio::task::JoinHandle<Result<Ack, String>>> = VecDeque::new();
+    let mut pending: VecDeque<Queued> = VecDeque::new();
     let mut reported = 0;
     for file in &files {
         let reader = std::io::BufReader::new(
@@ -132,10 +132,8 @@ pub async fn replay_paths(
             }
             lines_read.fetch_add(1, Ordering::Relaxed);
             match parse_line(&line, &options) {
-                Ok(item) => {
-                    let ingest = ingest.clone();
-                    pending.push_back(tokio::spawn(async move { ingest.apply(item).await.map_err(|e| e.to_string()) }));
-                }
+                // In the file's order: a span's events then fold incrementally.
+                Ok(item) => pending.push_back(ingest.enqueue(item).await.map_err(|e| anyhow::anyhow!("{e}"))?),
                 Err(reason) => {
                     counts.rejected += 1;
                     if reported < REPORTED_REJECTIONS {
@@ -191,8 +189,8 @@ fn progress_text(deliveries: u64, bytes: u64, total_bytes: u64, elapsed: Duratio
     )
 }
 
-async fn settle(handle: tokio::task::JoinHandle<Result<Ack, String>>, counts: &mut ReplayCounts) -> anyhow::Result<()> {
-    let ack = handle.await.context("a replay task failed")?.map_err(anyhow::Error::msg)?;
+async fn settle(queued: Queued, counts: &mut ReplayCounts) -> anyhow::Result<()> {
+    let ack = queued.committed().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     counts.count(&ack);
     Ok(())
 }

@@ -522,6 +522,42 @@ fn write_recording(path: &Path) -> usize {
     lines.len()
 }
 
+/// A recording is applied in its order: of many lines with one delivery id,
+/// the first is the one stored, the rest are duplicates (replay once handed
+/// each line to a task of its own, and any of them could reach the writer
+/// first).
+#[test]
+fn replay_applies_a_recording_in_its_order() {
+    let dir = TempDir::new();
+    let file = dir.0.join("same-id.jsonl");
+    let mut out = std::fs::File::create(&file).unwrap();
+    let lines = 300;
+    for take in 0..lines {
+        let mut body: serde_json::Value = serde_json::from_str(&fixture("issues.opened.plain")).unwrap();
+        body["issue"]["title"] = serde_json::json!(format!("take {take}"));
+        let line = serde_json::json!({"source": "github",
+            "headers": {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "same-1"}, "body": body});
+        writeln!(out, "{line}").unwrap();
+    }
+    drop(out);
+    let replay =
+        valuestream().args(["replay", file.to_str().unwrap(), "--database", &dir.database()]).output().unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    assert_eq!(
+        String::from_utf8(replay.stdout).unwrap().trim(),
+        format!("replayed {lines} deliveries: 1 accepted, {} duplicate, 0 ignored, 0 rejected", lines - 1)
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let titles: Vec<String> = runtime.block_on(async {
+        let store = valuestream::store::Store::open(&dir.database()).await.unwrap();
+        let filter = valuestream::store::SpanFilter { limit: 10, ..Default::default() };
+        let (spans, _) = store.spans(&filter).await.unwrap();
+        store.close().await;
+        spans.iter().map(|span| span.attributes["valuestream.title"].as_str().unwrap().to_string()).collect()
+    });
+    assert_eq!(titles, vec!["take 0".to_string()]);
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
