@@ -714,6 +714,25 @@ fn bench(c: &mut Criterion) {
             });
             println!("  {series} buckets");
         }
+        // The Distributions page's percentile trend: the summary per kind,
+        // per calendar bucket, in one call (one statement whatever the buckets).
+        for (name, bucket) in [("day", metrics::Bucket::Day), ("week", metrics::Bucket::Week)] {
+            let cuts = metrics::buckets(window, bucket).expect("buckets");
+            let by_kind = vec!["kind".to_string()];
+            let mut series = 0;
+            group.bench_function(format!("summary/kind/{label}/bucket={name}"), |b| {
+                b.iter_custom(|iters| {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        let call = metrics::summary_series(&store, black_box(window), &by_kind, &scope, false, &cuts);
+                        let value = rt.block_on(call).expect("summary series");
+                        series = value["series"].as_array().map_or(0, Vec::len);
+                    }
+                    started.elapsed()
+                })
+            });
+            println!("  {series} buckets");
+        }
         // The drill-down drawer: the rows behind each count.
         for key in metrics::ItemKey::ALL {
             let all = DoraFilter::default();

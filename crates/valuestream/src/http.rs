@@ -578,7 +578,7 @@ fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<()
 }
 
 const SUMMARY_PARAMS: &[&str] =
-    &["group_by", "source", "kind", "repo", "project", "environment", "since", "until", "histogram", "token"];
+    &["group_by", "source", "kind", "repo", "project", "environment", "since", "until", "histogram", "bucket", "token"];
 
 async fn summary(
     State(state): State<AppState>,
@@ -595,11 +595,19 @@ async fn summary(
         project: text("project"),
         environment: text("environment"),
     };
-    match params.get("histogram").map(String::as_str) {
-        None | Some("" | "false") => Ok(Json(metrics::summary(&state.store, window, &group_by, &scope).await?)),
-        Some("true") => Ok(Json(metrics::summary_with_histogram(&state.store, window, &group_by, &scope).await?)),
-        Some(other) => Err(ApiError::BadRequest(format!("`histogram` must be true or false; got {other:?}"))),
-    }
+    let with_histogram = match params.get("histogram").map(String::as_str) {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("`histogram` must be true or false; got {other:?}"))),
+    };
+    let store = &state.store;
+    Ok(Json(match (buckets_of(&params, window)?, with_histogram) {
+        (Some(buckets), _) => {
+            metrics::summary_series(store, window, &group_by, &scope, with_histogram, &buckets).await?
+        }
+        (None, false) => metrics::summary(store, window, &group_by, &scope).await?,
+        (None, true) => metrics::summary_with_histogram(store, window, &group_by, &scope).await?,
+    }))
 }
 
 /// `group_by` (see [`metrics::parse_group_by`]); 400 naming the bad key.

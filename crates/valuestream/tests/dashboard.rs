@@ -760,6 +760,22 @@ async fn browser_distributions_and_open_work_show_the_summary() {
     let listed = dom.matches("data-key=\"github:octo-org/hello-world:deploy:").count();
     assert_eq!(listed as u64, first_bucket, "the bucket lists its deploys");
     screenshots(&format!("{}/kinds?{}&kind=deploy&hist=0", app.base, window()), "histogram").await;
+    // The kind's p50 per bucket: the API's series, drawn.
+    let trend = elements_with(&dom, "medians").into_iter().next().expect("the trend chart");
+    let (_, series) = app
+        .get(&format!("/api/v1/summary?group_by=kind&kind=deploy&bucket={}&{}", trend["data-trend-bucket"], window()))
+        .await;
+    let p50: Vec<Value> = series["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["groups"].as_array().unwrap().first().map_or(Value::Null, |g| g["duration_seconds"]["p50"].clone()))
+        .collect();
+    assert!(p50.iter().any(|v| !v.is_null()), "{series}");
+    let drawn: Vec<Value> = serde_json::from_str(&trend["data-medians"]).unwrap();
+    let seconds = |values: &[Value]| values.iter().map(Value::as_f64).collect::<Vec<_>>();
+    assert_eq!(seconds(&drawn), seconds(&p50), "the trend's p50 per {}", trend["data-trend-bucket"]);
+    assert!(dom.contains("class=\"uplot"), "the trend is drawn");
 
     // Open work: the open issue, with its age against finished issues.
     let url = format!("{}/open?{}", app.base, window());

@@ -1,5 +1,5 @@
-//! `GET /api/v1/spans`' filters and orders, and the `GET /api/v1/traces`
-//! list, against a naive reference: every span of a generated store,
+//! `GET /api/v1/spans`' filters and orders, the `GET /api/v1/traces` list
+//! and the summary's buckets, against a naive reference: every span of a generated store,
 //! filtered, grouped and sorted in plain Rust as docs/api.md says, must be
 //! what paging through the API (a few at a time, with its cursors) returns —
 //! on SQLite, and on PostgreSQL (`--ignored`).
@@ -320,6 +320,66 @@ async fn summary_histograms_count_what_the_duration_filters_list() {
     let (status, answer) = app.get("/api/v1/summary?histogram=yes").await;
     assert_eq!((status, answer["error"].as_str()), (400, Some("`histogram` must be true or false; got \"yes\"")));
     app.stop().await;
+}
+
+/// `bucket=` on the summary: each element of `series` is exactly what the
+/// summary of that bucket alone gives (the reference is the plain call,
+/// itself checked against hand counts in tests/metrics.rs), the buckets
+/// tile the window, and the total is the plain call's.
+async fn check_summary_buckets(app: &App) {
+    let cases = [
+        ("since=2026-11-08T00:00:00Z&until=2026-11-22T00:00:00Z", "day", "kind,outcome"),
+        ("since=2026-11-08T06:00:00Z&until=2026-11-21T18:00:00Z", "day", "repo"),
+        ("since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z", "week", "kind"),
+        ("since=2025-12-15T00:00:00Z&until=2027-02-01T00:00:00Z", "month", "kind,source"),
+    ];
+    let mut nonempty = 0;
+    for (window, bucket, group_by) in cases {
+        for histogram in ["", "&histogram=true"] {
+            let base = format!("/api/v1/summary?{window}&group_by={group_by}{histogram}");
+            let (status, answer) = app.get(&format!("{base}&bucket={bucket}")).await;
+            assert_eq!(status, 200, "{answer}");
+            let (_, plain) = app.get(&base).await;
+            assert_eq!(answer["groups"], plain["groups"], "{base}: the whole window");
+            let series = answer["series"].as_array().unwrap();
+            assert_eq!(series[0]["start"], plain["since"], "{base}");
+            assert_eq!(series.last().unwrap()["end"], plain["until"], "{base}");
+            for pair in series.windows(2) {
+                assert_eq!(pair[0]["end"], pair[1]["start"], "{base}: buckets tile the window");
+            }
+            for element in series {
+                let (start, end) = (element["start"].as_str().unwrap(), element["end"].as_str().unwrap());
+                let one = format!("/api/v1/summary?since={start}&until={end}&group_by={group_by}{histogram}");
+                let (status, alone) = app.get(&one).await;
+                assert_eq!(status, 200, "{alone}");
+                assert_eq!(element["groups"], alone["groups"], "{base}&bucket={bucket}: bucket {start}");
+                nonempty += usize::from(!alone["groups"].as_array().unwrap().is_empty());
+            }
+        }
+    }
+    assert!(nonempty > 20, "the buckets held spans: {nonempty}");
+    let (status, answer) = app.get("/api/v1/summary?bucket=hour").await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("bucket"), "{answer}");
+}
+
+#[tokio::test]
+async fn summary_buckets_are_each_the_summary_of_their_window() {
+    let app = spawn_app(|db| config(db, TracerBackend::None, None, &[SECRET])).await;
+    seed(&app).await;
+    check_summary_buckets(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run by .ci/run"]
+async fn summary_buckets_are_each_the_summary_of_their_window_on_postgres() {
+    let db = PostgresDb::create().await;
+    let app = spawn_app_on(db.url.clone(), None, |url| config(url, TracerBackend::None, None, &[SECRET])).await;
+    seed(&app).await;
+    check_summary_buckets(&app).await;
+    app.stop().await;
+    db.drop_database().await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ mod summary;
 
 pub use dora::{DoraFilter, dora, dora_series};
 pub use items::{ItemKey, dora_items, dora_items_page, items_csv};
-pub use summary::{GROUP_KEYS, SpanScope, summary, summary_with_histogram};
+pub use summary::{GROUP_KEYS, SpanScope, summary, summary_series, summary_with_histogram};
 
 use crate::store::StoreError;
 use valuestream_core::time::Timestamp;

@@ -121,7 +121,7 @@ async fn summarize(
     scope: &SpanScope,
     with_histogram: bool,
 ) -> Result<Value, StoreError> {
-    let columns: Vec<&str> = group_by.iter().map(String::as_str).filter(|g| GROUP_KEYS.contains(g)).collect();
+    let columns = grouping(group_by);
     let (filter_sql, filter_values) = scope.clauses(3);
     let sql = format!(
         "SELECT g.source, g.kind, g.repo, g.project, g.environment, g.outcome,
@@ -138,26 +138,215 @@ async fn summarize(
     for value in &filter_values {
         query = query.bind(value.clone());
     }
-    let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
+    let mut groups = Vec::new();
     let mut rows = query.fetch(store.pool());
     while let Some(row) = rows.try_next().await? {
         let durations = aggregated(row.try_get("closed_durations")?)?;
         let mut ages = aggregated(row.try_get("open_ages")?)?;
         ages.extend(aggregated(row.try_get("ended_later_ages")?)?);
+        groups.push((stored_group(&row)?, durations, ages));
+    }
+    drop(rows);
+    let groups = groups
+        .iter_mut()
+        .map(|(group, durations, ages)| (&*group, std::mem::take(durations), std::mem::take(ages)))
+        .collect();
+    let groups = fold_groups(groups, &columns, window.days(), with_histogram);
+    Ok(json!({"since": window.since, "until": window.until, "groups": groups}))
+}
+
+/// [`summary`] (with each group's `histogram` when asked) and `"series"`:
+/// for each of `buckets`, `{"start", "end", "groups"}` exactly as a summary
+/// of that bucket alone would give its groups (`bucket=`).
+///
+/// Still one query: for each stored group, the end and duration of each
+/// span closed in the window, and the start, end and expiry of each span
+/// started before `until` and not ended by then; Rust sorts them into the
+/// buckets (a span open at a bucket's end is one of those, or one that
+/// closed later in the window).
+pub async fn summary_series(
+    store: &Store,
+    window: Window,
+    group_by: &[String],
+    scope: &SpanScope,
+    with_histogram: bool,
+    buckets: &[Window],
+) -> Result<Value, StoreError> {
+    let columns = grouping(group_by);
+    let (filter_sql, filter_values) = scope.clauses(3);
+    let sql = format!(
+        "SELECT g.source, g.kind, g.repo, g.project, g.environment, g.outcome,
+            (SELECT string_agg(CAST(s.end_ns AS TEXT) || ':' || CAST(s.end_ns - s.start_ns AS TEXT), ',')
+               FROM spans s WHERE s.group_id = g.id AND s.end_ns >= $1 AND s.end_ns < $2) AS closed,
+            (SELECT string_agg(CAST(s.start_ns AS TEXT) || ':' || COALESCE(CAST(s.end_ns AS TEXT), '') || ':'
+                               || COALESCE(CAST(s.expired_ns AS TEXT), ''), ',')
+               FROM spans s WHERE s.group_id = g.id AND s.start_ns < $2
+                AND (s.end_ns IS NULL OR s.end_ns >= $2)) AS spanning
+         FROM span_groups g WHERE 1 = 1{filter_sql}"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
+    for value in &filter_values {
+        query = query.bind(value.clone());
+    }
+    let mut sweeps = Vec::new();
+    let mut rows = query.fetch(store.pool());
+    while let Some(row) = rows.try_next().await? {
+        let closed = fields(row.try_get("closed")?)?;
+        let spanning = fields(row.try_get("spanning")?)?;
+        sweeps.push(Sweep::new(stored_group(&row)?, closed, spanning)?);
+    }
+    drop(rows);
+    let total: Vec<_> = sweeps.iter().map(|sweep| sweep.whole(window)).collect();
+    let groups = fold_groups(total, &columns, window.days(), with_histogram);
+    // Buckets in order: each group's spans are swept once, not once per bucket.
+    let series: Vec<Value> = buckets
+        .iter()
+        .map(|bucket| {
+            let groups: Vec<_> = sweeps.iter_mut().map(|sweep| sweep.next_bucket(*bucket)).collect();
+            json!({"start": bucket.since, "end": bucket.until,
+                   "groups": fold_groups(groups, &columns, bucket.days(), with_histogram)})
+        })
+        .collect();
+    Ok(json!({"since": window.since, "until": window.until, "groups": groups, "series": series}))
+}
+
+/// A span that may be open at the end of a bucket (nanoseconds).
+struct Spanning {
+    start: i64,
+    end: Option<i64>,
+    expired: Option<i64>,
+}
+
+impl Spanning {
+    /// Whether it may still count as open at `until` or later: not ended
+    /// before it, and, while it has no end, not expired by then. Once false,
+    /// false for every later `until`.
+    fn alive_at(&self, until: i64) -> bool {
+        match self.end {
+            None => self.expired.is_none_or(|e| e > until),
+            Some(end) => end >= until,
+        }
+    }
+}
+
+/// One stored group's spans, sorted for a sweep through the buckets in order.
+struct Sweep {
+    group: StoredGroup,
+    /// (end, duration) of the spans closed in the window, by end.
+    closed: Vec<(i64, i64)>,
+    /// By start.
+    spanning: Vec<Spanning>,
+    /// The next of `spanning` not yet started at the last bucket's end.
+    next: usize,
+    /// Those started and still alive at the last bucket's end.
+    alive: Vec<usize>,
+}
+
+impl Sweep {
+    fn new(
+        group: StoredGroup,
+        closed: Vec<Vec<Option<i64>>>,
+        spanning: Vec<Vec<Option<i64>>>,
+    ) -> Result<Sweep, StoreError> {
+        let field = |f: &[Option<i64>], i: usize| f.get(i).copied().flatten();
+        let bad = || StoreError::Corrupt("an aggregated span misses its start or end".into());
+        let mut closed: Vec<(i64, i64)> =
+            closed.iter().map(|f| Some((field(f, 0)?, field(f, 1)?))).collect::<Option<_>>().ok_or_else(bad)?;
+        closed.sort_unstable();
+        let mut spanning: Vec<Spanning> = spanning
+            .iter()
+            .map(|f| Some(Spanning { start: field(f, 0)?, end: field(f, 1), expired: field(f, 2) }))
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        // Those closed in the window were open at the ends of the buckets they span.
+        spanning.extend(closed.iter().map(|&(end, duration)| Spanning {
+            start: end - duration,
+            end: Some(end),
+            expired: None,
+        }));
+        spanning.sort_unstable_by_key(|s| s.start);
+        Ok(Sweep { group, closed, spanning, next: 0, alive: Vec::new() })
+    }
+
+    /// Durations closed in `window` and ages at its end, for the whole window.
+    fn whole(&self, window: Window) -> (&StoredGroup, Vec<i64>, Vec<i64>) {
+        let (since, until) = (window.since.nanos(), window.until.nanos());
+        let durations = self.closed.iter().filter(|(end, _)| (since..until).contains(end)).map(|(_, d)| *d).collect();
+        let ages =
+            self.spanning.iter().filter(|s| s.start < until && s.alive_at(until)).map(|s| until - s.start).collect();
+        (&self.group, durations, ages)
+    }
+
+    /// The same for `bucket`, which must come after the buckets asked before.
+    fn next_bucket(&mut self, bucket: Window) -> (&StoredGroup, Vec<i64>, Vec<i64>) {
+        let (since, until) = (bucket.since.nanos(), bucket.until.nanos());
+        let from = self.closed.partition_point(|(end, _)| *end < since);
+        let to = self.closed.partition_point(|(end, _)| *end < until);
+        let durations = self.closed[from..to].iter().map(|(_, d)| *d).collect();
+        while self.next < self.spanning.len() && self.spanning[self.next].start < until {
+            self.alive.push(self.next);
+            self.next += 1;
+        }
+        let spanning = &self.spanning;
+        self.alive.retain(|&i| spanning[i].alive_at(until));
+        let ages = self.alive.iter().map(|&i| until - spanning[i].start).collect();
+        (&self.group, durations, ages)
+    }
+}
+
+/// The grouping columns asked for, in the order asked, as [`GROUP_KEYS`] names them.
+fn grouping(group_by: &[String]) -> Vec<&'static str> {
+    group_by.iter().filter_map(|g| GROUP_KEYS.iter().copied().find(|key| key == g)).collect()
+}
+
+/// A stored metrics group: its six columns, named as [`GROUP_KEYS`] names them.
+type StoredGroup = BTreeMap<&'static str, Option<String>>;
+
+fn stored_group(row: &sqlx::any::AnyRow) -> Result<StoredGroup, StoreError> {
+    GROUP_KEYS.iter().map(|column| Ok((*column, row.try_get::<Option<String>, _>(*column)?))).collect()
+}
+
+/// `a:b:c,d:e:f` as numbers, an empty field as `None`.
+fn fields(text: Option<String>) -> Result<Vec<Vec<Option<i64>>>, StoreError> {
+    let Some(text) = text else { return Ok(Vec::new()) };
+    text.split(',')
+        .map(|item| {
+            item.split(':')
+                .map(|n| match n {
+                    "" => Ok(None),
+                    n => n
+                        .parse::<i64>()
+                        .map(Some)
+                        .map_err(|_| StoreError::Corrupt(format!("aggregated value {n:?} is not an integer"))),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The summary's `groups`: stored groups with their closed durations and
+/// open ages (nanoseconds), merged by the `columns` asked for. A group with
+/// neither is left out.
+fn fold_groups(
+    stored: Vec<(&StoredGroup, Vec<i64>, Vec<i64>)>,
+    columns: &[&str],
+    days: f64,
+    with_histogram: bool,
+) -> Vec<Value> {
+    let mut groups: BTreeMap<Key, Group> = BTreeMap::new();
+    for (row, durations, ages) in stored {
         if durations.is_empty() && ages.is_empty() {
             continue;
         }
-        // The grouping columns are named as GROUP_KEYS names them.
-        let key: Key = columns.iter().map(|column| row.try_get(*column)).collect::<Result<_, _>>()?;
-        let kind: Option<String> = row.try_get("kind")?;
+        let key: Key = columns.iter().map(|column| row.get(column).cloned().flatten()).collect();
+        let kind = row.get("kind").cloned().flatten();
         let kind = kind.as_deref().unwrap_or_default();
-        let outcome: Option<String> = row.try_get("outcome")?;
-        let outcome = outcome.as_deref();
+        let outcome = row.get("outcome").cloned().flatten();
         let closed = durations.len() as u64;
         let group = groups.entry(key).or_default();
         // Success ratios for builds, jobs and deploys; merge ratio for pull requests.
         let has_success_ratio = [kinds::BUILD, kinds::JOB, kinds::DEPLOY].contains(&kind);
-        match outcome {
+        match outcome.as_deref() {
             Some(outcomes::SUCCESS) if has_success_ratio => group.success += closed,
             Some(outcomes::FAILURE) if has_success_ratio => group.failure += closed,
             Some(outcome) if kind == kinds::PULL_REQUEST => {
@@ -171,10 +360,7 @@ async fn summarize(
         group.durations.extend(durations);
         group.ages.extend(ages);
     }
-    drop(rows);
-
-    let days = window.days();
-    let groups: Vec<Value> = groups
+    groups
         .into_iter()
         .map(|(key, group)| {
             let mut object = Map::new();
@@ -195,8 +381,7 @@ async fn summarize(
             object.insert("open_age_seconds".into(), json!(Ages::of_sorted(&sorted_seconds(group.ages))));
             Value::Object(object)
         })
-        .collect();
-    Ok(json!({"since": window.since, "until": window.until, "groups": groups}))
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ import { DRAWERS, drawer, drawerOf } from './drawer.js';
 export const BUCKETS = ['day', 'week', 'month'];
 
 /** The URL's `bucket`, else one that gives a readable number of points. */
-function bucketOf(params, window) {
+export function bucketOf(params, window) {
   const asked = params.get('bucket');
   if (BUCKETS.includes(asked)) return asked;
   return window.days <= 14 ? 'day' : window.days <= 120 ? 'week' : 'month';

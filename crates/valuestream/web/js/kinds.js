@@ -5,6 +5,8 @@ import { get } from './api.js';
 import { h, empty, navLink, problem } from './dom.js';
 import { count, duration, isFailure, kindName, number, percent, time } from './format.js';
 import { filterQuery } from './filters.js';
+import { durations } from './charts.js';
+import { BUCKETS, bucketOf } from './delivery.js';
 
 export const GROUPS = ['repo', 'project', 'source', 'outcome', 'environment'];
 // Filters /api/v1/spans takes, for a row's spans.
@@ -94,9 +96,46 @@ export async function render({ filters, window, params, definitions, navigate })
     : empty('No span of this kind closed or was open in this window.');
 
   const page = h('div', { class: 'page kinds' }, h('h1', null, 'Distributions'), kindTabs, groupPicker, table);
-  if (kind) page.append(await histogramOf(kind, filters, window, params, here));
+  if (kind) {
+    const trend = await trendOf(kind, filters, window, params, here);
+    page.append(await histogramOf(kind, filters, window, params, here), trend);
+    page.mount = () => trend.mount && trend.mount();
+  }
   if (selected) page.append(await spansOf(selected, group, filters, window));
   return page;
+}
+
+/**
+ * The kind's p50 and p90 duration per day, week or month
+ * (`/api/v1/summary?bucket=`, one call), over the spans that closed in each.
+ */
+async function trendOf(kind, filters, window, params, here) {
+  const bucket = bucketOf(params, window);
+  const summary = await get('/api/v1/summary', {
+    group_by: 'kind', kind, bucket,
+    since: window.since, until: window.until,
+    repo: filters.repo, project: filters.project, environment: filters.environment, source: filters.source,
+  });
+  const series = summary.series.map((b) => ({ start: b.start, group: b.groups.find((g) => g.kind === kind) }));
+  const section = h('section', { class: 'panel trend', 'aria-labelledby': 'trend-title' },
+    h('h2', { id: 'trend-title' }, `${kindName(kind)} durations per ${bucket}`));
+  const picker = h('p', { class: 'group-by' }, 'per ', BUCKETS.map((b) => (b === bucket
+    ? h('strong', { 'aria-current': 'true' }, b)
+    : navLink(here({ kind, bucket: b }), b))));
+  const closed = series.filter((b) => b.group && b.group.closed > 0);
+  if (!closed.length) {
+    section.append(picker, empty('None closed in this window.'));
+    return section;
+  }
+  const p50 = series.map((b) => b.group?.duration_seconds?.p50 ?? null);
+  const p90 = series.map((b) => b.group?.duration_seconds?.p90 ?? null);
+  const chart = h('div', { class: 'chart', dataset: { trendBucket: bucket, medians: JSON.stringify(p50) }, role: 'img', 'aria-label': `${kindName(kind)} p50 per ${bucket}: ` + series.map((b, i) => `${time(b.start)} ${p50[i] == null ? 'none' : duration(p50[i])}`).join(', ') });
+  section.append(picker, chart, h('p', { class: 'note' }, `Of the spans that closed in each ${bucket}; a gap is a ${bucket} where none closed.`));
+  section.mount = () => durations(chart, series.map((b) => Date.parse(b.start) / 1000), [
+    { label: 'p50', values: p50, color: '#2456c9' },
+    { label: 'p90', values: p90, color: '#7b61c4', dash: [6, 4] },
+  ], { log: true });
+  return section;
 }
 
 const OTHER_COLOURS = ['#2456c9', '#d08a1c', '#7b61c4', '#2e8fb0'];
