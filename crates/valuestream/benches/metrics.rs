@@ -765,6 +765,10 @@ fn bench(c: &mut Criterion) {
                         metrics::dora_series(&store, black_box(window), &all, &cuts).await.expect("series");
                         metrics::dora(&store, previous, &all).await.expect("previous");
                         store.meta().await.expect("meta");
+                        // Recent production deploys: the newest rows of two keys.
+                        for key in [metrics::ItemKey::Deployments, metrics::ItemKey::Failures] {
+                            metrics::dora_items_page(&store, window, &all, key, None, Some(10)).await.expect("recent");
+                        }
                     });
                 }
                 started.elapsed()

@@ -546,6 +546,20 @@ async fn browser_delivery_tiles_show_the_api_numbers_for_the_url_filters() {
     assert_eq!(status, 200, "{api}");
     let dom = page_dom(format!("{}/?{filters}", app.base)).await;
 
+    // Recent production deploys: the newest successful and failed ones, newest first.
+    let recent: Vec<String> = elements_with(&dom, "recent").iter().map(|r| r["data-recent"].clone()).collect();
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for key in ["deployments", "failures"] {
+        let (_, items) = app.get(&format!("/api/v1/dora/items?key={key}&{filters}")).await;
+        for item in items["items"].as_array().unwrap() {
+            expected.push((item["time"].as_str().unwrap().to_string(), item["span_key"].as_str().unwrap().to_string()));
+        }
+    }
+    expected.sort_by(|a, b| b.0.cmp(&a.0));
+    let expected: Vec<String> = expected.into_iter().take(10).map(|(_, key)| key).collect();
+    assert!(!expected.is_empty(), "the scenario deploys to production");
+    assert_eq!(recent, expected, "the recent deploys panel");
+
     let tiles = elements_with(&dom, "key");
     let tiles: Vec<_> = tiles.iter().filter(|t| t.get("class").is_some_and(|c| c.starts_with("tile"))).collect();
     let keys: Vec<&str> = tiles.iter().map(|t| t["data-key"].as_str()).collect();

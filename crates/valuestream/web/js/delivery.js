@@ -4,10 +4,10 @@
 // the page formats what they say and computes no metric. A tile, a bar or a
 // point opens the drill-down drawer (`/dora/{key}`, drawer.js) over it.
 
-import { get } from './api.js';
+import { get, query } from './api.js';
 import { bars, durations, sparkline } from './charts.js';
 import { h, empty, navLink } from './dom.js';
-import { count, duration, millis, number, percent, relative, tick, utc } from './format.js';
+import { count, duration, isFailure, millis, number, percent, relative, tick, time, utc } from './format.js';
 import { filterQuery, meta } from './filters.js';
 import { DRAWERS, drawer, drawerOf } from './drawer.js';
 
@@ -263,14 +263,55 @@ function mainCoverage(dora) {
     `${count(unmatched, 'successful production deploy')} of a commit no push or merged pull request recorded: their changes have no lead time. Send push and pull request webhooks from the repositories they deploy.`);
 }
 
+/** Rows of the recent production deploys panel. */
+const RECENT = 10;
+
+/**
+ * The newest production deploys of the window, successful and failed: the
+ * newest rows of `/dora/items?key=deployments` (with the changes each
+ * shipped) and of `key=failures`, merged by time; each row opens its trace.
+ */
+function recent(shipped, failed, items, filters) {
+  const rows = [...shipped.items, ...failed.items]
+    .sort((a, b) => millis(b.time) - millis(a.time))
+    .slice(0, RECENT);
+  const section = h('section', { class: 'panel recent', 'aria-labelledby': 'recent-title' },
+    h('h2', { id: 'recent-title' }, 'Recent production deploys'));
+  if (!rows.length) {
+    section.append(empty('No production deploy ended in this window.'));
+    return section;
+  }
+  const csv = (key) => h('a', { href: `/api/v1/dora/items${query({ ...items(key), limit: null, format: 'csv' })}`, download: `valuestream-${key}.csv`, class: 'csv' }, key === 'deployments' ? 'successful (CSV)' : 'failed (CSV)');
+  const body = rows.map((item) => {
+    const failure = isFailure(item.outcome) || failed.items.includes(item);
+    const trace = `/traces/${item.trace_id}${filterQuery(filters, { span: item.span_id })}`;
+    return h('tr', { dataset: { recent: item.span_key } },
+      h('td', null, h('a', { href: trace, title: utc(millis(item.time)) }, time(item.time))),
+      h('td', null, item.repo ?? h('span', { class: 'muted' }, 'none')),
+      h('td', null, item.environment ?? ''),
+      h('td', null, h('code', null, (item.sha || '').slice(0, 7))),
+      h('td', { class: failure ? 'failure' : '' }, failure ? 'failure' : (item.outcome || 'success')),
+      h('td', { class: 'num' }, failure ? '–' : item.value == null ? h('span', { class: 'muted', title: 'its sha is among no recorded commits' }, 'unknown') : String(item.value)));
+  });
+  section.append(
+    h('div', { class: 'scroll' }, h('table', null,
+      h('caption', null, `The ${count(rows.length, 'newest deploy')} of the window; a time opens its trace. Download: `, csv('deployments'), ', ', csv('failures')),
+      h('thead', null, h('tr', null, ['ended', 'repository', 'environment', 'sha', 'outcome', 'changes shipped'].map((c, i) => h('th', { scope: 'col', class: i === 5 ? 'num' : null }, c)))),
+      h('tbody', null, body))));
+  return section;
+}
+
 export async function render({ filters, window, definitions, params, path, navigate }) {
   if (!window.valid) return empty('Pick a time range whose start is before its end.');
   const scope = { repo: filters.repo, project: filters.project, environment: filters.environment };
   const bucket = bucketOf(params, window);
-  const [now, before, seen] = await Promise.all([
+  const items = (key) => ({ ...scope, key, since: window.since, until: window.until, limit: RECENT });
+  const [now, before, seen, shipped, failed] = await Promise.all([
     get('/api/v1/dora', { ...scope, since: window.since, until: window.until, bucket }),
     get('/api/v1/dora', { ...scope, since: window.previous.since, until: window.previous.until }),
     meta(),
+    get('/api/v1/dora/items', items('deployments')),
+    get('/api/v1/dora/items', items('failures')),
   ]);
   const beforeHasData = before.change_failure_rate.deployments > 0 || before.time_to_restore.incidents > 0;
   now.bucket = bucket;
@@ -289,6 +330,7 @@ export async function render({ filters, window, definitions, params, path, navig
       TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days, charts, drill))),
     breakdown(now.lead_time_for_changes, definitions),
     trends(now, charts, bucket, here, drill, navigate),
+    recent(shipped, failed, items, filters),
     open && !panel ? h('p', { class: 'error', role: 'alert' }, `There is no drawer “${open}”: the tiles above open theirs.`) : null,
     panel);
   page.mount = () => charts.forEach((draw) => draw());
