@@ -133,7 +133,7 @@ pub async fn replay_paths(
             lines_read.fetch_add(1, Ordering::Relaxed);
             match parse_line(&line, &options) {
                 // In the file's order: a span's events then fold incrementally.
-                Ok(item) => pending.push_back(ingest.enqueue(item).await.map_err(|e| anyhow::anyhow!("{e}"))?),
+                Ok(item) => pending.push_back(ingest.enqueue(item).await?),
                 Err(reason) => {
                     counts.rejected += 1;
                     if reported < REPORTED_REJECTIONS {
@@ -190,7 +190,7 @@ fn progress_text(deliveries: u64, bytes: u64, total_bytes: u64, elapsed: Duratio
 }
 
 async fn settle(queued: Queued, counts: &mut ReplayCounts) -> anyhow::Result<()> {
-    let ack = queued.committed().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ack = queued.committed().await?;
     counts.count(&ack);
     Ok(())
 }

@@ -748,6 +748,11 @@ async fn browser_distributions_and_open_work_show_the_summary() {
         let row = rows.iter().find(|r| r["data-kind"] == group["kind"].as_str().unwrap()).unwrap();
         assert_eq!(row["data-closed"], group["closed"].to_string(), "{group}");
     }
+    // A box-whisker per group that has a median.
+    let boxes = elements_with(&dom, "box");
+    let medians = groups.iter().filter(|g| !g["duration_seconds"]["p50"].is_null()).count();
+    assert!(medians > 0);
+    assert_eq!(boxes.len(), medians, "one box per group with closed spans");
     screenshots(&url, "distributions").await;
 
     // A row's spans: the deploys of the repository.

@@ -117,8 +117,14 @@ fn deploy_of(id: u64, sha: &str, at: &str) -> Vec<(&'static str, Value)> {
 #[test]
 fn a_deploy_links_every_pull_request_of_its_change_set_once() {
     let (a, b, c) = ("a".repeat(40), "b".repeat(40), "c".repeat(40));
+    // #1 fixes issue #40, whose delivery comes last: #1 then moves into the
+    // issue's trace after the deploy shipping it ended, and the deploy (a
+    // child of #2, whose merge it deploys) must link to #1 in that trace, as
+    // in any other order.
+    let mut first = merged_pr(1, &a, "2026-11-21T10:00:00Z");
+    first["pull_request"]["body"] = serde_json::json!("Fixes #40");
     let mut list: Vec<(&'static str, Value)> = vec![
-        ("pull_request", merged_pr(1, &a, "2026-11-21T10:00:00Z")),
+        ("pull_request", first),
         ("pull_request", merged_pr(2, &b, "2026-11-21T11:00:00Z")),
         ("pull_request", merged_pr(3, &c, "2026-11-21T12:00:00Z")),
         // Two pushes: #1 and #2 reach main together, then #3.
@@ -130,6 +136,8 @@ fn a_deploy_links_every_pull_request_of_its_change_set_once() {
     ];
     list.extend(deploy_of(71, &b, "2026-11-21T13:00:00Z"));
     list.extend(deploy_of(72, &c, "2026-11-21T14:00:00Z"));
+    list.extend(numbered_issue(40, "2026-11-20T09:00:00Z", None, serde_json::json!([])));
+    let mut exported = Vec::new();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for reversed in [false, true] {
         let mut items: Vec<_> =
@@ -146,10 +154,17 @@ fn a_deploy_links_every_pull_request_of_its_change_set_once() {
             }
             let first = store.span("github:octo-org/hello-world:deploy:71").await.unwrap().unwrap();
             let second = store.span("github:octo-org/hello-world:deploy:72").await.unwrap().unwrap();
+            let pr1 = store.span("github:octo-org/hello-world:pull_request:1").await.unwrap().unwrap();
+            assert_eq!(pr1.parent_key.as_deref(), Some("github:octo-org/hello-world:issue:40"), "{reversed}");
+            let mut waiting: Vec<ExportSpan> =
+                store.outbox_due(Timestamp(i64::MAX), 100).await.unwrap().into_iter().map(|due| due.span).collect();
+            waiting.sort_by(|x, y| x.key.cmp(&y.key));
+            exported.push(waiting);
             (first.links, second.links)
         });
         let pr = |n: u64| format!("github:octo-org/hello-world:pull_request:{n}");
         assert_eq!(links.0, vec![pr(1), pr(2)], "the first deploy ships #1 and #2 (reversed: {reversed})");
         assert_eq!(links.1, vec![pr(3)], "the second ships only #3 (reversed: {reversed})");
     }
+    assert_eq!(exported[0], exported[1], "the same spans wait for export in either order");
 }

@@ -181,7 +181,8 @@ pub async fn summary_series(
             (SELECT string_agg(CAST(s.start_ns AS TEXT) || ':' || COALESCE(CAST(s.end_ns AS TEXT), '') || ':'
                                || COALESCE(CAST(s.expired_ns AS TEXT), ''), ',')
                FROM spans s WHERE s.group_id = g.id AND s.start_ns < $2
-                AND (s.end_ns IS NULL OR s.end_ns >= $2)) AS spanning
+                AND (s.end_ns IS NULL OR s.end_ns >= $2)
+                AND (s.end_ns IS NOT NULL OR s.expired_ns IS NULL OR s.expired_ns > $1)) AS spanning
          FROM span_groups g WHERE 1 = 1{filter_sql}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
@@ -260,7 +261,7 @@ impl Sweep {
             .ok_or_else(bad)?;
         // Those closed in the window were open at the ends of the buckets they span.
         spanning.extend(closed.iter().map(|&(end, duration)| Spanning {
-            start: end - duration,
+            start: end.saturating_sub(duration),
             end: Some(end),
             expired: None,
         }));
@@ -272,8 +273,12 @@ impl Sweep {
     fn whole(&self, window: Window) -> (&StoredGroup, Vec<i64>, Vec<i64>) {
         let (since, until) = (window.since.nanos(), window.until.nanos());
         let durations = self.closed.iter().filter(|(end, _)| (since..until).contains(end)).map(|(_, d)| *d).collect();
-        let ages =
-            self.spanning.iter().filter(|s| s.start < until && s.alive_at(until)).map(|s| until - s.start).collect();
+        let ages = self
+            .spanning
+            .iter()
+            .filter(|s| s.start < until && s.alive_at(until))
+            .map(|s| until.saturating_sub(s.start))
+            .collect();
         (&self.group, durations, ages)
     }
 
@@ -289,7 +294,7 @@ impl Sweep {
         }
         let spanning = &self.spanning;
         self.alive.retain(|&i| spanning[i].alive_at(until));
-        let ages = self.alive.iter().map(|&i| until - spanning[i].start).collect();
+        let ages = self.alive.iter().map(|&i| until.saturating_sub(spanning[i].start)).collect();
         (&self.group, durations, ages)
     }
 }

@@ -238,9 +238,11 @@ async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<u
     let repos = changes::repositories(conn).await?;
     for (done, repo) in repos.iter().enumerate() {
         let derived = changes::recompute(conn, repo, production).await?;
-        // Spans waiting in the outbox are not refreshed here: this runs once
-        // after an upgrade, before the exporter starts, on settled spans.
-        follow_up(conn, &derived).await?;
+        // Rows still settling in the outbox survive a restart: what this
+        // moved is refreshed, as a delivery's moves are.
+        let moved = follow_up(conn, &derived).await?;
+        let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        refresh_waiting(conn, &moved, now).await?;
         if (done + 1) % DERIVE_PROGRESS == 0 {
             tracing::info!(repos = done + 1, of = repos.len(), "Derived change sets and incident causes so far.");
         }
@@ -796,22 +798,46 @@ async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> R
 }
 
 /// Re-queues, with what the store says now, the spans of `keys` that wait
-/// in the outbox: the trace backend gets a span's final parent, trace and
-/// links whatever order its deliveries came in (a job that ended before its
-/// run was known waits with no parent until the run arrives). Returns how
-/// many rows were rewritten.
+/// in the outbox, and the spans waiting there that link to one of them (a
+/// link carries the linked span's trace id): the trace backend gets a span's
+/// final parent, trace and links whatever order its deliveries came in (a
+/// job that ended before its run was known waits with no parent until the
+/// run arrives). Returns how many rows were rewritten.
 async fn refresh_waiting(
     conn: &mut AnyConnection,
     keys: &BTreeSet<String>,
     changed_at: Timestamp,
 ) -> Result<usize, StoreError> {
-    let mut queued = 0;
-    for key in keys {
-        if !outbox::waiting(conn, key).await? {
-            continue;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<&String> = keys.iter().collect();
+    let mut waiting: BTreeSet<String> = BTreeSet::new();
+    // At most this many keys per statement (SQLite's limit on parameters is far above).
+    for chunk in keys.chunks(500) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let placeholders = placeholders.join(", ");
+        let sql = format!(
+            "SELECT o.span_key FROM outbox o WHERE o.span_key IN ({placeholders})
+             UNION SELECT o.span_key FROM outbox o JOIN span_links l ON l.span_key = o.span_key
+             WHERE l.linked_key IN ({placeholders})"
+        );
+        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            select = select.bind(key.to_string());
         }
+        for row in select.fetch_all(&mut *conn).await? {
+            waiting.insert(row.try_get("span_key")?);
+        }
+    }
+    let mut queued = 0;
+    for key in &waiting {
+        // A span that reopened has nothing to export (its row, if an earlier
+        // run left one, goes when it ends again).
+        // `ended_now`: it is known to wait, no need to ask again.
         if let Some(span) = load_span(conn, key).await?
-            && enqueue_export(conn, &span, false, changed_at).await?
+            && span.state != state::OPEN
+            && enqueue_export(conn, &span, true, changed_at).await?
         {
             queued += 1;
         }

@@ -1,6 +1,7 @@
 // Delivery (`/`): the six DORA tiles, each against the previous period of
-// the same length, and the lead-time breakdown. Two calls of /api/v1/dora
-// (and /api/v1/meta for the coverage notes);
+// the same length, the lead-time breakdown, trends and the recent production
+// deploys. Two calls of /api/v1/dora, the newest rows of two
+// /api/v1/dora/items lists, and /api/v1/meta for the coverage notes;
 // the page formats what they say and computes no metric. A tile, a bar or a
 // point opens the drill-down drawer (`/dora/{key}`, drawer.js) over it.
 
@@ -8,17 +9,8 @@ import { get, query } from './api.js';
 import { bars, durations, sparkline } from './charts.js';
 import { h, empty, navLink } from './dom.js';
 import { count, duration, isFailure, millis, number, percent, relative, tick, time, utc } from './format.js';
-import { filterQuery, meta } from './filters.js';
+import { BUCKETS, bucketOf, filterQuery, meta } from './filters.js';
 import { DRAWERS, drawer, drawerOf } from './drawer.js';
-
-export const BUCKETS = ['day', 'week', 'month'];
-
-/** The URL's `bucket`, else one that gives a readable number of points. */
-export function bucketOf(params, window) {
-  const asked = params.get('bucket');
-  if (BUCKETS.includes(asked)) return asked;
-  return window.days <= 14 ? 'day' : window.days <= 120 ? 'week' : 'month';
-}
 
 /** Each tile: where its value is, how to show it, its `n`, and which way is better. */
 const TILES = [

@@ -162,3 +162,13 @@ export function renderFilters(form, filters, win, go) {
     }
   });
 }
+
+/** Trend granularities (`bucket=`), shortest first. */
+export const BUCKETS = ['day', 'week', 'month'];
+
+/** The bucket the URL asks for, else one that suits the window's length. */
+export function bucketOf(params, window) {
+  const asked = params.get('bucket');
+  if (BUCKETS.includes(asked)) return asked;
+  return window.days <= 14 ? 'day' : window.days <= 120 ? 'week' : 'month';
+}

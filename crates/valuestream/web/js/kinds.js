@@ -4,9 +4,8 @@
 import { get } from './api.js';
 import { h, empty, navLink, problem } from './dom.js';
 import { count, duration, isFailure, kindName, number, percent, time } from './format.js';
-import { filterQuery } from './filters.js';
+import { BUCKETS, bucketOf, filterQuery } from './filters.js';
 import { durations } from './charts.js';
-import { BUCKETS, bucketOf } from './delivery.js';
 
 export const GROUPS = ['repo', 'project', 'source', 'outcome', 'environment'];
 // Filters /api/v1/spans takes, for a row's spans.
@@ -95,10 +94,13 @@ export async function render({ filters, window, params, definitions, navigate })
       h('caption', null, `${count(rows.length, 'group')}; a row lists its spans`), h('thead', null, header), h('tbody', null, body)))
     : empty('No span of this kind closed or was open in this window.');
 
-  const page = h('div', { class: 'page kinds' }, h('h1', null, 'Distributions'), kindTabs, groupPicker, table);
+  const page = h('div', { class: 'page kinds' }, h('h1', null, 'Distributions'), kindTabs, groupPicker, table, boxes(rows, group));
   if (kind) {
-    const trend = await trendOf(kind, filters, window, params, here);
-    page.append(await histogramOf(kind, filters, window, params, here), trend);
+    const [histogram, trend] = await Promise.all([
+      histogramOf(kind, filters, window, params, here),
+      trendOf(kind, filters, window, params, here).catch((error) => h('section', { class: 'panel trend' }, problem(error))),
+    ]);
+    page.append(histogram, trend);
     page.mount = () => trend.mount && trend.mount();
   }
   if (selected) page.append(await spansOf(selected, group, filters, window));
@@ -136,6 +138,40 @@ async function trendOf(kind, filters, window, params, here) {
     { label: 'p90', values: p90, color: '#7b61c4', dash: [6, 4] },
   ], { log: true });
   return section;
+}
+
+/**
+ * A box-whisker per group of the table, on one log axis: the box reaches the
+ * p50, a thick whisker the p90, a thin one the p99 (the API's percentiles;
+ * the page only places them).
+ */
+function boxes(rows, group) {
+  const drawn = rows.filter((g) => g.duration_seconds && g.duration_seconds.p50 != null);
+  if (!drawn.length) return null;
+  const values = drawn.flatMap((g) => [g.duration_seconds.p50, g.duration_seconds.p99]).filter((v) => v > 0);
+  if (!values.length) return null;
+  const low = Math.log10(Math.max(1, Math.min(...values) / 2));
+  const high = Math.log10(Math.max(...values) * 1.5);
+  const at = (seconds) => `${(100 * (Math.log10(Math.max(1, seconds)) - low) / Math.max(1e-9, high - low)).toFixed(2)}%`;
+  const line = (from, to, cls) => h('span', { class: cls, style: { left: at(from), width: `calc(${at(to)} - ${at(from)})` } });
+  const lines = drawn.map((g) => {
+    const d = g.duration_seconds;
+    const label = `${kindName(g.kind)}, ${g[group] ?? 'none'}`;
+    return h('div', { class: 'box-row', dataset: { box: label } },
+      h('span', { class: 'box-label', title: label }, label),
+      h('span', { class: 'box-track', role: 'img', 'aria-label': `${label}: p50 ${duration(d.p50)}, p90 ${duration(d.p90)}, p99 ${duration(d.p99)}`, title: `p50 ${duration(d.p50)} · p90 ${duration(d.p90)} · p99 ${duration(d.p99)}` },
+        h('span', { class: 'box', style: { left: '0', width: at(d.p50) } }),
+        line(d.p50, d.p90, 'whisker thick'),
+        line(d.p90, d.p99, 'whisker')),
+      h('span', { class: 'num' }, duration(d.p50)));
+  });
+  const ticks = [60, 3600, 86400, 7 * 86400, 30 * 86400].filter((t) => Math.log10(t) > low && Math.log10(t) < high);
+  return h('section', { class: 'panel boxes', 'aria-labelledby': 'boxes-title' },
+    h('h2', { id: 'boxes-title' }, 'How the groups compare'),
+    h('p', { class: 'note' }, 'Per group, on a log scale: the box reaches the median (p50), the thick whisker the p90, the thin one the p99; the number is the p50.'),
+    h('div', { class: 'box-rows' }, lines,
+      h('div', { class: 'box-row axis', 'aria-hidden': 'true' }, h('span'), h('span', { class: 'box-track' },
+        ticks.map((t) => h('span', { class: 'box-tick', style: { left: at(t) } }, duration(t)))), h('span'))));
 }
 
 const OTHER_COLOURS = ['#2456c9', '#d08a1c', '#7b61c4', '#2e8fb0'];
