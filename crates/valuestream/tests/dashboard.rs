@@ -801,6 +801,24 @@ async fn browser_distributions_and_open_work_show_the_summary() {
     let dom = page_dom(url.clone()).await;
     assert!(dom.contains(&format!("data-key=\"{OPEN_ISSUE}\"")), "the open issue is listed");
     assert!(dom.contains("finished issues"), "compared with finished issues");
+    // Work in progress: per kind, what the summary's series says was open at each bucket's end.
+    let wip = elements_with(&dom, "wip").into_iter().next().expect("the work in progress chart");
+    let drawn: BTreeMap<String, Vec<u64>> = serde_json::from_str(&wip["data-wip"]).unwrap();
+    let (_, series) =
+        app.get(&format!("/api/v1/summary?group_by=kind&bucket={}&{}", wip["data-wip-bucket"], window())).await;
+    let buckets = series["series"].as_array().unwrap();
+    assert!(drawn.contains_key("issue"), "the open issue is work in progress: {drawn:?}");
+    for (kind, values) in &drawn {
+        let expected: Vec<u64> = buckets
+            .iter()
+            .map(|b| {
+                let groups = b["groups"].as_array().unwrap();
+                groups.iter().find(|g| g["kind"] == kind.as_str()).map_or(0, |g| g["open"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(values, &expected, "{kind}");
+    }
+    assert!(dom.contains("class=\"uplot"), "the chart is drawn");
     screenshots(&url, "open").await;
     app.stop().await;
 }

@@ -72,6 +72,19 @@ export function durations(el, xs, series, { height = 200, onPick, log = false } 
   }, [xs, ...series.map((s) => s.values)], el);
 }
 
+/** Lines of counts per bucket, one per `{label, values, color}` (work in progress). */
+export function counts(el, xs, series, { height = 200 } = {}) {
+  if (!Plot() || !xs.length) return null;
+  return new (Plot())({
+    width: width(el, 600),
+    height,
+    scales: { x: { time: true, range: (u, min, max) => pad(xs, min, max) }, y: { range: (u, min, max) => [0, Math.max(1, max ?? 1) * 1.15] } },
+    axes: [{}, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? String(t) : '')) }],
+    series: [{ value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleDateString()) },
+      ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: true, size: 5, fill: s.color } }))],
+  }, [xs, ...series.map((s) => s.values)], el);
+}
+
 /**
  * Points of durations (seconds, log axis) by time, one series per
  * `{label, values, color}` (null where a point is another series').

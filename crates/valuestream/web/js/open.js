@@ -1,12 +1,14 @@
 // Open work (`/open`): what is open now, oldest first, each against how
 // long finished work of its kind took in the window (p50 and p90 from
-// /api/v1/summary).
+// /api/v1/summary), and the work in progress at the end of each bucket of
+// the window (the same call's `series`).
 
 import { get } from './api.js';
 import { h, empty, problem } from './dom.js';
 import { count, duration, kindName, millis } from './format.js';
-import { filterQuery } from './filters.js';
+import { bucketOf, filterQuery } from './filters.js';
 import { spanTable } from './kinds.js';
+import { counts } from './charts.js';
 
 const PAGE = 100;
 
@@ -15,7 +17,7 @@ export async function render({ filters, window, params }) {
   const kind = params.get('kind') || '';
   const scope = { repo: filters.repo, project: filters.project, source: filters.source };
   const [summary, first] = await Promise.all([
-    get('/api/v1/summary', { group_by: 'kind', since: window.since, until: window.until, ...scope, environment: filters.environment }),
+    get('/api/v1/summary', { group_by: 'kind', since: window.since, until: window.until, ...scope, environment: filters.environment, bucket: bucketOf(params, window) }),
     get('/api/v1/spans', { state: 'open', kind, limit: PAGE, ...scope }),
   ]);
   const byKind = new Map(summary.groups.map((g) => [g.kind, g]));
@@ -70,7 +72,34 @@ export async function render({ filters, window, params }) {
     }, `show the next ${PAGE}`);
     list.append(more);
   }
-  return h('div', { class: 'page open' }, h('h1', null, 'Open work'),
+  const wip = progress(summary, bucketOf(params, window));
+  const page = h('div', { class: 'page open' }, h('h1', null, 'Open work'),
     summary.groups.some((g) => g.open > 0) ? tiles : null,
+    wip,
     list);
+  page.mount = () => wip && wip.mount();
+  return page;
+}
+
+const KIND_COLOURS = ['#2456c9', '#d08a1c', '#7b61c4', '#2e8fb0', '#3f9b5a', '#b3261e', '#8a94a6'];
+
+/** Work in progress: per kind, the spans open at the end of each bucket. */
+function progress(summary, bucket) {
+  const series = summary.series || [];
+  const kinds = [...new Set(series.flatMap((b) => b.groups.filter((g) => g.open > 0).map((g) => g.kind)))].sort();
+  if (!series.length || !kinds.length) return null;
+  const lines = kinds.map((kind, i) => ({
+    label: kindName(kind),
+    kind,
+    values: series.map((b) => (b.groups.find((g) => g.kind === kind) || { open: 0 }).open),
+    color: KIND_COLOURS[i % KIND_COLOURS.length],
+  }));
+  const wip = Object.fromEntries(lines.map((l) => [l.kind, l.values]));
+  const chart = h('div', { class: 'chart', dataset: { wip: JSON.stringify(wip), wipBucket: bucket }, role: 'img', 'aria-label': `open at the end of each ${bucket}: ` + lines.map((l) => `${l.label} ${l.values.join(', ')}`).join('; ') });
+  const section = h('section', { class: 'panel wip', 'aria-labelledby': 'wip-title' },
+    h('h2', { id: 'wip-title' }, `Work in progress at the end of each ${bucket}`),
+    h('p', { class: 'note' }, 'Spans open at each point (started, not yet ended or expired), per kind.'),
+    chart);
+  section.mount = () => counts(chart, series.map((b) => millis(b.end) / 1000), lines);
+  return section;
 }
