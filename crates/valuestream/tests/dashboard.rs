@@ -801,6 +801,17 @@ async fn browser_distributions_and_open_work_show_the_summary() {
     let dom = page_dom(url.clone()).await;
     assert!(dom.contains(&format!("data-key=\"{OPEN_ISSUE}\"")), "the open issue is listed");
     assert!(dom.contains("finished issues"), "compared with finished issues");
+    // The aging chart: the API's open-age buckets, every span open at the range's end in one.
+    let (_, aged) = app.get(&format!("/api/v1/summary?group_by=kind&histogram=true&{}", window())).await;
+    let open: u64 = aged["groups"].as_array().unwrap().iter().map(|g| g["open"].as_u64().unwrap()).sum();
+    let under_a_day: u64 =
+        aged["groups"].as_array().unwrap().iter().map(|g| g["open_age_histogram"]["counts"][0].as_u64().unwrap()).sum();
+    let ages = elements_with(&dom, "age");
+    assert_eq!(ages.len(), 6, "< 1 d … > 4 w");
+    assert_eq!(ages[0]["data-count"], under_a_day.to_string());
+    let drawn: u64 = ages.iter().map(|a| a["data-count"].parse::<u64>().unwrap()).sum();
+    assert!(open > 0);
+    assert_eq!(drawn, open, "every open span is in one age bucket");
     // Work in progress: per kind, what the summary's series says was open at each bucket's end.
     let wip = elements_with(&dom, "wip").into_iter().next().expect("the work in progress chart");
     let drawn: BTreeMap<String, Vec<u64>> = serde_json::from_str(&wip["data-wip"]).unwrap();

@@ -314,6 +314,38 @@ async fn summary_histograms_count_what_the_duration_filters_list() {
         }
     }
     assert!(checked > 20, "the buckets held the spans: {checked}");
+
+    // The open-age histogram: ages at `until` of the spans open then
+    // (started before it, not ended by it), counted at most each bound.
+    let until = "2026-11-19T12:00:00Z";
+    let (_, at) = app
+        .get(&format!("/api/v1/summary?since=2026-11-01T00:00:00Z&until={until}&group_by=kind&histogram=true"))
+        .await;
+    let mut aged = 0;
+    for group in at["groups"].as_array().unwrap() {
+        let kind = group["kind"].as_str().unwrap();
+        let histogram = &group["open_age_histogram"];
+        let ages: Vec<f64> = all
+            .iter()
+            .filter(|s| s["kind"] == kind && start(s) < nanos(until) as i64)
+            .filter(|s| s["end"].as_str().is_none_or(|end| nanos(end) >= nanos(until)))
+            .map(|s| (nanos(until) as i64 - start(s)) as f64 / 1e9)
+            .collect();
+        assert_eq!(histogram["count"], json!(ages.len()), "{kind}");
+        assert_eq!(group["open"], json!(ages.len()), "{kind}");
+        let bounds = histogram["le_seconds"].as_array().unwrap();
+        assert_eq!(bounds.len(), 5, "1 d, 3 d, 1 w, 2 w, 4 w");
+        for (i, bound) in bounds.iter().enumerate() {
+            let bound = bound.as_f64().unwrap();
+            assert_eq!(
+                histogram["counts"][i],
+                json!(ages.iter().filter(|a| **a <= bound).count()),
+                "{kind} le={bound}"
+            );
+        }
+        aged += ages.len();
+    }
+    assert!(aged > 3, "spans were open at {until}: {aged}");
     let (status, plain) = app.get(&format!("/api/v1/summary?{window}&group_by=kind")).await;
     assert_eq!(status, 200);
     assert!(plain["groups"][0].get("histogram").is_none(), "only when asked");

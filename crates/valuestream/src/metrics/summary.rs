@@ -110,6 +110,15 @@ pub async fn summary_with_histogram(
 /// The histogram of sorted durations (seconds) in `le` buckets.
 fn histogram(sorted: &[f64]) -> Value {
     let le: Vec<f64> = ORIGINAL_DURATION_BUCKETS_MS.iter().map(|ms| ms / 1000.0).collect();
+    cumulative(sorted, le)
+}
+
+/// The upper bounds of the open-age histogram, in seconds: 1 day, 3 days,
+/// 1 week, 2 weeks, 4 weeks (the Open work page's aging chart).
+const AGE_BOUNDS_SECONDS: [f64; 5] = [86_400.0, 259_200.0, 604_800.0, 1_209_600.0, 2_419_200.0];
+
+/// How many of `sorted` are at most each bound, cumulative as Prometheus counts.
+fn cumulative(sorted: &[f64], le: Vec<f64>) -> Value {
     let counts: Vec<usize> = le.iter().map(|bound| sorted.partition_point(|d| d <= bound)).collect();
     json!({"le_seconds": le, "counts": counts, "count": sorted.len()})
 }
@@ -383,7 +392,11 @@ fn fold_groups(
             if with_histogram {
                 object.insert("histogram".into(), histogram(&durations));
             }
-            object.insert("open_age_seconds".into(), json!(Ages::of_sorted(&sorted_seconds(group.ages))));
+            let ages = sorted_seconds(group.ages);
+            if with_histogram {
+                object.insert("open_age_histogram".into(), cumulative(&ages, AGE_BOUNDS_SECONDS.to_vec()));
+            }
+            object.insert("open_age_seconds".into(), json!(Ages::of_sorted(&ages)));
             Value::Object(object)
         })
         .collect()

@@ -17,7 +17,7 @@ export async function render({ filters, window, params }) {
   const kind = params.get('kind') || '';
   const scope = { repo: filters.repo, project: filters.project, source: filters.source };
   const [summary, first] = await Promise.all([
-    get('/api/v1/summary', { group_by: 'kind', since: window.since, until: window.until, ...scope, environment: filters.environment, bucket: bucketOf(params, window) }),
+    get('/api/v1/summary', { group_by: 'kind', since: window.since, until: window.until, ...scope, environment: filters.environment, bucket: bucketOf(params, window), histogram: 'true' }),
     get('/api/v1/spans', { state: 'open', kind, limit: PAGE, ...scope }),
   ]);
   const byKind = new Map(summary.groups.map((g) => [g.kind, g]));
@@ -75,24 +75,64 @@ export async function render({ filters, window, params }) {
   const wip = progress(summary, bucketOf(params, window));
   const page = h('div', { class: 'page open' }, h('h1', null, 'Open work'),
     summary.groups.some((g) => g.open > 0) ? tiles : null,
+    aging(summary),
     wip,
     list);
   page.mount = () => wip && wip.mount();
   return page;
 }
 
-const KIND_COLOURS = ['#2456c9', '#d08a1c', '#7b61c4', '#2e8fb0', '#3f9b5a', '#b3261e', '#8a94a6'];
+const KIND_COLOURS = {
+  issue: '#2456c9', pull_request: '#d08a1c', build: '#7b61c4', job: '#2e8fb0', deploy: '#3f9b5a', incident: '#b3261e',
+};
+
+/** A kind's colour, the same on every chart of the page. */
+function kindColour(kind) {
+  return KIND_COLOURS[kind] || '#8a94a6';
+}
+
+const AGE_LABELS = ['< 1 d', '1–3 d', '3–7 d', '1–2 w', '2–4 w', '> 4 w'];
+
+/**
+ * The aging chart: how old the open work was at the range's end, in the
+ * API's age buckets (`open_age_histogram`, cumulative), a segment per kind.
+ */
+function aging(summary) {
+  const groups = summary.groups.filter((g) => g.open > 0 && g.open_age_histogram);
+  if (!groups.length) return null;
+  const perBucket = AGE_LABELS.map((label, j) => ({
+    label,
+    counts: groups.map((g) => {
+      const hist = g.open_age_histogram;
+      const at = (i) => (i < 0 ? 0 : i >= hist.counts.length ? hist.count : hist.counts[i]);
+      return at(j) - at(j - 1);
+    }),
+  }));
+  const most = Math.max(1, ...perBucket.map((b) => b.counts.reduce((x, y) => x + y, 0)));
+  const legend = h('p', { class: 'note' }, 'Age at the range’s end, per kind: ',
+    groups.map((g) => h('span', { class: 'legend' }, h('span', { class: 'swatch', style: { background: kindColour(g.kind) } }), ` ${kindName(g.kind)} (${g.open}) `)));
+  const rows = perBucket.map((b) => {
+    const total = b.counts.reduce((x, y) => x + y, 0);
+    return h('div', { class: 'hist-row', dataset: { age: b.label, count: String(total) } },
+      h('span', null, b.label),
+      h('div', { class: 'hist-bar', role: 'img', 'aria-label': `${b.label}: ${groups.map((g, i) => `${b.counts[i]} ${kindName(g.kind)}`).join(', ')}` },
+        b.counts.map((c, i) => (c ? h('div', { style: { width: `${(100 * c) / most}%`, background: kindColour(groups[i].kind) }, title: `${kindName(groups[i].kind)}: ${c}` }) : null))),
+      h('span', { class: 'num' }, String(total)));
+  });
+  return h('section', { class: 'panel aging', 'aria-labelledby': 'aging-title' },
+    h('h2', { id: 'aging-title' }, 'How old the open work is'), legend, h('div', { class: 'hist' }, rows));
+}
 
 /** Work in progress: per kind, the spans open at the end of each bucket. */
 function progress(summary, bucket) {
   const series = summary.series || [];
   const kinds = [...new Set(series.flatMap((b) => b.groups.filter((g) => g.open > 0).map((g) => g.kind)))].sort();
   if (!series.length || !kinds.length) return null;
-  const lines = kinds.map((kind, i) => ({
+  const lines = kinds.map((kind) => ({
     label: kindName(kind),
     kind,
     values: series.map((b) => (b.groups.find((g) => g.kind === kind) || { open: 0 }).open),
-    color: KIND_COLOURS[i % KIND_COLOURS.length],
+    color: kindColour(kind),
   }));
   const wip = Object.fromEntries(lines.map((l) => [l.kind, l.values]));
   const chart = h('div', { class: 'chart', dataset: { wip: JSON.stringify(wip), wipBucket: bucket }, role: 'img', 'aria-label': `open at the end of each ${bucket}: ` + lines.map((l) => `${l.label} ${l.values.join(', ')}`).join('; ') });
