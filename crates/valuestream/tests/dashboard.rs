@@ -1056,6 +1056,27 @@ async fn browser_each_tile_opens_a_drawer_of_exactly_its_rows_and_each_row_its_t
         let text = csv.text().await.unwrap();
         assert_eq!(text.lines().count(), on_tile + 1, "{key}: {text}");
         assert!(text.starts_with("time,span_key,"), "{key}: {text}");
+        let text = driver.run("return document.querySelector('.drawer').innerText").await;
+        assert!(!text.as_str().unwrap().lines().any(|line| line.trim() == "null"), "{key}: a stray null: {text}");
+        if key == "deployments" {
+            // The per-day strip: a cell per day of the window, adding up to n.
+            let cells = driver
+                .run(
+                    "return [...document.querySelectorAll('.day-strip .day')].map((c) => Number(c.dataset.dayDeploys))",
+                )
+                .await;
+            let cells: Vec<u64> = cells.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).collect();
+            let (_, by_day) = app.get(&format!("/api/v1/dora?bucket=day&{}", window())).await;
+            let expected: Vec<u64> = by_day["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["deployment_frequency"]["deployments"].as_u64().unwrap())
+                .collect();
+            assert_eq!(cells, expected, "one cell per day, each the day's deploys");
+            assert_eq!(cells.iter().sum::<u64>() as usize, on_tile, "the days add up to n");
+            screenshot(&driver, "drawer-deploys").await;
+        }
         if key == "failed" {
             // 992 failed; 993 caused incident #90: reasons in words.
             let drawer_text = driver.run("return document.querySelector('.drawer').innerText").await;

@@ -5,7 +5,7 @@
 
 import { get, query } from './api.js';
 import { h, empty, navLink } from './dom.js';
-import { duration, millis, time, utc } from './format.js';
+import { count, duration, millis, time, utc } from './format.js';
 import { filterQuery } from './filters.js';
 
 /** Rows drawn at most; `n` is always the whole count. */
@@ -134,20 +134,48 @@ export async function drawer({ key, at, dora, scope, window, filters, params, de
   }
   // The newest rows only, past a few hundred: a page stays quick to draw;
   // the CSV has them all.
-  const answer = await get('/api/v1/dora/items', { ...itemsQuery, limit: SHOWN });
+  const [answer, days] = await Promise.all([
+    get('/api/v1/dora/items', { ...itemsQuery, limit: SHOWN }),
+    // The deploys drawer's per-day strip: the same key per day, one call.
+    key === 'deployments' ? get('/api/v1/dora', { ...scope, since, until, bucket: 'day' }).catch(() => null) : null,
+  ]);
   const items = answer.items;
   const n = answer.count;
   const csv = `/api/v1/dora/items${query({ ...itemsQuery, format: 'csv' })}`;
-  panel.append(
+  // Element.append would write a null as the text "null": leave those out.
+  panel.append(...[
     h('p', { class: 'drawer-summary' },
       h('strong', { class: 'drawer-n', dataset: { n: String(n) } }, `n = ${n}`),
       h('span', null, `${spec.rows[n === 1 ? 0 : 1]}, ${key === 'incidents' ? 'closed' : 'ended'} ${utc(millis(since)).slice(0, 16)} – ${utc(millis(until)).slice(0, 16)} UTC`,
         scope.repo ? `, ${scope.repo}` : '', scope.project ? `, project ${scope.project}` : '',
         key === 'incidents' ? '' : `, ${dora.environment}`),
       h('a', { href: csv, download: `valuestream-${key}.csv`, class: 'csv' }, 'Download CSV')),
+    days ? strip(days) : null,
     n > items.length ? h('p', { class: 'note' }, `The newest ${items.length} are listed (sorting sorts those); the CSV has all ${n}.`) : null,
-    items.length ? table(spec, items, filters) : empty(`No ${spec.rows[1]} in this window.`));
+    items.length ? table(spec, items, filters) : empty(`No ${spec.rows[1]} in this window.`),
+  ].filter((part) => part != null));
   return wrap(panel, closeHref);
+}
+
+/** One cell per day of the drawer's window, shaded by its successful deploys (`/dora?bucket=day`). */
+function strip(dora) {
+  const series = dora.series || [];
+  if (!series.length) return null;
+  const most = Math.max(1, ...series.map((d) => d.deployment_frequency.deployments));
+  const cells = series.map((d) => {
+    const n = d.deployment_frequency.deployments;
+    const day = utc(millis(d.start)).slice(0, 10);
+    return h('span', {
+      class: `day${n ? '' : ' none'}`,
+      dataset: { dayDeploys: String(n) },
+      style: n ? { opacity: String(0.3 + (0.7 * n) / most) } : null,
+      title: `${day}: ${count(n, 'deploy')}`,
+    }, n ? String(n) : '');
+  });
+  const active = series.filter((d) => d.deployment_frequency.deployments > 0).length;
+  return h('div', { class: 'day-strip-wrap' },
+    h('p', { class: 'note' }, `Per day (UTC): deploys on ${count(active, 'day')} of ${series.length}.`),
+    h('div', { class: 'day-strip', role: 'img', 'aria-label': series.map((d) => `${utc(millis(d.start)).slice(0, 10)} ${d.deployment_frequency.deployments}`).join(', ') }, cells));
 }
 
 function bucketName(bucket) {
