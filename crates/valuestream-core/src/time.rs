@@ -12,6 +12,11 @@ use std::fmt;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The current time (the clock's; 0 past the year 2262).
+    pub fn now() -> Timestamp {
+        Timestamp(Utc::now().timestamp_nanos_opt().unwrap_or(0))
+    }
+
     /// Parses an RFC 3339 time such as `2026-11-20T10:00:00Z` or `2019-05-15T15:20:33-05:00`.
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
         let parsed = DateTime::parse_from_rfc3339(text.trim()).ok()?;

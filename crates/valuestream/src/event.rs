@@ -94,7 +94,7 @@ fn parse_tag(text: &str) -> Result<(String, String), String> {
 /// Runs `event start` or `event end`.
 pub async fn run(command: EventCommand) -> anyhow::Result<()> {
     let secret = std::env::var("VS_CUSTOMHTTP_SECRET").ok().and_then(|value| split_secrets(&value).into_iter().next());
-    let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+    let now = Timestamp::now();
     match command.action {
         EventAction::Start(args) => {
             let id = args.id.filter(|id| !id.trim().is_empty()).unwrap_or_else(new_id);
@@ -134,7 +134,7 @@ pub fn event_body(id: &str, action: &str, args: &EventArgs, error: bool, now: Ti
 /// A new event id: 16 hex digits from the time, the process id and a counter.
 pub fn new_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let nanos = Timestamp::now().nanos();
     let seed = format!("{nanos}:{}:{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     hex::encode(&Sha256::digest(seed.as_bytes())[..8])
 }

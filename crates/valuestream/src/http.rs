@@ -262,7 +262,7 @@ fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 fn now() -> Timestamp {
-    Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+    Timestamp::now()
 }
 
 /// `GET /metrics`: Prometheus text, with gauges read from the store now.

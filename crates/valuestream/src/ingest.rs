@@ -510,7 +510,7 @@ impl WriteLoop {
         let age = self.store.expire_open_after();
         let interval = age.map_or(SWEEP_EVERY, sweep_interval);
         self.health.busy(true);
-        let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let now = Timestamp::now();
         let step =
             tokio::time::timeout(COMMIT_WITHIN, self.store.sweep_expired(now, sweep.reconcile, self.export)).await;
         self.health.busy(false);

@@ -119,7 +119,7 @@ pub async fn rebuild_in_pages(
     store.finish_rebuild().await?;
     bar.finish_and_clear();
     if store.expire_open_after().is_some() {
-        let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let now = Timestamp::now();
         while store.sweep_expired(now, true, true).await?.changed() > 0 {}
     }
     Ok(counts)

@@ -206,8 +206,7 @@ pub fn parse_line(line: &str, options: &SourceOptions) -> Result<crate::store::A
             .map_err(|e| format!("body_base64 is not base64: {e}"))?,
         (None, None) => return Err("neither `body` nor `body_base64` is present".into()),
     };
-    let received_at =
-        recorded.received_at.unwrap_or_else(|| Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)));
+    let received_at = recorded.received_at.unwrap_or_else(Timestamp::now);
     let delivery = Delivery::new(source.name(), recorded.headers, body, received_at);
     prepare(source, delivery, options).map_err(|e| e.to_string())
 }

@@ -39,7 +39,7 @@ pub struct ReportCommand {
 }
 
 pub async fn run(command: ReportCommand) -> anyhow::Result<()> {
-    let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+    let now = Timestamp::now();
     let window = Window::parse(command.since.as_deref(), command.until.as_deref(), ["--since", "--until"], now)
         .map_err(UsageError)?;
     let group_by =

@@ -69,7 +69,7 @@ fn duration_nanos(duration: Duration) -> i64 {
 
 /// The wall clock, as the writer stamps outbox rows (the delivery's receipt time).
 fn now() -> Timestamp {
-    Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0))
+    Timestamp::now()
 }
 
 /// What one [`export_once`] did.

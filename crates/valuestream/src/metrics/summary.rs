@@ -143,10 +143,7 @@ async fn summarize(
               WHERE s.group_id = g.id AND s.end_ns >= $2 AND s.start_ns < $2) AS ended_later_ages
          FROM span_groups g WHERE 1 = 1{filter_sql}"
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
-    for value in &filter_values {
-        query = query.bind(value.clone());
-    }
+    let query = windowed(sql, window, &filter_values);
     let mut groups = Vec::new();
     let mut rows = query.fetch(store.pool());
     while let Some(row) = rows.try_next().await? {
@@ -194,10 +191,7 @@ pub async fn summary_series(
                 AND (s.end_ns IS NOT NULL OR s.expired_ns IS NULL OR s.expired_ns > $1)) AS spanning
          FROM span_groups g WHERE 1 = 1{filter_sql}"
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
-    for value in &filter_values {
-        query = query.bind(value.clone());
-    }
+    let query = windowed(sql, window, &filter_values);
     let mut sweeps = Vec::new();
     let mut rows = query.fetch(store.pool());
     while let Some(row) = rows.try_next().await? {
@@ -306,6 +300,19 @@ impl Sweep {
         let ages = self.alive.iter().map(|&i| until.saturating_sub(spanning[i].start)).collect();
         (&self.group, durations, ages)
     }
+}
+
+/// `sql` with `$1` and `$2` the window's bounds and the scope's values after them.
+fn windowed(
+    sql: String,
+    window: Window,
+    filter_values: &[String],
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
+    for value in filter_values {
+        query = query.bind(value.clone());
+    }
+    query
 }
 
 /// The grouping columns asked for, in the order asked, as [`GROUP_KEYS`] names them.

@@ -241,7 +241,7 @@ async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<u
         // Rows still settling in the outbox survive a restart: what this
         // moved is refreshed, as a delivery's moves are.
         let moved = follow_up(conn, &derived).await?;
-        let now = Timestamp(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let now = Timestamp::now();
         refresh_waiting(conn, &moved, now).await?;
         if (done + 1) % DERIVE_PROGRESS == 0 {
             tracing::info!(repos = done + 1, of = repos.len(), "Derived change sets and incident causes so far.");
