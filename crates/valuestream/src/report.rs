@@ -24,10 +24,10 @@ pub struct ReportCommand {
     /// End of the window: RFC 3339 or a duration back from now [default: now]
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Only this repository (owner/name)
+    /// Only this repository (owner/name), or these, comma-separated
     #[arg(long, value_name = "REPO")]
     pub repo: Option<String>,
-    /// Only this project
+    /// Only this project, or these, comma-separated
     #[arg(long, value_name = "PROJECT")]
     pub project: Option<String>,
     /// Only this deploy environment (DORA default: production, prod, live)

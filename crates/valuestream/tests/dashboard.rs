@@ -1178,6 +1178,31 @@ async fn browser_filters_live_in_the_url_back_and_reload_work_and_the_waterfall_
     driver.drawn_after(0).await;
     assert_eq!(driver.tile("deployment_frequency").await, "2", "a reload keeps the filters");
 
+    // The repository picker lists the repositories seen; checking one and
+    // applying puts it in the URL, and the tiles follow.
+    driver.click(".picker[data-filter='repo'] summary").await;
+    let offered = driver.run("return [...document.querySelectorAll(\".picker[data-filter='repo'] input[type=checkbox]\")].map((c) => c.value)").await;
+    assert_eq!(offered, json!(["octo-org/hello-world"]), "the repositories of /api/v1/meta");
+    driver.click(".picker[data-filter='repo'] input[value='octo-org/hello-world']").await;
+    let before = driver.renders().await;
+    driver.click(".picker[data-filter='repo'] .actions button").await;
+    driver.drawn_after(before).await;
+    let here = driver.run("return new URLSearchParams(location.search).get('repo')").await;
+    assert_eq!(here, "octo-org/hello-world");
+    assert_eq!(driver.tile("deployment_frequency").await, "2");
+    // Several, comma-separated: the caption counts them and the tiles are the API's.
+    let several = format!("{}&repo=octo-org/hello-world,octo-org/elsewhere", window());
+    let (_, api) = app.get(&format!("/api/v1/dora?{several}")).await;
+    driver.go(&format!("{}/?{several}", app.base)).await;
+    driver.drawn_after(0).await;
+    let caption =
+        driver.run("return document.querySelector(\".picker[data-filter='repo'] summary\").textContent").await;
+    assert_eq!(caption, "2 repositories");
+    assert_eq!(driver.tile("deployment_frequency").await, api["deployment_frequency"]["deployments"].to_string());
+    assert_eq!(api["deployment_frequency"]["deployments"], 2, "the deploys of the one repository that has them");
+    driver.go(&format!("{}/?{}", app.base, window())).await;
+    driver.drawn_after(0).await;
+
     // A tab keeps the filters.
     let before = driver.renders().await;
     driver.click("nav.tabs a[href^='/traces']").await;

@@ -699,7 +699,9 @@ impl<'a> Oracle<'a> {
     fn keys(&self, since: i64, until: i64, repo: Option<&str>) -> Value {
         let h = self.h;
         let days = (until - since) as f64 / 86_400.0;
-        let in_repo = |r: &str| repo.is_none_or(|want| want == r);
+        // `repo` may name several, comma-separated, whatever their case, as
+        // the API takes them.
+        let in_repo = |r: &str| repo.is_none_or(|want| want.split(',').any(|w| w.eq_ignore_ascii_case(r)));
         let deploys: Vec<usize> = (0..h.deploys.len())
             .filter(|&d| {
                 let deploy = &h.deploys[d];
@@ -1051,7 +1053,8 @@ struct View {
     name: String,
     since: i64,
     until: i64,
-    repo: Option<&'static str>,
+    /// One repository, or several comma-separated.
+    repo: Option<String>,
 }
 
 fn views(h: &History) -> Vec<View> {
@@ -1063,9 +1066,14 @@ fn views(h: &History) -> Vec<View> {
     ];
     let repos = h.repos();
     if repos.len() > 1 {
-        for repo in repos {
-            views.push(View { name: format!("full[{repo}]"), since, until, repo: Some(repo) });
+        for repo in &repos {
+            views.push(View { name: format!("full[{repo}]"), since, until, repo: Some(repo.to_string()) });
         }
+    }
+    if repos.len() > 1 {
+        // Two at once, the second spelt in upper case.
+        let two = format!("{},{}", repos.first().unwrap(), repos.last().unwrap().to_uppercase());
+        views.push(View { name: format!("full[{two}]"), since, until, repo: Some(two) });
     }
     views
 }
@@ -1076,7 +1084,7 @@ fn expected(h: &History) -> Value {
     let oracle = Oracle::new(h);
     let mut out = Map::new();
     for view in views(h) {
-        out.insert(view.name.clone(), oracle.keys(view.since, view.until, view.repo));
+        out.insert(view.name.clone(), oracle.keys(view.since, view.until, view.repo.as_deref()));
     }
     out.insert("incident_parents".into(), oracle.parents());
     Value::Object(out)
@@ -1262,7 +1270,7 @@ fn window(since: i64, until: i64) -> Window {
 async fn measured(store: &Store, h: &History) -> Value {
     let mut out = Map::new();
     for view in views(h) {
-        let filter = DoraFilter { repo: view.repo.map(str::to_string), ..DoraFilter::default() };
+        let filter = DoraFilter { repo: view.repo.clone(), ..DoraFilter::default() };
         let window = window(view.since, view.until);
         let mut keys = dora(store, window, &filter).await.unwrap();
         keys["items"] = store_items(store, window, &filter).await;

@@ -40,6 +40,11 @@ fn deliveries() -> Vec<Value> {
         pr["created_at"] = json!(opened);
         pr["title"] = json!(format!("{} #{n}", words[(next() % 5) as usize]));
         pr["head"]["ref"] = json!(format!("feature-{n}"));
+        if n % 3 == 0 {
+            // A second repository, for filters naming several.
+            body["repository"]["full_name"] = json!("octo-org/other");
+            body["repository"]["name"] = json!("other");
+        }
         list.push(body);
     }
     // Shuffled: arrival order must not matter.
@@ -116,6 +121,11 @@ async fn check(app: &App) {
             Box::new(move |s| duration(s).is_some_and(|d| d > hour && d <= 4 * hour)),
         ),
         ("state=open".into(), Box::new(|s| s["state"] == "open")),
+        ("repo=octo-org/other".into(), Box::new(|s| s["repo"] == "octo-org/other")),
+        // Several names, comma-separated, whatever their case; blanks dropped.
+        ("repo=Octo-Org/Other,%20octo-org/nowhere,".into(), Box::new(|s| s["repo"] == "octo-org/other")),
+        ("project=OTHER,hello-world&state=closed".into(), Box::new(|s| s["state"] == "closed")),
+        ("project=other&repo=octo-org/hello-world,octo-org/other".into(), Box::new(|s| s["project"] == "other")),
     ];
     for (filter, pick) in &cases {
         let picked = all.iter().filter(|s| pick(s)).count();
@@ -224,6 +234,7 @@ async fn check_traces(app: &App) {
         ("has_error=true", Box::new(move |t| has(t, &|s| s["outcome"] == "failure"))),
         ("kind=DEPLOY", Box::new(move |t| has(t, &|s| s["kind"] == "deploy"))),
         ("repo=Octo-Org/Hello-World", Box::new(move |t| has(t, &|s| s["repo"] == "octo-org/hello-world"))),
+        ("repo=octo-org/other,Octo-Org/Nowhere", Box::new(move |t| has(t, &|s| s["repo"] == "octo-org/other"))),
         ("q=HELLO-WORLD%232", Box::new(move |t| has(t, &|s| named(s, "hello-world#2")))),
     ];
     for (filter, pick) in &cases {
@@ -390,6 +401,22 @@ async fn check_summary_buckets(app: &App) {
         }
     }
     assert!(nonempty > 20, "the buckets held spans: {nonempty}");
+
+    // Several repositories at once: exactly their groups of the unfiltered call.
+    let window = "since=2025-01-01T00:00:00Z&until=2028-01-01T00:00:00Z&group_by=repo,kind";
+    let (_, all) = app.get(&format!("/api/v1/summary?{window}")).await;
+    let all = all["groups"].as_array().unwrap();
+    for (filter, wanted) in [
+        ("octo-org/nowhere,Octo-Org/Other", &["octo-org/other"][..]),
+        ("Octo-Org/Hello-World,octo-org/other", &["octo-org/hello-world", "octo-org/other"][..]),
+    ] {
+        let expected: Vec<&Value> = all.iter().filter(|g| wanted.iter().any(|r| g["repo"] == *r)).collect();
+        assert!(!expected.is_empty(), "{filter}");
+        let (status, some) = app.get(&format!("/api/v1/summary?{window}&repo={filter}")).await;
+        assert_eq!(status, 200, "{some}");
+        assert_eq!(some["groups"].as_array().unwrap().iter().collect::<Vec<_>>(), expected, "{filter}");
+    }
+
     let (status, answer) = app.get("/api/v1/summary?bucket=hour").await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("bucket"), "{answer}");

@@ -10,7 +10,7 @@
 //! which Rust sorts for medians.
 
 use super::{PRODUCTION, Window, aggregated};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, names};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -26,7 +26,8 @@ use valuestream_core::vocab::outcome::{FAILURE, SUCCESS};
 pub struct DoraFilter {
     pub repo: Option<String>,
     pub project: Option<String>,
-    /// One environment; by default the production names.
+    /// An environment (or several, comma-separated); by default the
+    /// production names.
     pub environment: Option<String>,
     /// The production environment names (configurable; empty means the
     /// defaults `production`, `prod`, `live`).
@@ -59,7 +60,8 @@ fn count(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
 pub(super) struct Scope {
     /// The placeholders of the environment names.
     environments: Vec<String>,
-    /// `(column, placeholder)` of the repository and project filters.
+    /// `(column, "lower($n), …")` of the repository and project filters,
+    /// each any of its comma-separated names.
     names: Vec<(&'static str, String)>,
     values: Vec<String>,
 }
@@ -67,19 +69,23 @@ pub(super) struct Scope {
 impl Scope {
     pub(super) fn new(filter: &DoraFilter) -> Scope {
         let mut values: Vec<String> = match &filter.environment {
-            Some(environment) => vec![environment.clone()],
+            Some(environment) => names(environment).into_iter().map(String::from).collect(),
             None if filter.production.is_empty() => PRODUCTION.iter().map(|s| s.to_string()).collect(),
             None => filter.production.clone(),
         };
         let environments = (0..values.len()).map(|i| format!("${}", i + 3)).collect();
-        let mut names = Vec::new();
+        let mut named = Vec::new();
         for (column, value) in [("repo", &filter.repo), ("project", &filter.project)] {
             if let Some(value) = value {
-                values.push(value.clone());
-                names.push((column, format!("${}", values.len() + 2)));
+                let mut placeholders = Vec::new();
+                for name in names(value) {
+                    values.push(name.to_string());
+                    placeholders.push(format!("lower(${})", values.len() + 2));
+                }
+                named.push((column, placeholders.join(", ")));
             }
         }
-        Scope { environments, names, values }
+        Scope { environments, names: named, values }
     }
 
     /// ` AND {alias}.environment IN (…)` and the name filters, for deploys
@@ -101,7 +107,9 @@ impl Scope {
         self.names
             .iter()
             .map(|(column, p)| {
-                format!(" AND {alias}.{column} IN (SELECT g.{column} FROM span_groups g WHERE lower(g.{column}) = lower({p}))")
+                format!(
+                    " AND {alias}.{column} IN (SELECT g.{column} FROM span_groups g WHERE lower(g.{column}) IN ({p}))"
+                )
             })
             .collect()
     }

@@ -2,7 +2,7 @@
 //! open count and open ages, rate per day, success and merge ratios.
 
 use super::{Window, aggregated};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, names};
 use crate::telemetry::ORIGINAL_DURATION_BUCKETS_MS;
 use futures_util::TryStreamExt;
 use serde_json::{Map, Value, json};
@@ -27,7 +27,7 @@ pub struct SpanScope {
 }
 
 impl SpanScope {
-    /// ` AND lower(g.column) = lower($n)` clauses from placeholder `first` on,
+    /// ` AND lower(g.column) IN (lower($n), …)` clauses from placeholder `first` on,
     /// and their values. `span_groups` is small (one row per distinct group)
     /// and read whole, so lower() costs no index.
     fn clauses(&self, first: usize) -> (String, Vec<String>) {
@@ -41,13 +41,19 @@ impl SpanScope {
             ("environment", &self.environment, false),
         ] {
             if let Some(value) = value {
-                let n = first + values.len();
-                if any_case {
-                    sql.push_str(&format!(" AND lower(g.{column}) = lower(${n})"));
-                } else {
-                    sql.push_str(&format!(" AND g.{column} = ${n}"));
+                // Any of its comma-separated names (`repo=a/b,c/d`).
+                let mut placeholders = Vec::new();
+                for name in names(value) {
+                    let n = first + values.len();
+                    placeholders.push(if any_case { format!("lower(${n})") } else { format!("${n}") });
+                    values.push(name.to_string());
                 }
-                values.push(value.clone());
+                let placeholders = placeholders.join(", ");
+                if any_case {
+                    sql.push_str(&format!(" AND lower(g.{column}) IN ({placeholders})"));
+                } else {
+                    sql.push_str(&format!(" AND g.{column} IN ({placeholders})"));
+                }
             }
         }
         (sql, values)

@@ -16,6 +16,7 @@ mod outbox;
 mod query;
 mod rebuild;
 mod sql;
+pub(crate) use sql::names;
 
 pub use apply::{Ack, AckStatus, Applicable, BODY_ENCODING, Transition, compress_body, decode_body};
 pub use expiry::Swept;

@@ -271,6 +271,7 @@ impl Store {
         // Names match whatever their case, as GitHub treats them: lower() on
         // both sides (these columns are filtered while reading spans in start
         // order, so no index is lost).
+        // Each may name several, comma-separated (`repo=a/b,c/d`).
         for (column, value) in [
             ("source", &filter.source),
             ("kind", &filter.kind),
@@ -280,8 +281,8 @@ impl Store {
             ("outcome", &filter.outcome),
         ] {
             if let Some(value) = value {
-                let p = sql.text(value.clone());
-                sql.push(&format!(" AND lower({column}) = lower({p})"));
+                let condition = sql.any_name(column, value);
+                sql.push(&format!(" AND {condition}"));
             }
         }
         // The state is one of ours (checked by the API): compared as stored.
@@ -379,8 +380,8 @@ impl Store {
         let mut having = format!("MIN(s.start_ns) >= {since} AND MIN(s.start_ns) < {until}");
         for (column, value) in [("repo", &filter.repo), ("kind", &filter.kind)] {
             if let Some(value) = value {
-                let p = sql.text(value.clone());
-                having.push_str(&format!(" AND SUM(CASE WHEN lower(s.{column}) = lower({p}) THEN 1 ELSE 0 END) > 0"));
+                let any = sql.any_name(&format!("s.{column}"), value);
+                having.push_str(&format!(" AND SUM(CASE WHEN {any} THEN 1 ELSE 0 END) > 0"));
             }
         }
         if let Some(q) = &filter.q {

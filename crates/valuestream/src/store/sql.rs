@@ -4,6 +4,15 @@
 
 use sqlx::any::AnyArguments;
 
+/// The names of a filter value: `a/b,c/d` is two repositories. A name
+/// holds no comma (repository paths, project keys and environment names do
+/// not), so a list is its names joined by commas; blanks are dropped, and a
+/// value of blanks only is the one name it is (matching nothing).
+pub(crate) fn names(value: &str) -> Vec<&str> {
+    let names: Vec<&str> = value.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
+    if names.is_empty() { vec![value] } else { names }
+}
+
 /// One bound value.
 #[derive(Clone, Debug)]
 enum Value {
@@ -41,6 +50,14 @@ impl Sql {
         format!("${}", self.values.len())
     }
 
+    /// `lower({expr}) IN (lower($a), lower($b), …)`: `expr` is any of the
+    /// comma-separated names of `value` ([`names`]), whatever their case.
+    pub(crate) fn any_name(&mut self, expr: &str, value: &str) -> String {
+        let placeholders: Vec<String> =
+            names(value).into_iter().map(|name| format!("lower({})", self.text(name))).collect();
+        format!("lower({expr}) IN ({})", placeholders.join(", "))
+    }
+
     /// The statement, its values bound.
     pub(crate) fn query(&self) -> sqlx::query::Query<'_, sqlx::Any, AnyArguments> {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(self.text.clone()));
@@ -72,5 +89,16 @@ mod tests {
         sql.push(&format!(" AND (b > {b} OR c = {c})"));
         assert_eq!(sql.text_of(), "SELECT 1 WHERE 1 = 1 AND a = $1 AND (b > $2 OR c = $3)");
         assert_eq!(sql.values.len(), 3);
+    }
+
+    #[test]
+    fn a_comma_separated_filter_is_any_of_its_names() {
+        assert_eq!(names("a/b"), ["a/b"]);
+        assert_eq!(names(" a/b , c/d,,"), ["a/b", "c/d"]);
+        assert_eq!(names(","), [","]);
+        let mut sql = Sql::new("SELECT 1 WHERE 1 = 1");
+        let condition = sql.any_name("repo", "a/b,C/D");
+        sql.push(&format!(" AND {condition}"));
+        assert_eq!(sql.text_of(), "SELECT 1 WHERE 1 = 1 AND lower(repo) IN (lower($1), lower($2))");
     }
 }

@@ -106,6 +106,47 @@ function localInput(ms) {
 const LABELS = { repo: 'Repository', project: 'Project', environment: 'Environment', source: 'Source' };
 const ALL = { repo: 'all repositories', project: 'all projects', environment: 'default', source: 'all sources' };
 
+// Filters that take several values, comma-separated as the API takes them.
+const MULTI = ['repo', 'project'];
+
+/** The names of a multi-value filter (`a/b,c/d`). */
+export function namesOf(value) {
+  return (value || '').split(',').map((v) => v.trim()).filter(Boolean);
+}
+
+/**
+ * A multi-value filter: a disclosure listing the values seen, as checkboxes,
+ * with a box that narrows the list; "apply" sets the filter to the checked
+ * names. `offer(values)` fills the list once `/api/v1/meta` answers.
+ */
+function picker(name, value, apply) {
+  const chosen = new Set(namesOf(value));
+  const caption = () => (chosen.size === 0 ? ALL[name] : chosen.size === 1 ? [...chosen][0] : `${chosen.size} ${PLURAL[name]}`);
+  const summary = h('summary', { 'aria-label': `${LABELS[name]}: ${caption()}` }, caption());
+  const list = h('ul', { class: 'choices' });
+  const narrow = h('input', {
+    type: 'search', placeholder: `find a ${LABELS[name].toLowerCase()}`, 'aria-label': `find a ${LABELS[name].toLowerCase()}`,
+    oninput: () => {
+      const text = narrow.value.trim().toLowerCase();
+      for (const item of list.children) item.hidden = text !== '' && !item.dataset.value.toLowerCase().includes(text);
+    },
+  });
+  const box = (v) => h('li', { dataset: { value: v } }, h('label', null,
+    h('input', { type: 'checkbox', value: v, checked: chosen.has(v), onchange: (e) => { if (e.target.checked) chosen.add(v); else chosen.delete(v); } }),
+    ' ', v));
+  for (const v of chosen) list.append(box(v));
+  const done = h('div', { class: 'actions' },
+    h('button', { type: 'button', onclick: () => apply([...chosen].join(',')) }, 'apply'),
+    h('button', { type: 'button', onclick: () => apply('') }, 'all'));
+  const details = h('details', { class: 'picker', dataset: { filter: name } }, summary, h('div', { class: 'menu' }, narrow, list, done));
+  details.offer = (values) => {
+    for (const v of values) if (!chosen.has(v)) list.append(box(v));
+  };
+  return h('div', { class: 'filter' }, h('span', null, LABELS[name]), details);
+}
+
+const PLURAL = { repo: 'repositories', project: 'projects' };
+
 /** Draws the frame's filter bar into `form`; `go(filters)` applies a change. */
 export function renderFilters(form, filters, win, go) {
   const range = rangeOf(filters);
@@ -133,6 +174,7 @@ export function renderFilters(form, filters, win, go) {
     h('button', { type: 'submit' }, 'apply')) : null;
 
   const selects = Object.keys(LABELS).map((name) => {
+    if (MULTI.includes(name)) return picker(name, filters[name], (value) => set({ [name]: value }));
     const select = h('select', { name, 'aria-label': LABELS[name], title: name === 'environment' ? 'By default the DORA keys count the production environments and the other pages every environment' : null, onchange: (e) => set({ [name]: e.target.value }) },
       h('option', { value: '' }, ALL[name]));
     if (filters[name]) select.append(h('option', { value: filters[name], selected: true }, filters[name]));
@@ -152,6 +194,10 @@ export function renderFilters(form, filters, win, go) {
   };
 
   meta().then((seen) => {
+    for (const name of MULTI) {
+      const picked = form.querySelector(`.picker[data-filter="${name}"]`);
+      if (picked) picked.offer(seen[META_LISTS[name]]);
+    }
     for (const name of Object.keys(LABELS)) {
       const select = form.querySelector(`select[name="${name}"]`);
       if (!select) continue;
