@@ -547,18 +547,36 @@ async fn browser_delivery_tiles_show_the_api_numbers_for_the_url_filters() {
     let dom = page_dom(format!("{}/?{filters}", app.base)).await;
 
     // Recent production deploys: the newest successful and failed ones, newest first.
-    let recent: Vec<String> = elements_with(&dom, "recent").iter().map(|r| r["data-recent"].clone()).collect();
-    let mut expected: Vec<(String, String)> = Vec::new();
+    // Beside each successful one, the API's median lead time of its changes
+    // and its flags (an incident attributed to it, rework).
+    let recent: Vec<(String, String, String)> = elements_with(&dom, "recent")
+        .iter()
+        .map(|r| (r["data-recent"].clone(), r["data-median-lead"].clone(), r["data-flags"].clone()))
+        .collect();
+    let mut expected: Vec<(String, (String, String, String))> = Vec::new();
     for key in ["deployments", "failures"] {
         let (_, items) = app.get(&format!("/api/v1/dora/items?key={key}&{filters}")).await;
         for item in items["items"].as_array().unwrap() {
-            expected.push((item["time"].as_str().unwrap().to_string(), item["span_key"].as_str().unwrap().to_string()));
+            let lead = match item["median_lead_time_seconds"].as_f64() {
+                Some(seconds) if key == "deployments" => seconds.to_string(),
+                _ => "none".to_string(),
+            };
+            let mut flags = Vec::new();
+            if !item["incident_key"].is_null() && key == "deployments" {
+                flags.push("incident");
+            }
+            if item["rework"] == true {
+                flags.push("rework");
+            }
+            let row = (item["span_key"].as_str().unwrap().to_string(), lead, flags.join(" "));
+            expected.push((item["time"].as_str().unwrap().to_string(), row));
         }
     }
     expected.sort_by(|a, b| b.0.cmp(&a.0));
-    let expected: Vec<String> = expected.into_iter().take(10).map(|(_, key)| key).collect();
+    let expected: Vec<_> = expected.into_iter().take(10).map(|(_, row)| row).collect();
     assert!(!expected.is_empty(), "the scenario deploys to production");
     assert_eq!(recent, expected, "the recent deploys panel");
+    assert!(recent.iter().any(|(_, lead, _)| lead != "none"), "a deploy shipped changes: {recent:?}");
 
     let tiles = elements_with(&dom, "key");
     let tiles: Vec<_> = tiles.iter().filter(|t| t.get("class").is_some_and(|c| c.starts_with("tile"))).collect();

@@ -829,7 +829,26 @@ impl<'a> Oracle<'a> {
             })
             .collect();
         incident_rows.sort();
+        // What the recent deploys panel shows beside each successful deploy:
+        // the median lead time of its changes, whether an incident is
+        // attributed to it, whether it is rework.
+        let mut recent_rows: Vec<String> = successes
+            .iter()
+            .map(|&d| {
+                let end = h.deploys[d].end_time().unwrap();
+                let leads: Vec<f64> = self.shipped(d).iter().map(|c| (end - c.time) as f64).collect();
+                let median = median(&leads).map_or("none".to_string(), |m| format!("{}", m.round() as i64));
+                format!(
+                    "{} median={median} incident={} rework={}",
+                    h.deploys[d].key(),
+                    caused.contains(&d),
+                    reworked.contains(&d)
+                )
+            })
+            .collect();
+        recent_rows.sort();
         let items = json!({
+            "recent": recent_rows,
             "deployments": keys_of(&successes),
             "changes": change_rows,
             "failed": keys_of(&failed_rows),
@@ -1304,6 +1323,24 @@ async fn store_items(store: &Store, window: Window, filter: &DoraFilter) -> Valu
             .collect();
         rows.sort();
         out.insert(key.name().into(), json!(rows));
+        if key == ItemKey::Deployments {
+            let mut recent: Vec<String> = items
+                .iter()
+                .map(|item| {
+                    let median = item["median_lead_time_seconds"]
+                        .as_f64()
+                        .map_or("none".to_string(), |m| format!("{}", m.round() as i64));
+                    let incident = !item["incident_key"].is_null();
+                    let rework = item["rework"].as_bool().unwrap();
+                    format!(
+                        "{} median={median} incident={incident} rework={rework}",
+                        item["span_key"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            recent.sort();
+            out.insert("recent".into(), json!(recent));
+        }
     }
     Value::Object(out)
 }

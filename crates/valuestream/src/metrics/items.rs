@@ -7,11 +7,12 @@
 //! so a list's length is the count `/api/v1/dora` shows for the same filters.
 
 use super::dora::{REWORK, Scope, caused, next_success};
-use super::{DoraFilter, Window};
+use super::{DoraFilter, Window, aggregated};
 use crate::store::{Store, StoreError};
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use valuestream_core::stats::percentile;
 use valuestream_core::time::Timestamp;
 use valuestream_core::vocab::kind::{DEPLOY, INCIDENT};
 use valuestream_core::vocab::outcome::{FAILURE, SUCCESS};
@@ -77,6 +78,9 @@ impl ItemKey {
                 "sha",
                 "outcome",
                 "value",
+                "median_lead_time_seconds",
+                "incident_key",
+                "rework",
                 "reason",
             ],
             ItemKey::Changes => &[
@@ -227,11 +231,20 @@ fn statement(scope: &Scope, key: ItemKey) -> String {
     let deploys = &scope.deploys("d");
     let d = own("d");
     match key {
+        // With what the Delivery page's recent deploys show beside each: the
+        // lead times of its changes (as the leads statement of dora.rs reads
+        // them), the first incident attributed to it, and whether it is rework.
         ItemKey::Deployments => format!(
-            "SELECT {d}, d.end_ns AS time_ns, d.environment, d.revision AS sha, d.outcome, c.changes
+            "SELECT {d}, d.end_ns AS time_ns, d.environment, d.revision AS sha, d.outcome, c.changes,
+                (SELECT string_agg(CAST(d.end_ns - COALESCE(cc.pr_first_commit_ns, cc.pr_opened_ns, cc.committed_at) AS TEXT), ',')
+                 FROM change_set_commits cc WHERE cc.deploy_key = d.key) AS lead_ns,
+                (SELECT MIN(ic.incident_key) FROM incident_causes ic JOIN spans i ON i.key = ic.incident_key
+                 WHERE ic.deploy_key = d.key{}) AS incident_key,
+                CAST(CASE WHEN {REWORK} THEN 1 ELSE 0 END AS BIGINT) AS rework
              FROM spans d LEFT JOIN change_sets c ON c.deploy_key = d.key
              WHERE d.kind = '{DEPLOY}' AND d.outcome = '{SUCCESS}' AND {window}{deploys}
-             ORDER BY d.end_ns DESC, d.key"
+             ORDER BY d.end_ns DESC, d.key",
+            scope.incidents("i"),
         ),
         // A change that came through a pull request opens that pull request;
         // any other its deploy.
@@ -350,9 +363,13 @@ fn seconds(row: &AnyRow, column: &str) -> Result<Value, StoreError> {
 }
 
 fn deployment(row: &AnyRow, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
-    copy_text(row, item, &["environment", "sha", "outcome"])?;
+    copy_text(row, item, &["environment", "sha", "outcome", "incident_key"])?;
     let changes = row.try_get::<Option<i64>, _>("changes")?;
     item.insert("value".into(), json!(changes));
+    let mut leads: Vec<f64> = aggregated(row.try_get("lead_ns")?)?.into_iter().map(|n| n as f64 / 1e9).collect();
+    leads.sort_by(f64::total_cmp);
+    item.insert("median_lead_time_seconds".into(), json!(percentile(&leads, 0.5)));
+    item.insert("rework".into(), json!(row.try_get::<i64, _>("rework")? == 1));
     // Without a change set its sha is among no recorded commits
     // (`unmatched_deploys`).
     Ok(if changes.is_some() { "shipped" } else { "unknown_sha" })

@@ -277,18 +277,26 @@ function recent(shipped, failed, items, filters) {
   const body = rows.map((item) => {
     const failure = isFailure(item.outcome) || failed.items.includes(item);
     const trace = `/traces/${item.trace_id}${filterQuery(filters, { span: item.span_id })}`;
-    return h('tr', { dataset: { recent: item.span_key } },
+    // Flags, as text: what made this deploy count against the team.
+    const flags = failure ? [] : [
+      item.incident_key ? h('a', { href: `/traces${filterQuery(filters, { q: item.incident_key })}`, title: `${item.incident_key} is attributed to this deploy` }, 'incident') : null,
+      item.rework ? h('span', { title: 'a revert, a hotfix, or work that follows an incident: see the rework drill-down' }, 'rework') : null,
+    ].filter(Boolean);
+    const lead = failure || item.median_lead_time_seconds == null ? null : item.median_lead_time_seconds;
+    return h('tr', { dataset: { recent: item.span_key, medianLead: lead == null ? 'none' : String(lead), flags: flags.map((f) => f.textContent).join(' ') } },
       h('td', null, h('a', { href: trace, title: utc(millis(item.time)) }, time(item.time))),
       h('td', null, item.repo ?? h('span', { class: 'muted' }, 'none')),
       h('td', null, item.environment ?? ''),
       h('td', null, h('code', null, (item.sha || '').slice(0, 7))),
       h('td', { class: failure ? 'failure' : '' }, failure ? 'failure' : (item.outcome || 'success')),
-      h('td', { class: 'num' }, failure ? '–' : item.value == null ? h('span', { class: 'muted', title: 'its sha is among no recorded commits' }, 'unknown') : String(item.value)));
+      h('td', { class: 'num' }, failure ? '–' : item.value == null ? h('span', { class: 'muted', title: 'its sha is among no recorded commits' }, 'unknown') : String(item.value)),
+      h('td', { class: 'num' }, lead == null ? '–' : duration(lead)),
+      h('td', { class: 'flags' }, flags.length ? flags.flatMap((f, i) => (i ? [', ', f] : [f])) : h('span', { class: 'muted' }, 'none')));
   });
   section.append(
     h('div', { class: 'scroll' }, h('table', null,
       h('caption', null, `The ${count(rows.length, 'newest deploy')} of the window; a time opens its trace. Download: `, csv('deployments'), ', ', csv('failures')),
-      h('thead', null, h('tr', null, ['ended', 'repository', 'environment', 'sha', 'outcome', 'changes shipped'].map((c, i) => h('th', { scope: 'col', class: i === 5 ? 'num' : null }, c)))),
+      h('thead', null, h('tr', null, ['ended', 'repository', 'environment', 'sha', 'outcome', 'changes shipped', 'median lead time', 'flags'].map((c, i) => h('th', { scope: 'col', class: i === 5 || i === 6 ? 'num' : null }, c)))),
       h('tbody', null, body))));
   return section;
 }
