@@ -539,6 +539,38 @@ fn text_after(dom: &str, from: &str, class: &str) -> String {
 
 #[tokio::test]
 #[ignore = "needs Chromium (apt-get install chromium); .ci/run runs it"]
+async fn browser_the_coverage_strip_names_incidents_attributed_to_no_deploy() {
+    let app = seeded(None).await;
+    let dom = page_dom(format!("{}/?{}", app.base, window())).await;
+    assert!(elements_with(&dom, "unattributed").is_empty(), "every incident of the scenario has its deploy");
+
+    // An incident of a repository no deploy came from: attributed to none.
+    let mut body = issue("closed", "closed", "2026-11-24T12:00:00Z", Some("2026-11-24T12:00:00Z"));
+    body["repository"]["full_name"] = json!("octo-org/quiet");
+    body["repository"]["name"] = json!("quiet");
+    body["issue"]["labels"] = json!([{"name": "incident"}]);
+    let (status, answer) = app.github("issues", "quiet-incident", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, api) = app.get(&format!("/api/v1/dora?{}", window())).await;
+    assert_eq!(api["time_to_restore"]["unattributed_incidents"], 1, "{api}");
+    let dom = page_dom(format!("{}/?{}", app.base, window())).await;
+    let notes = elements_with(&dom, "unattributed");
+    assert_eq!(notes.len(), 1, "one note");
+    assert_eq!(notes[0]["data-unattributed"], "1");
+    let note = &dom[dom.find("data-unattributed").unwrap()..];
+    let text =
+        Regex::new("<[^>]+>").unwrap().replace_all(&note[note.find('>').unwrap() + 1..note.find("</p>").unwrap()], "");
+    assert!(text.contains("1 incident closed in this window is attributed to no deploy"), "{text}");
+    assert!(dom.contains("href=\"/dora/time_to_restore?"), "the note opens the incidents' drawer");
+
+    // Its repository alone: the note follows the filters.
+    let dom = page_dom(format!("{}/?{}&repo=octo-org/hello-world", app.base, window())).await;
+    assert!(elements_with(&dom, "unattributed").is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium (apt-get install chromium); .ci/run runs it"]
 async fn browser_delivery_tiles_show_the_api_numbers_for_the_url_filters() {
     let app = seeded(None).await;
     let filters = format!("{}&repo=octo-org%2Fhello-world", window());

@@ -762,6 +762,15 @@ impl<'a> Oracle<'a> {
             }
         }
 
+        // Incidents closed in the window that no deploy is attributed to.
+        let unattributed = h
+            .issues
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.incident() && in_repo(i.repo))
+            .filter(|(_, i)| i.closed.is_some_and(|c| since <= c && c < until))
+            .filter(|(n, _)| self.attributed.get(n).copied().flatten().is_none())
+            .count();
         let restores: Vec<f64> = h
             .issues
             .iter()
@@ -883,6 +892,7 @@ impl<'a> Oracle<'a> {
             "time_to_restore": {
                 "incidents": restores.len(),
                 "median_seconds": median(&restores),
+                "unattributed_incidents": unattributed,
             },
             "failed_deployment_recovery_time": {
                 "failures": failures.len(),

@@ -307,9 +307,13 @@ impl Statements {
             index("d"),
             scope.deploys("d"),
         );
-        // Time to restore service: incidents closed in the window.
+        // Time to restore service: incidents closed in the window, and how
+        // many of them are attributed to no deploy (the coverage strip's).
         let restores = format!(
-            "SELECT {}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') AS restore_ns FROM spans i
+            "SELECT {}string_agg(CAST(i.end_ns - i.start_ns AS TEXT), ',') AS restore_ns,
+                SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM incident_causes c WHERE c.incident_key = i.key)
+                    THEN 1 ELSE 0 END) AS unattributed
+             FROM spans i
              WHERE i.kind = '{INCIDENT}' AND i.end_ns >= $1 AND i.end_ns < $2{}{group}",
             index("i"),
             scope.incidents("i"),
@@ -332,6 +336,27 @@ fn deploys_of(row: &AnyRow) -> Result<Deploys, StoreError> {
     })
 }
 
+/// What the restores statement gathers for a window or a bucket.
+#[derive(Default)]
+struct Restores {
+    /// Seconds from opened to closed, of each incident closed.
+    durations: Vec<f64>,
+    /// Incidents closed that are attributed to no deploy.
+    unattributed: u64,
+}
+
+impl Restores {
+    fn add(&mut self, other: Restores) {
+        self.durations.extend(other.durations);
+        self.unattributed += other.unattributed;
+    }
+}
+
+/// Reads a row of the restores statement, by the names it gives its columns.
+fn restores_of(row: &AnyRow) -> Result<Restores, StoreError> {
+    Ok(Restores { durations: seconds(row, "restore_ns")?, unattributed: count(row, "unattributed")? })
+}
+
 /// Reads a row of the leads statement, by the names it gives its columns.
 fn leads_of(row: &AnyRow) -> Result<Leads, StoreError> {
     Ok(Leads {
@@ -349,7 +374,7 @@ pub async fn dora(store: &Store, window: Window, filter: &DoraFilter) -> Result<
     let sql = Statements::new(&scope, None);
     let deploys = deploys_of(&scope.fetch_one(store, window, sql.deploys).await?)?;
     let leads = leads_of(&scope.fetch_one(store, window, sql.leads).await?)?;
-    let restores = seconds(&scope.fetch_one(store, window, sql.restores).await?, "restore_ns")?;
+    let restores = restores_of(&scope.fetch_one(store, window, sql.restores).await?)?;
     Ok(keys(window, filter, deploys, leads, restores))
 }
 
@@ -397,13 +422,12 @@ pub async fn dora_series(
         }
         leads[0].add(&group);
     }
-    let mut restores: Vec<Vec<f64>> = vec![Vec::new(); slots];
+    let mut restores: Vec<Restores> = (0..slots).map(|_| Restores::default()).collect();
     for row in scope.fetch_all(store, window, sql.restores).await? {
-        let group = seconds(&row, "restore_ns")?;
         if let Some(i) = slot(&row)? {
-            restores[i].extend(&group);
+            restores[i].add(restores_of(&row)?);
         }
-        restores[0].extend(group);
+        restores[0].add(restores_of(&row)?);
     }
     let mut objects = deploys
         .into_iter()
@@ -432,12 +456,13 @@ pub async fn dora_series(
 }
 
 /// The DORA object of one window from what its statements gathered.
-fn keys(window: Window, filter: &DoraFilter, deploys: Deploys, lead: Leads, restores: Vec<f64>) -> Value {
+fn keys(window: Window, filter: &DoraFilter, deploys: Deploys, lead: Leads, restores: Restores) -> Value {
     let days = window.days();
     let Deploys { successes, deployments, deploy_days, unmatched, failed, rework, failures, recoveries } = deploys;
     let recovery_median = median(recoveries);
     let leads = lead.leads;
     let lead_median = median(leads.clone());
+    let Restores { durations: restores, unattributed } = restores;
     let restore_count = restores.len();
     let restore_median = median(restores);
 
@@ -478,6 +503,7 @@ fn keys(window: Window, filter: &DoraFilter, deploys: Deploys, lead: Leads, rest
         "time_to_restore": {
             "incidents": restore_count,
             "median_seconds": restore_median,
+            "unattributed_incidents": unattributed,
             "level": restore_level(restore_median),
         },
         "failed_deployment_recovery_time": {

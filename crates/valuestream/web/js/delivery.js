@@ -223,8 +223,14 @@ function breakdown(lead, definitions) {
 /** A source is silent when nothing came from it for this long. */
 const SILENT_AFTER_MS = 24 * 3600 * 1000;
 
-function coverage(dora, seen) {
+function coverage(dora, seen, drill) {
   const notes = [];
+  const unattributed = dora.time_to_restore.unattributed_incidents;
+  if (unattributed > 0) {
+    notes.push(h('p', { class: 'coverage', role: 'status', dataset: { unattributed: String(unattributed) } },
+      `${count(unattributed, 'incident')} closed in this window ${unattributed === 1 ? 'is' : 'are'} attributed to no deploy (no production deploy of ${unattributed === 1 ? 'its' : 'their'} repository before ${unattributed === 1 ? 'it' : 'them'}, and no root cause line naming one): ${unattributed === 1 ? 'it counts' : 'they count'} in time to restore but in no change failure. `,
+      navLink(drill('time_to_restore'), 'See the incidents →')));
+  }
   const silent = Object.entries(seen.last_delivery)
     .filter(([, at]) => Date.now() - millis(at) > SILENT_AFTER_MS)
     .map(([source, at]) => `${source} (last delivery ${relative(at)}, ${utc(millis(at))})`);
@@ -238,11 +244,11 @@ function coverage(dora, seen) {
       `${count(seen.waiting_references, 'span names a parent', 'spans name a parent')} ValueStream has not received (a trace reference, a branch or a sha): `,
       one ? 'it joins that trace when its webhook arrives.' : 'each joins its trace when that webhook arrives.'));
   }
-  const main = mainCoverage(dora);
+  const main = mainCoverage(dora, drill);
   return main || notes.length ? h('div', { class: 'coverage-notes' }, main, ...notes) : null;
 }
 
-function mainCoverage(dora) {
+function mainCoverage(dora, drill) {
   if (dora.change_failure_rate.deployments === 0 && dora.time_to_restore.incidents === 0) {
     return h('p', { class: 'coverage', role: 'status' },
       `Nothing to measure in this window yet: no ${dora.environment} deploy ended and no incident closed. `,
@@ -252,7 +258,8 @@ function mainCoverage(dora) {
   const unmatched = dora.lead_time_for_changes.unmatched_deploys;
   if (!unmatched) return null;
   return h('p', { class: 'coverage', role: 'status' },
-    `${count(unmatched, 'successful production deploy')} of a commit no push or merged pull request recorded: their changes have no lead time. Send push and pull request webhooks from the repositories they deploy.`);
+    `${count(unmatched, 'successful production deploy')} of a commit no push or merged pull request recorded: their changes have no lead time. Send push and pull request webhooks from the repositories they deploy. `,
+    navLink(drill('deployment_frequency'), 'See the deploys →'));
 }
 
 /** Rows of the recent production deploys panel. */
@@ -324,7 +331,7 @@ export async function render({ filters, window, definitions, params, path, navig
     : null;
   const page = h('div', { class: 'page delivery', dataset: { since: now.since, until: now.until, bucket } },
     h('h1', { class: 'visually-hidden' }, 'Delivery'),
-    coverage(now, seen),
+    coverage(now, seen, drill),
     filters.source ? h('p', { class: 'note' }, 'The DORA keys count deploys and incidents of every source; the source filter applies to the other pages.') : null,
     h('section', { class: 'tiles', 'aria-label': `DORA keys, ${now.environment}` },
       TILES.map((tile) => tileOf(tile, now, beforeHasData ? before : null, definitions, window.days, charts, drill))),
