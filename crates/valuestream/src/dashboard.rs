@@ -51,6 +51,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("js/open.js", JS),
     asset!("js/traces.js", JS),
     asset!("js/tracelist.js", JS),
+    asset!("js/timeline.js", JS),
     asset!("js/charts.js", JS),
     asset!("vendor/uplot/uPlot.iife.min.js", JS),
     asset!("vendor/uplot/uPlot.min.css", "text/css; charset=utf-8"),

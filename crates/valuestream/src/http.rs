@@ -496,7 +496,7 @@ async fn trace_by_id(
     if spans.is_empty() {
         return Err(ApiError::NotFound(format!("no trace {trace_id}")));
     }
-    Ok(Json(trace_json(&trace_id, spans)))
+    Ok(Json(trace_json(&state, &trace_id, spans).await?))
 }
 
 const TRACES_PARAMS: &[&str] =
@@ -561,7 +561,7 @@ async fn trace_by_ref(state: &AppState, reference: &str) -> Result<Json<serde_js
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no span answers to {reference:?}")))?;
     let spans = state.store.trace(&trace_id).await?;
-    Ok(Json(trace_json(&trace_id, spans)))
+    Ok(Json(trace_json(state, &trace_id, spans).await?))
 }
 
 /// Reads `since`/`until` (default: the last 30 days up to now); 400 naming a bad one.
@@ -702,6 +702,14 @@ async fn meta(
     Ok(Json(state.store.meta().await?))
 }
 
-fn trace_json(trace_id: &str, spans: Vec<ApiSpan>) -> serde_json::Value {
-    json!({"trace_id": trace_id, "spans": spans})
+/// A trace: its spans, and the references its root spans still wait for.
+async fn trace_json(state: &AppState, trace_id: &str, spans: Vec<ApiSpan>) -> Result<serde_json::Value, ApiError> {
+    let waiting: Vec<serde_json::Value> = state
+        .store
+        .waiting_refs(trace_id)
+        .await?
+        .into_iter()
+        .map(|(span_key, reference)| json!({"span_key": span_key, "ref": reference}))
+        .collect();
+    Ok(json!({"trace_id": trace_id, "spans": spans, "waiting": waiting}))
 }

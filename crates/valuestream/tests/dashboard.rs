@@ -283,6 +283,14 @@ async fn meta_lists_the_names_seen_each_sources_last_delivery_and_the_spans_wait
     waiting["pull_request"]["head"]["ref"] = json!("feature/vstrace-github-hello-world-99/x");
     assert_eq!(app.github("pull_request", "waiting-1", &waiting).await.0, 200);
     assert_eq!(app.get("/api/v1/meta").await.1["waiting_references"], 1);
+    // Its trace says what it waits for; the scenario's trace waits for nothing.
+    let key = "github:octo-org/hello-world:pull_request:77";
+    let (_, trace) = app.get(&format!("/api/v1/traces/{}", ids::trace_id(key))).await;
+    let waiting = trace["waiting"].as_array().unwrap();
+    assert!(waiting.iter().all(|w| w["span_key"] == key), "{trace}");
+    assert_eq!(waiting[0]["ref"], "vstrace-github-hello-world-99", "the best reference first: {trace}");
+    let (_, scenario) = app.get(&format!("/api/v1/traces/{}", ids::trace_id(ISSUE_KEY))).await;
+    assert_eq!(scenario["waiting"], json!([]));
     let (status, error) = app.get("/api/v1/meta?repo=x").await;
     assert_eq!((status, error["error"].as_str()), (400, Some("unknown parameter `repo`")));
     app.stop().await;
@@ -720,6 +728,58 @@ async fn browser_trace_page_draws_the_tree_and_a_deep_link_selects_its_span() {
     assert!(Regex::new(r#"class="tick"[^>]*>Nov \d+"#).unwrap().is_match(&dom), "dated ticks on the ruler");
     assert!(dom.contains("Select a span"), "nothing selected without ?span=");
 
+    // Idle stretches, compressed: a stretch in which nothing happened (no
+    // span started or ended, no first review), longer than a tenth of the
+    // trace and an hour (the six longest).
+    let millis = |v: &Value| v.as_str().map(|t| (nanos(t) / 1_000_000) as i64);
+    let mut events: Vec<i64> = spans
+        .iter()
+        .flat_map(|s| [millis(&s["start"]), millis(&s["end"]), millis(&s["attributes"]["valuestream.first_review_at"])])
+        .flatten()
+        .collect();
+    events.sort();
+    let total = events.last().unwrap() - events.first().unwrap();
+    let mut idle: Vec<i64> = events
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|gap| *gap > (total / 10).max(3_600_000))
+        .map(|gap| (gap as f64 / 1000.0).round() as i64)
+        .collect();
+    idle.sort();
+    let mut drawn: Vec<i64> = elements_with(&dom, "idle").iter().map(|e| e["data-idle"].parse().unwrap()).collect();
+    drawn.sort();
+    assert!(!idle.is_empty(), "the scenario waits a day for its review");
+    assert_eq!(drawn, idle, "one label per idle stretch");
+    assert!(dom.contains("⋯ 1d 4h idle"), "the review's wait, in words");
+    // A row with links says how many.
+    let links_marker = Regex::new(r#"data-links="(\d+)""#).unwrap();
+    for span in spans {
+        let links = span["links"].as_array().map_or(0, Vec::len);
+        let row = rows[position(span["key"].as_str().unwrap())];
+        // The row's label: from the row's tag to its lane.
+        let from = dom.find(&format!("data-span-id=\"{}\"", row["data-span-id"])).unwrap();
+        let label = &dom[from..from + dom[from..].find("class=\"lane\"").unwrap()];
+        let shown = links_marker.captures(label).map(|c| c[1].parse::<usize>().unwrap());
+        assert_eq!(shown.unwrap_or(0), links, "{}: ↗ links", span["key"]);
+    }
+    // The pull request's lead-time stages: those the drill-down's change row knows.
+    let (_, changes) =
+        app.get("/api/v1/dora/items?key=changes&since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z").await;
+    let change = changes["items"].as_array().unwrap().iter().find(|c| c["span_key"] == PR_KEY).expect("the PR shipped");
+    let known: Vec<&str> = ["coding", "pickup", "review", "deploy"]
+        .into_iter()
+        .filter(|stage| !change[format!("{stage}_seconds")].is_null())
+        .collect();
+    let stages: Vec<String> = elements_with(&dom, "lead-stage").iter().map(|e| e["data-lead-stage"].clone()).collect();
+    assert_eq!(stages, known, "stages drawn on the pull request row");
+    // The trace downloads as CSV: a header and a line per span.
+    let csv =
+        Regex::new(r#"href="(/api/v1/spans\?[^"]*format=csv[^"]*)""#).unwrap().captures(&dom).expect("a CSV link")[1]
+            .replace("&amp;", "&");
+    let body = app.client.get(format!("{}{csv}", app.base)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(body.lines().count(), spans.len() + 1, "{body}");
+    assert!(body.starts_with("key,kind,"), "{body}");
+
     // The deep link selects the pull request and shows its details, links clickable.
     let pr_span = ids::span_id(PR_KEY);
     let deep = format!("{}/traces/{trace_id}?span={pr_span}", app.base);
@@ -747,6 +807,20 @@ async fn browser_trace_page_draws_the_tree_and_a_deep_link_selects_its_span() {
     let dom = page_dom(format!("{}/traces/{open_trace}?span={}", app.base, ids::span_id(OPEN_ISSUE))).await;
     assert!(Regex::new(r#"class="bar kind-issue  open""#).unwrap().is_match(&dom), "the open bar");
     assert!(dom.contains("so far"), "its duration grows with now");
+
+    // A span waiting for a parent nobody sent: its trace says so.
+    let mut waiting = pull_request("opened", "open", "2026-11-26T10:00:00Z", None);
+    waiting["number"] = json!(77);
+    waiting["pull_request"]["number"] = json!(77);
+    waiting["pull_request"]["head"]["ref"] = json!("feature/vstrace-github-hello-world-99/x");
+    assert_eq!(app.github("pull_request", "waiting-1", &waiting).await.0, 200);
+    let key = "github:octo-org/hello-world:pull_request:77";
+    let (_, api) = app.get(&format!("/api/v1/traces/{}", ids::trace_id(key))).await;
+    let dom = page_dom(format!("{}/traces/{}", app.base, ids::trace_id(key))).await;
+    let badge = elements_with(&dom, "waiting");
+    assert_eq!(badge.len(), 1, "the waiting badge");
+    assert_eq!(badge[0]["data-waiting"], api["waiting"].as_array().unwrap().len().to_string());
+    assert!(dom.contains("reference waiting") || dom.contains("references waiting"));
 
     // The search box: a sha finds the trace and selects the span that names it.
     let dom = page_dom(format!("{}/traces?q={}", app.base, &MERGE_SHA[..12])).await;
@@ -1193,6 +1267,7 @@ const ESCAPE: &str = "\u{E00C}";
 const ARROW_UP: &str = "\u{E013}";
 const ARROW_DOWN: &str = "\u{E015}";
 const ARROW_LEFT: &str = "\u{E012}";
+const ARROW_RIGHT: &str = "\u{E014}";
 const ENTER: &str = "\u{E007}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1288,6 +1363,122 @@ async fn browser_filters_live_in_the_url_back_and_reload_work_and_the_waterfall_
     assert_eq!(folded, 2, "← on the pull request folds everything under it ({all} rows before)");
     let expanded = driver.run("return document.activeElement.getAttribute('aria-expanded')").await;
     assert_eq!(expanded, "false");
+
+    // Find in trace: the matching rows and the rows above them stay.
+    driver.keys(ARROW_RIGHT).await;
+    let visible = "return [...document.querySelectorAll('[role=\"treeitem\"]')].filter((r) => !r.hidden).map((r) => r.dataset.key)";
+    let everything = driver.run(visible).await;
+    driver.run("const f = document.querySelector('input.find'); f.value = 'deploy produc'; f.dispatchEvent(new Event('input'))").await;
+    let shown: Vec<String> = serde_json::from_value(driver.run(visible).await).unwrap();
+    let (_, trace) = app.get(&format!("/api/v1/traces/{trace_id}")).await;
+    let deploys: Vec<&str> = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().to_lowercase().contains("deploy produc"))
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert!(deploys.len() >= 3, "{deploys:?}");
+    let mut expected: Vec<&str> = vec![ISSUE_KEY, PR_KEY];
+    expected.extend(&deploys);
+    let mut sorted = shown.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "the deploys and their ancestors, of {everything}");
+    let matches = driver.run("return document.querySelector('.found').dataset.matches").await;
+    assert_eq!(matches, deploys.len().to_string());
+    driver
+        .run("const f = document.querySelector('input.find'); f.value = ''; f.dispatchEvent(new Event('input'))")
+        .await;
+    assert_eq!(driver.run(visible).await, everything, "clearing the box shows every row");
+
+    // The minimap: a drag across its first half zooms the waterfall there.
+    let strip = driver.element(".mini-strip").await;
+    let width = driver
+        .run("return document.querySelector('.mini-strip').getBoundingClientRect().width")
+        .await
+        .as_f64()
+        .unwrap();
+    let origin = json!({ELEMENT: strip});
+    let before = driver.renders().await;
+    let first_tick = "return document.querySelector('.ruler .tick').title";
+    let whole = driver.run(first_tick).await;
+    driver
+        .post(
+            "/actions",
+            json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+                {"type": "pointerMove", "origin": origin, "x": (-width / 2.0 + 2.0) as i64, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerMove", "origin": origin, "x": 0, "y": 0, "duration": 100},
+                {"type": "pointerUp", "button": 0}
+            ]}]}),
+        )
+        .await;
+    let zoomed = driver.run("return !!document.querySelector('.trace-tools button')").await;
+    assert_eq!(zoomed, true, "a way back to the whole trace (renders {before})");
+    let bars_cut =
+        driver.run("return [...document.querySelectorAll('.waterfall .bar')].length").await.as_u64().unwrap();
+    assert!(bars_cut < everything.as_array().unwrap().len() as u64, "spans after the zoomed half have no bar");
+    driver.click(".trace-tools button").await;
+    assert_eq!(driver.run(first_tick).await, whole, "the whole trace again");
+
+    // Find in trace: the matching rows and the rows above them stay.
+    driver.keys(ARROW_RIGHT).await;
+    let visible = "return [...document.querySelectorAll('[role=\"treeitem\"]')].filter((r) => !r.hidden).map((r) => r.dataset.key)";
+    let everything = driver.run(visible).await;
+    driver.run("const f = document.querySelector('input.find'); f.value = 'deploy produc'; f.dispatchEvent(new Event('input'))").await;
+    let shown: Vec<String> = serde_json::from_value(driver.run(visible).await).unwrap();
+    let (_, trace) = app.get(&format!("/api/v1/traces/{trace_id}")).await;
+    let deploys: Vec<&str> = trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"].as_str().unwrap().to_lowercase().contains("deploy produc"))
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert!(deploys.len() >= 3, "{deploys:?}");
+    let mut expected: Vec<&str> = vec![ISSUE_KEY, PR_KEY];
+    expected.extend(&deploys);
+    let mut sorted = shown.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "the deploys and their ancestors, of {everything}");
+    let matches = driver.run("return document.querySelector('.found').dataset.matches").await;
+    assert_eq!(matches, deploys.len().to_string());
+    driver
+        .run("const f = document.querySelector('input.find'); f.value = ''; f.dispatchEvent(new Event('input'))")
+        .await;
+    assert_eq!(driver.run(visible).await, everything, "clearing the box shows every row");
+
+    // The minimap: a drag across its first half zooms the waterfall there.
+    let strip = driver.element(".mini-strip").await;
+    let width = driver
+        .run("return document.querySelector('.mini-strip').getBoundingClientRect().width")
+        .await
+        .as_f64()
+        .unwrap();
+    let origin = json!({ELEMENT: strip});
+    let before = driver.renders().await;
+    let first_tick = "return document.querySelector('.ruler .tick').title";
+    let whole = driver.run(first_tick).await;
+    driver
+        .post(
+            "/actions",
+            json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+                {"type": "pointerMove", "origin": origin, "x": (-width / 2.0 + 2.0) as i64, "y": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerMove", "origin": origin, "x": 0, "y": 0, "duration": 100},
+                {"type": "pointerUp", "button": 0}
+            ]}]}),
+        )
+        .await;
+    let zoomed = driver.run("return !!document.querySelector('.trace-tools button')").await;
+    assert_eq!(zoomed, true, "a way back to the whole trace (renders {before})");
+    let bars_cut =
+        driver.run("return [...document.querySelectorAll('.waterfall .bar')].length").await.as_u64().unwrap();
+    assert!(bars_cut < everything.as_array().unwrap().len() as u64, "spans after the zoomed half have no bar");
+    driver.click(".trace-tools button").await;
+    assert_eq!(driver.run(first_tick).await, whole, "the whole trace again");
 
     let problems = driver.console_problems().await;
     assert!(problems.is_empty(), "console: {problems:?}");

@@ -365,6 +365,20 @@ impl Store {
         rows.iter().map(span_from_row).collect()
     }
 
+    /// The references the spans of a trace still wait for: `(span key,
+    /// reference)` of each root span that names a parent not received yet
+    /// (best reference first), as the trace list's `pending_refs` counts them.
+    pub async fn waiting_refs(&self, trace_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT p.span_key, p.ref FROM span_parent_refs p JOIN spans s ON s.key = p.span_key
+             WHERE s.trace_id = $1 AND s.parent_key IS NULL ORDER BY p.span_key, p.position",
+        )
+        .bind(trace_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect()
+    }
+
     /// One page of traces whose first span started in the window, newest
     /// first (ties by trace id), and the cursor of the next page.
     pub async fn traces(&self, filter: &TraceFilter) -> Result<(Vec<TraceSummary>, Option<String>), StoreError> {
