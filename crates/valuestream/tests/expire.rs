@@ -179,6 +179,27 @@ async fn spans_whose_close_was_missed_expire_and_a_late_close_still_closes(datab
     let before = format!("since=2026-11-01T00:00:00Z&until={}", at(opened, 1));
     let (_, summary) = app.get(&format!("/api/v1/summary?{before}")).await;
     assert_eq!(group(&summary, "issue").unwrap()["open"], 1, "the issue was open a second after it opened: {summary}");
+    // Per day, each bucket is the summary of its own window: open at the end
+    // of a bucket before they expired, in no bucket after, never closed.
+    for until in [at(opened, 1), at(opened, 86_400), "2026-11-20T09:00:02Z".to_string()] {
+        let (status, bucketed) =
+            app.get(&format!("/api/v1/summary?since=2026-11-19T00:00:00Z&until={until}&bucket=day")).await;
+        assert_eq!(status, 200, "{bucketed}");
+        let series = bucketed["series"].as_array().unwrap();
+        assert!(!series.is_empty());
+        for element in series {
+            let (start, end) = (element["start"].as_str().unwrap(), element["end"].as_str().unwrap());
+            let (_, alone) = app.get(&format!("/api/v1/summary?since={start}&until={end}")).await;
+            assert_eq!(element["groups"], alone["groups"], "until {until}: bucket {start}");
+        }
+        let last = &series.last().unwrap()["groups"];
+        let (_, alone) = app.get(&format!("/api/v1/summary?since=2026-11-19T00:00:00Z&until={until}")).await;
+        assert_eq!(bucketed["groups"], alone["groups"], "until {until}: the whole window");
+        let open_issues =
+            last.as_array().unwrap().iter().find(|g| g["kind"] == "issue").map_or(0, |g| g["open"].as_u64().unwrap());
+        let expected = if until == at(opened, 86_400) { 0 } else { 1 };
+        assert_eq!(open_issues, expected, "until {until}: {last}");
+    }
     let (_, dora) = app.get(&format!("/api/v1/dora?{window}")).await;
     assert_eq!(dora["deployment_frequency"]["deployments"], 0, "{dora}");
     assert_eq!(dora["change_failure_rate"]["deployments"], 0, "{dora}");
