@@ -64,6 +64,9 @@ pub struct FileConfig {
     /// Deploy environments that count as production for DORA (default
     /// `production`, `prod`, `live`).
     pub production_environments: Option<Vec<String>>,
+    /// The dashboard's link to a trace in your trace backend: a URL with
+    /// `{trace_id}` in it (`https://jaeger.internal/trace/{trace_id}`).
+    pub trace_url: Option<String>,
 }
 
 impl FileConfig {
@@ -290,6 +293,21 @@ pub fn parse_age(text: &str) -> Result<Option<Duration>, String> {
     Ok(Some(age))
 }
 
+/// The file's `trace_url`, checked: an `http://` or `https://` URL holding
+/// `{trace_id}`, which the dashboard replaces with a trace's id. Anything
+/// else is bad usage (exit 2), so a typo shows at start, not as a dead link.
+pub fn trace_url(value: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let web = value.starts_with("http://") || value.starts_with("https://");
+    if !web || !value.contains("{trace_id}") || value.chars().any(char::is_whitespace) {
+        return Err(anyhow::Error::new(UsageError(format!(
+            "trace_url in the config file must be an http(s) URL with {{trace_id}} in it, \
+             e.g. \"https://jaeger.internal/trace/{{trace_id}}\"; got {value:?}"
+        ))));
+    }
+    Ok(Some(value.to_string()))
+}
+
 /// `--expire-open-after` / `VS_EXPIRE_OPEN_AFTER` (merged by clap), else the
 /// file's `expire_open_after`, else off. A bad value is bad usage (exit 2).
 pub fn expire_open_after(flag: Option<&String>, file: &FileConfig) -> anyhow::Result<Option<Duration>> {
@@ -326,6 +344,9 @@ pub struct ServeConfig {
     pub otlp_endpoint: Option<String>,
     /// Production environment names for DORA (empty: the defaults).
     pub production_environments: Vec<String>,
+    /// The file's `trace_url`: where the dashboard links a trace in the
+    /// trace backend (checked by [`trace_url`]).
+    pub trace_url: Option<String>,
     /// How long a finished span must stay unchanged before it is exported.
     pub export_delay: Duration,
     /// Open spans older than this (from their start) expire; `None`: never.
@@ -384,7 +405,9 @@ impl ServeConfig {
             (None, None) => DEFAULT_EXPORT_DELAY,
         };
         let expire_open_after = expire_open_after(args.expire_open_after.as_ref(), &file)?;
+        let trace_url = trace_url(file.trace_url.as_deref())?;
         Ok(ServeConfig {
+            trace_url,
             export_delay,
             expire_open_after,
             production_environments,
@@ -600,6 +623,19 @@ pub struct ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_url_is_a_web_address_with_the_trace_id_in_it() {
+        let good = "https://jaeger.internal/trace/{trace_id}";
+        assert_eq!(trace_url(Some(good)).unwrap().as_deref(), Some(good));
+        assert_eq!(trace_url(Some("  ")).unwrap(), None, "blank is unset");
+        assert_eq!(trace_url(None).unwrap(), None);
+        for bad in ["https://jaeger.internal/trace/", "javascript:alert({trace_id})", "jaeger/{trace_id}", "https://a b/{trace_id}"] {
+            let error = trace_url(Some(bad)).unwrap_err();
+            assert!(error.downcast_ref::<UsageError>().is_some(), "{bad}: bad usage");
+            assert!(error.to_string().contains("{trace_id}"), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn durations_take_a_unit_or_mean_seconds() {

@@ -41,6 +41,7 @@ pub struct AppState {
     inflight: Arc<InflightBudget>,
     telemetry: Telemetry,
     production_environments: Arc<Vec<String>>,
+    trace_url: Option<Arc<str>>,
 }
 
 impl axum::extract::FromRef<AppState> for crate::dashboard::SignIn {
@@ -56,6 +57,7 @@ impl AppState {
             ingest,
             telemetry,
             production_environments: Arc::new(config.production_environments.clone()),
+            trace_url: config.trace_url.as_deref().map(Arc::from),
             secrets: Arc::new(config.secrets.clone()),
             api_token: config.api_token.as_deref().map(Arc::from),
             max_body_bytes: config.max_body_bytes,
@@ -694,12 +696,22 @@ async fn dora_items(
 
 /// `GET /api/v1/meta`: the names seen (for filter lists), each source's
 /// latest delivery and the spans waiting for a parent (the coverage strip).
+/// `/api/v1/meta`: what the store has seen, and the configuration's link
+/// into the trace backend (for the trace page).
+#[derive(serde::Serialize)]
+struct MetaAnswer {
+    #[serde(flatten)]
+    seen: crate::store::Meta,
+    trace_url: Option<String>,
+}
+
 async fn meta(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<crate::store::Meta>, ApiError> {
+) -> Result<Json<MetaAnswer>, ApiError> {
     reject_unknown(&params, &["token"])?;
-    Ok(Json(state.store.meta().await?))
+    let seen = state.store.meta().await?;
+    Ok(Json(MetaAnswer { seen, trace_url: state.trace_url.as_deref().map(String::from) }))
 }
 
 /// A trace: its spans, and the references its root spans still wait for.

@@ -275,6 +275,7 @@ async fn meta_lists_the_names_seen_each_sources_last_delivery_and_the_spans_wait
     assert_eq!(last.keys().collect::<Vec<_>>(), vec!["github"]);
     assert!(last["github"].as_str().unwrap().starts_with("20"), "{meta}");
     assert_eq!(meta["waiting_references"], 0, "every span of the scenario found its parent");
+    assert_eq!(meta["trace_url"], Value::Null, "no trace backend link configured");
 
     // A pull request that names an issue nobody has sent yet waits for it.
     let mut waiting = pull_request("opened", "open", "2026-11-26T10:00:00Z", None);
@@ -543,6 +544,29 @@ fn text_after(dom: &str, from: &str, class: &str) -> String {
     let body = &body[body.find('>').unwrap() + 1..];
     let end = body.find("</p>").unwrap_or(body.len());
     Regex::new("<[^>]+>").unwrap().replace_all(&body[..end], "").into_owned()
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium (apt-get install chromium); .ci/run runs it"]
+async fn browser_the_trace_page_links_the_trace_in_the_configured_backend() {
+    let template = "https://jaeger.example/trace/{trace_id}?uiFind=x";
+    let app = spawn_app(|db| {
+        let mut c = config(db, TracerBackend::None, None, &[SECRET]);
+        c.trace_url = Some(template.to_string());
+        c
+    })
+    .await;
+    for (i, (event, body)) in delivery_scenario().iter().enumerate() {
+        assert_eq!(app.github(event, &format!("dash-{i}"), body).await.0, 200);
+    }
+    let (_, meta) = app.get("/api/v1/meta").await;
+    assert_eq!(meta["trace_url"], template);
+    let trace_id = ids::trace_id(ISSUE_KEY);
+    let dom = page_dom(format!("{}/traces/{trace_id}", app.base)).await;
+    let link = Regex::new(r#"<a class="backend" href="([^"]+)""#).unwrap().captures(&dom).expect("the backend link")[1]
+        .replace("&amp;", "&");
+    assert_eq!(link, format!("https://jaeger.example/trace/{trace_id}?uiFind=x"));
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -920,11 +944,22 @@ async fn browser_distributions_and_open_work_show_the_summary() {
     assert_eq!(seconds(&drawn), seconds(&p50), "the trend's p50 per {}", trend["data-trend-bucket"]);
     assert!(dom.contains("class=\"uplot"), "the trend is drawn");
 
-    // Open work: the open issue, with its age against finished issues.
+    // Open work: the open issue, with its age against finished issues, and
+    // a pull request nobody has reviewed yet, which says so.
+    let mut unreviewed = pull_request("opened", "open", "2026-11-27T10:00:00Z", None);
+    unreviewed["number"] = json!(51);
+    unreviewed["pull_request"]["number"] = json!(51);
+    unreviewed["pull_request"]["head"]["ref"] = json!("feature/unreviewed");
+    assert_eq!(app.github("pull_request", "unreviewed-51", &unreviewed).await.0, 200);
     let url = format!("{}/open?{}", app.base, window());
     let dom = page_dom(url.clone()).await;
     assert!(dom.contains(&format!("data-key=\"{OPEN_ISSUE}\"")), "the open issue is listed");
     assert!(dom.contains("finished issues"), "compared with finished issues");
+    let substates: Vec<String> = elements_with(&dom, "substate").iter().map(|e| e["data-substate"].clone()).collect();
+    assert!(substates.contains(&"waiting for its first review".to_string()), "{substates:?}");
+    let (_, issue) = app.get(&format!("/api/v1/spans?key={OPEN_ISSUE}")).await;
+    let source_url = issue["spans"][0]["attributes"]["valuestream.url"].as_str().expect("the issue's page").to_string();
+    assert!(dom.contains(&format!("<a href=\"{source_url}\" target=\"_blank\"")), "a link to the issue on GitHub");
     // The aging chart: the API's open-age buckets, every span open at the range's end in one.
     let (_, aged) = app.get(&format!("/api/v1/summary?group_by=kind&histogram=true&{}", window())).await;
     let open: u64 = aged["groups"].as_array().unwrap().iter().map(|g| g["open"].as_u64().unwrap()).sum();

@@ -244,6 +244,10 @@ struct Sweep {
     group: StoredGroup,
     /// (end, duration) of the spans closed in the window, by end.
     closed: Vec<(i64, i64)>,
+    /// The first of `closed` not yet counted in a bucket: buckets come in
+    /// order, so a cursor walks `closed` once (a binary search per bucket
+    /// and group missed the cache on every step; it was most of a year by day).
+    closed_next: usize,
     /// By start.
     spanning: Vec<Spanning>,
     /// The next of `spanning` not yet started at the last bucket's end.
@@ -275,7 +279,7 @@ impl Sweep {
             expired: None,
         }));
         spanning.sort_unstable_by_key(|s| s.start);
-        Ok(Sweep { group, closed, spanning, next: 0, alive: Vec::new() })
+        Ok(Sweep { group, closed, closed_next: 0, spanning, next: 0, alive: Vec::new() })
     }
 
     /// Durations closed in `window` and ages at its end, for the whole window.
@@ -294,8 +298,15 @@ impl Sweep {
     /// The same for `bucket`, which must come after the buckets asked before.
     fn next_bucket(&mut self, bucket: Window) -> (&StoredGroup, Vec<i64>, Vec<i64>) {
         let (since, until) = (bucket.since.nanos(), bucket.until.nanos());
-        let from = self.closed.partition_point(|(end, _)| *end < since);
-        let to = self.closed.partition_point(|(end, _)| *end < until);
+        let mut from = self.closed_next;
+        while from < self.closed.len() && self.closed[from].0 < since {
+            from += 1;
+        }
+        let mut to = from;
+        while to < self.closed.len() && self.closed[to].0 < until {
+            to += 1;
+        }
+        self.closed_next = to;
         let durations = self.closed[from..to].iter().map(|(_, d)| *d).collect();
         while self.next < self.spanning.len() && self.spanning[self.next].start < until {
             self.alive.push(self.next);

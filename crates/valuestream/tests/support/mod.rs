@@ -289,6 +289,7 @@ pub fn config(database: &str, tracer: TracerBackend, otlp_endpoint: Option<Strin
         source_options: SourceOptions::default(),
         otlp_protocol: Protocol::HttpProtobuf,
         production_environments: Vec::new(),
+        trace_url: None,
         otlp_endpoint,
         // Tests that want the settle delay set their own.
         export_delay: Duration::ZERO,

@@ -32,6 +32,7 @@ export function sparkline(el, xs, ys, color) {
  * deploys in red, the successful ones over them in green).
  */
 export function bars(el, xs, series, { height = 200, onPick, percent = false } = {}) {
+  // Bars per `{label, values, color}`; `{line: true}` makes a series a line.
   if (!Plot() || !xs.length) return null;
   const paths = Plot().paths.bars({ size: [0.6, 48] });
   const top = (max) => (percent ? 100 : Math.max(1, max ?? 1) * 1.15);
@@ -42,7 +43,10 @@ export function bars(el, xs, series, { height = 200, onPick, percent = false } =
     scales: { x: { time: true, range: (u, min, max) => pad(xs, min, max) }, y: { range: (u, min, max) => [0, top(max)] } },
     axes: [{}, { values: (u, ticks) => ticks.map((t) => (Number.isInteger(t) ? `${t}${percent ? ' %' : ''}` : '')) }],
     series: [{ value: (u, v) => (v == null ? '' : new Date(v * 1000).toLocaleDateString()) },
-      ...series.map((s) => ({ label: s.label, stroke: s.color, fill: s.color, width: 0, paths, points: { show: false } }))],
+      // A series with `line` is drawn as a line over the bars.
+      ...series.map((s) => (s.line
+        ? { label: s.label, stroke: s.color, width: 2, dash: s.dash, points: { show: true, size: 5, fill: s.color } }
+        : { label: s.label, stroke: s.color, fill: s.color, width: 0, paths, points: { show: false } }))],
   }, [xs, ...series.map((s) => s.values)], el);
 }
 

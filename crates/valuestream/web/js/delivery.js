@@ -161,6 +161,8 @@ function trends(now, charts, bucket, here, drill, navigate) {
   charts.push(() => bars(deploysEl, xs, [
     { label: 'deploys that ended', values: series.map((b) => b.change_failure_rate.deployments), color: '#c0392b' },
     { label: 'successful', values: series.map((b) => b.deployment_frequency.deployments), color: '#3f9b5a' },
+    // Deploy days a week, for weeks and months (a day has 0 or 7).
+    ...(bucket === 'day' ? [] : [{ label: 'deploy days a week', values: series.map((b) => b.deployment_frequency.deployment_days_per_week), color: '#16213a', line: true, dash: [4, 3] }]),
   ], { onPick: pick('deployments') }));
   charts.push(() => durations(leadEl, xs, [
     { label: 'median', values: series.map((b) => b.lead_time_for_changes.median_seconds), color: '#2456c9' },
@@ -182,7 +184,7 @@ function trends(now, charts, bucket, here, drill, navigate) {
   return h('div', { class: 'charts' },
     h('section', { class: 'panel', 'aria-labelledby': 'deploys-title' },
       h('h2', { id: 'deploys-title' }, `Production deploys per ${bucket}`), picker,
-      h('p', { class: 'note' }, 'Red: deploys that ended (success or failure); green over it: the successful ones, so the red above green is the failures. Click a bar for its deploys.'),
+      h('p', { class: 'note' }, 'Red: deploys that ended (success or failure); green over it: the successful ones, so the red above green is the failures.', bucket === 'day' ? '' : ' The dashed line: on how many days a week a successful deploy ended.', ' Click a bar for its deploys.'),
       deploysEl),
     h('section', { class: 'panel', 'aria-labelledby': 'lead-title' },
       h('h2', { id: 'lead-title' }, `Lead time for changes per ${bucket}`),

@@ -88,7 +88,7 @@ export function meta() {
   if (!metaCache.promise || Date.now() - metaCache.at > META_FOR_MS) {
     const promise = get('/api/v1/meta').catch(() => {
       if (metaCache.promise === promise) metaCache = { at: 0, promise: null };
-      return { repos: [], projects: [], environments: [], kinds: [], sources: [], last_delivery: {}, waiting_references: 0 };
+      return { repos: [], projects: [], environments: [], kinds: [], sources: [], last_delivery: {}, waiting_references: 0, trace_url: null };
     });
     metaCache = { at: Date.now(), promise };
   }

@@ -12,6 +12,23 @@ import { counts } from './charts.js';
 
 const PAGE = 100;
 
+/** What an open span is waiting for, where its payloads say (a pull request's first review). */
+function substate(span) {
+  const attributes = span.attributes || {};
+  if (span.kind === 'pull_request') {
+    return attributes['valuestream.first_review_at'] ? 'in review' : 'waiting for its first review';
+  }
+  return '';
+}
+
+/** The page of the work in the system it came from, when its payload gave one. */
+function sourceLink(span) {
+  const attributes = span.attributes || {};
+  const url = attributes['valuestream.url'] || attributes['cicd.pipeline.run.url.full'] || attributes['cicd.pipeline.task.run.url.full'];
+  if (typeof url !== 'string' || !/^https?:\/\//.test(url)) return '';
+  return h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', title: url }, `${span.source} ↗`);
+}
+
 export async function render({ filters, window, params }) {
   if (!window.valid) return empty('Pick a time range whose start is before its end.');
   const kind = params.get('kind') || '';
@@ -48,6 +65,8 @@ export async function render({ filters, window, params }) {
   const extra = [
     { label: 'age', value: (s) => duration((now - millis(s.start)) / 1000), class: 'num' },
     { label: 'vs finished work', class: 'wrap', value: (s) => h('span', { class: compare(s).class }, compare(s).text) },
+    { label: 'where it stands', class: 'wrap', value: (s) => h('span', { dataset: { substate: substate(s) } }, substate(s)) },
+    { label: 'in its tool', value: (s) => sourceLink(s) },
   ];
   const list = h('section', { class: 'panel', 'aria-labelledby': 'open-title' },
     h('h2', { id: 'open-title' }, kind ? `Open ${kindName(kind)}s, oldest first` : 'Open work, oldest first'),

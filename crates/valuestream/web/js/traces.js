@@ -6,7 +6,7 @@
 import { get } from './api.js';
 import { h, fill, empty, externalLink, navLink, problem } from './dom.js';
 import { count, duration, isFailure, kindName, millis, relative, time, utc } from './format.js';
-import { filterQuery } from './filters.js';
+import { filterQuery, meta } from './filters.js';
 import { traceList } from './tracelist.js';
 import { idleBands, ruler, timeline } from './timeline.js';
 
@@ -88,10 +88,11 @@ export async function render({ path, params, filters, navigate, window }) {
     cached = { id, trace, stages: null };
   }
   if (!cached.stages) cached.stages = await stagesOf(trace);
+  const seen = await meta();
   const selectedId = params.get('span');
   return h('div', { class: 'page traces' },
     searchForm('', navigate, filters),
-    waterfall(trace, cached.stages, selectedId, navigate, filters));
+    waterfall(trace, cached.stages, selectedId, navigate, filters, seen.trace_url));
 }
 
 function isoSeconds(ms) {
@@ -178,7 +179,7 @@ function matches(span, text) {
   return hay.some((v) => String(v).toLowerCase().includes(text));
 }
 
-function waterfall(trace, stages, selectedId, navigate, filters) {
+function waterfall(trace, stages, selectedId, navigate, filters, backend) {
   const spans = trace.spans;
   const now = Date.now();
   const { rows, children, byId } = treeOf(spans);
@@ -200,7 +201,7 @@ function waterfall(trace, stages, selectedId, navigate, filters) {
   const waiting = trace.waiting || [];
   const select = (span) => navigate(`/traces/${trace.trace_id}${filterQuery(filters, { span: span.span_id })}`);
   const redraw = (focusId) => {
-    const fresh = waterfall(trace, stages, selectedId, navigate, filters);
+    const fresh = waterfall(trace, stages, selectedId, navigate, filters, backend);
     const host = tree.closest('.page');
     if (host) host.replaceChild(fresh, host.lastChild);
     const again = focusId && host && host.querySelector(`[data-span-id="${focusId}"]`);
@@ -224,7 +225,9 @@ function waterfall(trace, stages, selectedId, navigate, filters) {
       }, `${count(waiting.length, 'reference')} waiting`) : null,
       h('span', null, 'download ',
         h('a', { href: `/api/v1/traces/${trace.trace_id}`, target: '_blank', rel: 'noopener' }, 'JSON'), ' · ',
-        h('a', { href: csv, download: `trace-${trace.trace_id}.csv` }, 'CSV'))));
+        h('a', { href: csv, download: `trace-${trace.trace_id}.csv` }, 'CSV')),
+      // Trace ids are deterministic, so the backend has this one under the same id.
+      backend ? h('a', { class: 'backend', href: backend.replaceAll('{trace_id}', trace.trace_id), target: '_blank', rel: 'noopener noreferrer' }, 'open in your trace backend ↗') : null));
 
   const find = h('input', {
     type: 'search', class: 'find', value: view.find, placeholder: 'find in this trace', 'aria-label': 'Find in this trace',
