@@ -630,7 +630,12 @@ mod tests {
         assert_eq!(trace_url(Some(good)).unwrap().as_deref(), Some(good));
         assert_eq!(trace_url(Some("  ")).unwrap(), None, "blank is unset");
         assert_eq!(trace_url(None).unwrap(), None);
-        for bad in ["https://jaeger.internal/trace/", "javascript:alert({trace_id})", "jaeger/{trace_id}", "https://a b/{trace_id}"] {
+        for bad in [
+            "https://jaeger.internal/trace/",
+            "javascript:alert({trace_id})",
+            "jaeger/{trace_id}",
+            "https://a b/{trace_id}",
+        ] {
             let error = trace_url(Some(bad)).unwrap_err();
             assert!(error.downcast_ref::<UsageError>().is_some(), "{bad}: bad usage");
             assert!(error.to_string().contains("{trace_id}"), "{bad}: {error}");
