@@ -13,7 +13,7 @@
 //! that every deploy got its change set.
 //!
 //! Run: `cargo bench -p valuestream --bench repo_growth`
-//! (`VS_REPO_STEPS=1000` for a shorter run).
+//! (`VS_REPO_STEPS=1000` for a shorter run; `VS_REPO_KEEP=1` keeps the store).
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -174,5 +174,9 @@ async fn run(steps: usize) {
         count("SELECT COALESCE(SUM(changes), 0) FROM change_sets").fetch_one(&mut conn).await.expect("a count");
     let causes = count("SELECT COUNT(*) FROM incident_causes").fetch_one(&mut conn).await.expect("a count");
     println!("  check: {sets} change sets shipping {shipped} changes, {causes} incident causes");
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("VS_REPO_KEEP").is_some() {
+        println!("  kept: {}", path.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
