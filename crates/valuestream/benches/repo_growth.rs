@@ -99,7 +99,7 @@ fn step(k: usize, t: i64) -> Vec<(&'static str, Value)> {
     deploy["deployment_status"]["updated_at"] = json!(at(t + 600));
 
     let mut list = vec![("pull_request", pr), ("push", push), ("deployment_status", deploy)];
-    if k % INCIDENT_EVERY == 0 {
+    if k.is_multiple_of(INCIDENT_EVERY) {
         let mut issue = in_repo(serde_json::from_str(ISSUE).expect("JSON"));
         let i = &mut issue["issue"];
         i["number"] = json!(1_000_000 + k);

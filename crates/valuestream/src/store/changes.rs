@@ -38,6 +38,13 @@ struct History {
     deploys: Vec<DeployRecord>,
 }
 
+/// A push commit as read: source, push before and after, position, sha,
+/// commit time, pull request, the message's first characters.
+type CommitRow = (String, String, String, i64, String, i64, Option<String>, String);
+
+/// A successful deploy as read: source, key, end, environment, sha.
+type DeployRow = (String, String, i64, Option<String>, Option<String>);
+
 async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, History>, StoreError> {
     let mut by_source: BTreeMap<String, History> = BTreeMap::new();
     // Commits per push: (source, before, after). Of a message, only its
@@ -47,8 +54,7 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
         "source, push_before, push_after, position, sha, committed_at, pull_request, substr(message, 1, {REVERT_PREFIX})"
     );
     let sql = aggregated(conn, &columns, "FROM push_commits WHERE repo = $1");
-    let rows: Vec<(String, String, String, i64, String, i64, Option<String>, String)> =
-        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    let rows: Vec<CommitRow> = fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
     for (source, before, after, position, sha, committed_at, pull_request, start) in rows {
         let revert = is_revert(&start);
         commits
@@ -86,7 +92,7 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
     let from =
         format!("FROM spans WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL", kind::DEPLOY);
     let sql = aggregated(conn, "source, key, end_ns, environment, revision", &from);
-    let rows: Vec<(String, String, i64, Option<String>, Option<String>)> =
+    let rows: Vec<DeployRow> =
         fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::SUCCESS), conn).await?;
     for (source, key, end, environment, sha) in rows {
         let environment = environment.unwrap_or_default();
