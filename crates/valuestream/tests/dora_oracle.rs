@@ -2405,3 +2405,46 @@ fn recovery_waits_for_a_success_in_the_same_environment() {
         ],
     );
 }
+
+/// Issue 11: a recomputation bounded to the deploys near a new fact must
+/// still reach a deploy far back. Twelve pushes, each deployed; the second
+/// push arrives last of all, after every later deploy and an incident whose
+/// root cause is one of its commits: deploy 2 (unmatched until then) ships
+/// that push's commits, deploy 3 only its own, and the incident is deploy 2's.
+#[test]
+fn a_late_push_far_back_redoes_the_deploys_it_reaches() {
+    const DEPLOYS: u32 = 12;
+    let mut h = History::default();
+    let mut before = ZEROS.to_string();
+    for k in 1..=DEPLOYS {
+        let (x, y) = (sha(&format!("x{k}")), sha(&format!("y{k}")));
+        let hour = format!("{:02}:00", 8 + k);
+        let minutes = |m: u32| format!("{:02}:{m:02}", 8 + k);
+        h = h.push(HW, &before, &[(&x, "Change x", t(2, &hour)), (&y, "Change y", t(2, &minutes(10)))]).deploy(
+            u64::from(k),
+            &y,
+            "production",
+            t(2, &minutes(20)),
+            t(2, &minutes(30)),
+            "success",
+        );
+        before = y;
+    }
+    let cause = sha("x2");
+    let h = h.incident(900, "incident", t(2, "22:00"), t(2, "22:30"), &format!("root cause: {}", &cause[..12]));
+    check(
+        h.clone(),
+        &[
+            (INCIDENT_900, deploy_key(2)),
+            ("full.lead_time_for_changes.changes", json!(2 * DEPLOYS)),
+            ("full.lead_time_for_changes.unmatched_deploys", json!(0)),
+        ],
+    );
+    // Listed order (the pushes, the deploys, the incident) but the second
+    // push, which comes last.
+    let late = 1;
+    let n = deliveries(&h).len();
+    let order: Vec<usize> = (0..n).filter(|&i| i != late).chain([late]).collect();
+    let failures = disagreements(&Backend::Sqlite, &h, &batches(&order, 0, false));
+    assert!(failures.is_empty(), "{}", report(&h, &failures));
+}

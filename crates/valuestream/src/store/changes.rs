@@ -38,81 +38,95 @@ struct History {
     deploys: Vec<DeployRecord>,
 }
 
+/// A push commit as read: source, push before and after, position, sha,
+/// commit time, pull request, the message's first characters.
+type CommitRow = (String, String, String, i64, String, i64, Option<String>, String);
+
+/// A successful deploy as read: source, key, end, environment, sha.
+type DeployRow = (String, String, i64, Option<String>, Option<String>);
+
 async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, History>, StoreError> {
     let mut by_source: BTreeMap<String, History> = BTreeMap::new();
-    // Commits per push: (source, before, after).
+    // Commits per push: (source, before, after). Of a message, only its
+    // first characters are read: what `is_revert` looks at.
     let mut commits: HashMap<(String, String, String), Vec<(i64, CommitRecord)>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT source, push_before, push_after, position, sha, committed_at, pull_request, message
-         FROM push_commits WHERE repo = $1",
-    )
-    .bind(repo)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        let message: String = row.try_get("message")?;
-        let push = (row.try_get("source")?, row.try_get("push_before")?, row.try_get("push_after")?);
-        commits.entry(push).or_default().push((
-            row.try_get("position")?,
-            CommitRecord {
-                sha: row.try_get("sha")?,
-                committed_at: row.try_get("committed_at")?,
-                pull_request: row.try_get("pull_request")?,
-                revert: is_revert(&message),
-            },
-        ));
+    let columns = format!(
+        "source, push_before, push_after, position, sha, committed_at, pull_request, substr(message, 1, {REVERT_PREFIX})"
+    );
+    let sql = aggregated(conn, &columns, "FROM push_commits WHERE repo = $1");
+    let rows: Vec<CommitRow> = fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    for (source, before, after, position, sha, committed_at, pull_request, start) in rows {
+        let revert = is_revert(&start);
+        commits
+            .entry((source, before, after))
+            .or_default()
+            .push((position, CommitRecord { sha, committed_at, pull_request, revert }));
     }
-    for row in sqlx::query("SELECT source, before_sha, after_sha, pushed_at, forced FROM pushes WHERE repo = $1")
-        .bind(repo)
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let source: String = row.try_get(0)?;
-        let before: String = row.try_get(1)?;
-        let after: String = row.try_get(2)?;
+    let sql = aggregated(conn, "source, before_sha, after_sha, pushed_at, forced", "FROM pushes WHERE repo = $1");
+    let rows: Vec<(String, String, String, i64, i64)> =
+        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    for (source, before, after, pushed_at, forced) in rows {
         let mut rows = commits.remove(&(source.clone(), before.clone(), after.clone())).unwrap_or_default();
         rows.sort_by_key(|(position, _)| *position);
         by_source.entry(source).or_default().pushes.push(PushRecord {
             before,
             after,
-            pushed_at: row.try_get(3)?,
-            forced: row.try_get::<i64, _>(4)? != 0,
+            pushed_at,
+            forced: forced != 0,
             commits: rows.into_iter().map(|(_, commit)| commit).collect(),
         });
     }
     // A merged pull request's `revision` is its merge commit (columns.rs).
     // Kinds are written into the SQL (not bound) so the partial indexes apply.
-    let sql = format!(
-        "SELECT source, key, start_ns, end_ns, revision FROM spans
-         WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL AND revision IS NOT NULL",
+    let from = format!(
+        "FROM spans WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL AND revision IS NOT NULL",
         kind::PULL_REQUEST
     );
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::MERGED).fetch_all(&mut *conn).await? {
-        let source: String = row.try_get(0)?;
-        let key: String = row.try_get(1)?;
+    let sql = aggregated(conn, "source, key, start_ns, end_ns, revision", &from);
+    let rows: Vec<(String, String, i64, i64, String)> =
+        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::MERGED), conn).await?;
+    for (source, key, opened_at, merged_at, merge_sha) in rows {
         let Some(number) = SpanKey::parse(&key).map(|k| k.id.to_string()) else { continue };
-        by_source.entry(source).or_default().merged.push(MergedPullRequest {
-            number,
-            opened_at: row.try_get(2)?,
-            merged_at: row.try_get(3)?,
-            merge_sha: row.try_get(4)?,
-        });
+        by_source.entry(source).or_default().merged.push(MergedPullRequest { number, opened_at, merged_at, merge_sha });
     }
-    let sql = format!(
-        "SELECT source, key, end_ns, environment, revision FROM spans
-         WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL",
-        kind::DEPLOY
-    );
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::SUCCESS).fetch_all(&mut *conn).await? {
-        let source: String = row.try_get(0)?;
-        by_source.entry(source).or_default().deploys.push(DeployRecord {
-            key: row.try_get(1)?,
-            end: row.try_get(2)?,
-            environment: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-            sha: row.try_get(4)?,
-        });
+    let from =
+        format!("FROM spans WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL", kind::DEPLOY);
+    let sql = aggregated(conn, "source, key, end_ns, environment, revision", &from);
+    let rows: Vec<DeployRow> =
+        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::SUCCESS), conn).await?;
+    for (source, key, end, environment, sha) in rows {
+        let environment = environment.unwrap_or_default();
+        by_source.entry(source).or_default().deploys.push(DeployRecord { key, end, environment, sha });
     }
     Ok(by_source)
+}
+
+/// Characters of a commit message that decide whether it is a revert
+/// (`is_revert`: it starts with `Revert "`).
+const REVERT_PREFIX: usize = 8;
+
+/// A statement returning the rows `from` selects, each as a JSON array of
+/// `columns`, all in one JSON array in one row (`NULL` or `[]` for none).
+/// A repository's history is thousands of rows, and each row handed over
+/// from the database one at a time costs far more than parsing it from one
+/// string (sqlx runs SQLite on a thread of its own: every row crosses to the
+/// writer's and back; docs/benchmarks.md, issue 11).
+fn aggregated(conn: &AnyConnection, columns: &str, from: &str) -> String {
+    if conn.backend_name() == "PostgreSQL" {
+        format!("SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) {from}")
+    } else {
+        format!("SELECT json_group_array(json_array({columns})) {from}")
+    }
+}
+
+/// Runs a statement of [`aggregated`] and reads its rows as `T` (a tuple of
+/// its columns).
+async fn fetch_aggregated<'q, T: serde::de::DeserializeOwned>(
+    query: sqlx::query::QueryScalar<'q, sqlx::Any, Option<String>, sqlx::any::AnyArguments>,
+    conn: &mut AnyConnection,
+) -> Result<Vec<T>, StoreError> {
+    let Some(json) = query.fetch_one(&mut *conn).await? else { return Ok(Vec::new()) };
+    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("a history row did not read back: {e}")))
 }
 
 /// Recomputes the change set of every successful deploy of `repo` and the
@@ -170,16 +184,15 @@ pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[Strin
     }
 
     // Incident causes, among the repository's production deploys of every source.
-    let mut incidents = Vec::new();
-    let sql = format!(
-        "SELECT i.key, i.start_ns, i.revision, c.deploy_key FROM spans i
-         LEFT JOIN incident_causes c ON c.incident_key = i.key WHERE i.kind = '{}' AND i.repo = $1",
+    let from = format!(
+        "FROM spans i LEFT JOIN incident_causes c ON c.incident_key = i.key WHERE i.kind = '{}' AND i.repo = $1",
         kind::INCIDENT
     );
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).fetch_all(&mut *conn).await? {
-        let incident = IncidentRecord { key: row.try_get(0)?, start: row.try_get(1)?, root_cause: row.try_get(2)? };
-        incidents.push((incident, row.try_get::<Option<String>, _>(3)?));
-    }
+    let sql = aggregated(conn, "i.key, i.start_ns, i.revision, c.deploy_key", &from);
+    let rows: Vec<(String, i64, Option<String>, Option<String>)> =
+        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    let incidents =
+        rows.into_iter().map(|(key, start, root_cause, stored)| (IncidentRecord { key, start, root_cause }, stored));
     for (incident, stored) in incidents {
         let cause = attribute(&incident, &production_deploys, |d| {
             shipped_by.get(&d.key).map(Vec::as_slice).unwrap_or_default()
@@ -231,23 +244,26 @@ async fn stored_change_sets(
     repo: &str,
 ) -> Result<BTreeMap<String, Option<Vec<Row5>>>, StoreError> {
     let mut sets: BTreeMap<String, Option<Vec<Row5>>> = BTreeMap::new();
-    let sql = format!(
-        "SELECT c.deploy_key FROM change_sets c JOIN spans d ON d.key = c.deploy_key
-         WHERE d.kind = '{}' AND d.repo = $1",
+    let from = format!(
+        "FROM change_sets c JOIN spans d ON d.key = c.deploy_key WHERE d.kind = '{}' AND d.repo = $1",
         kind::DEPLOY
     );
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).fetch_all(&mut *conn).await? {
-        sets.insert(row.try_get(0)?, Some(Vec::new()));
+    let sql = aggregated(conn, "c.deploy_key", &from);
+    let keys: Vec<(String,)> = fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    for (key,) in keys {
+        sets.insert(key, Some(Vec::new()));
     }
-    let sql = format!(
-        "SELECT c.deploy_key, c.sha, c.committed_at, c.pull_request_key, c.revert, c.position
-         FROM change_set_commits c JOIN spans d ON d.key = c.deploy_key WHERE d.kind = '{}' AND d.repo = $1
-         ORDER BY c.deploy_key, c.position",
+    let from = format!(
+        "FROM change_set_commits c JOIN spans d ON d.key = c.deploy_key WHERE d.kind = '{}' AND d.repo = $1",
         kind::DEPLOY
     );
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(repo).fetch_all(&mut *conn).await? {
-        let key: String = row.try_get(0)?;
-        let change = (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get::<i64, _>(4)? != 0);
+    let sql = aggregated(conn, "c.deploy_key, c.position, c.sha, c.committed_at, c.pull_request_key, c.revert", &from);
+    let mut rows: Vec<(String, i64, String, i64, Option<String>, i64)> =
+        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    // Each set in position order (an aggregate keeps no order of its own).
+    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    for (key, _, sha, committed_at, pull_request, revert) in rows {
+        let change = (sha, committed_at, pull_request, revert != 0);
         sets.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(change);
     }
     Ok(sets)
