@@ -1343,6 +1343,7 @@ async fn browser_filters_live_in_the_url_back_and_reload_work_and_the_waterfall_
     driver.click(".picker[data-filter='repo'] summary").await;
     let offered = driver.run("return [...document.querySelectorAll(\".picker[data-filter='repo'] input[type=checkbox]\")].map((c) => c.value)").await;
     assert_eq!(offered, json!(["octo-org/hello-world"]), "the repositories of /api/v1/meta");
+    screenshot(&driver, "picker").await;
     driver.click(".picker[data-filter='repo'] input[value='octo-org/hello-world']").await;
     let before = driver.renders().await;
     driver.click(".picker[data-filter='repo'] .actions button").await;
