@@ -79,7 +79,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use support::*;
 use valuestream::ingest::prepare;
-use valuestream::metrics::{DoraFilter, ItemKey, Window, dora, dora_items};
+use valuestream::metrics::{DoraFilter, ItemKey, Window, dora, dora_items, dora_items_page};
 use valuestream::store::Store;
 use valuestream_core::delivery::Delivery;
 use valuestream_core::sources::{SourceOptions, by_name};
@@ -1319,6 +1319,9 @@ async fn store_items(store: &Store, window: Window, filter: &DoraFilter) -> Valu
     let mut out = Map::new();
     for key in ItemKey::ALL {
         let items = dora_items(store, window, filter, key, None).await.unwrap();
+        // A page of one row still counts them all (the drawer's `count`).
+        let (page, count) = dora_items_page(store, window, filter, key, None, Some(1)).await.unwrap();
+        assert_eq!((page.len(), count), (items.len().min(1), items.len() as u64), "{key:?}: the count beside a page");
         let mut rows: Vec<String> = items
             .iter()
             .map(|item| {
