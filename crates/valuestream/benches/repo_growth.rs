@@ -17,11 +17,10 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use valuestream::ingest::prepare;
-use valuestream::store::Store;
-use valuestream_core::delivery::Delivery;
-use valuestream_core::sources::{SourceOptions, by_name};
 use valuestream_core::time::Timestamp;
+
+mod support;
+use support::{BenchStore, apply_timed, fresh_store};
 
 const PULL_REQUEST: &str =
     include_str!("../../valuestream-core/tests/data/github/pull_request.opened.installation.json");
@@ -115,14 +114,7 @@ fn step(k: usize, t: i64) -> Vec<(&'static str, Value)> {
 }
 
 async fn run(steps: usize) {
-    let dir = std::env::temp_dir().join(format!("valuestream-repo-growth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
-    let path = dir.join("vs.db");
-    let store = Store::open(&format!("sqlite://{}", path.display())).await.expect("the store opens");
-    store.migrate().await.expect("migrations run");
-
-    let github = by_name("github").expect("the github source");
-    let options = SourceOptions::default();
+    let BenchStore { store, dir, path } = fresh_store("repo-growth").await;
     let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("a time").nanos() / 1_000_000_000;
     let marks = [100usize, 1_000, 2_000, 5_000, 10_000].into_iter().filter(|&m| m <= steps).collect::<Vec<_>>();
     // Per step, per kind: the time its delivery took.
@@ -133,15 +125,7 @@ async fn run(steps: usize) {
         let mut timed = Vec::new();
         for (event, body) in step(k, start + 3_600 * k as i64) {
             n += 1;
-            let headers = [
-                ("X-GitHub-Event".to_string(), event.to_string()),
-                ("X-GitHub-Delivery".to_string(), format!("growth-{n}")),
-            ];
-            let delivery = Delivery::new("github", headers, serde_json::to_vec(&body).expect("JSON"), Timestamp(0));
-            let item = prepare(github, delivery, &options).expect("the delivery parses");
-            let began = Instant::now();
-            store.apply_batch(std::slice::from_ref(&item), false).await.expect("the delivery applies");
-            timed.push((event, began.elapsed()));
+            timed.push((event, apply_timed(&store, event, format!("growth-{n}"), &body).await));
         }
         times.push(timed);
     }

@@ -9,12 +9,11 @@
 //!
 //! Run: `cargo bench -p valuestream --bench span_growth`.
 
-use std::time::{Duration, Instant};
-use valuestream::ingest::prepare;
-use valuestream::store::Store;
-use valuestream_core::delivery::Delivery;
-use valuestream_core::sources::{SourceOptions, by_name};
+use std::time::Duration;
 use valuestream_core::time::Timestamp;
+
+mod support;
+use support::{BenchStore, apply_timed, fresh_store};
 
 const PAYLOAD: &str = include_str!("../../valuestream-core/tests/data/github/issues.edited.org.json");
 
@@ -25,14 +24,7 @@ fn main() {
 }
 
 async fn run(events: usize) {
-    let dir = std::env::temp_dir().join(format!("valuestream-span-growth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
-    let path = dir.join("vs.db");
-    let store = Store::open(&format!("sqlite://{}", path.display())).await.expect("the store opens");
-    store.migrate().await.expect("migrations run");
-
-    let github = by_name("github").expect("the github source");
-    let options = SourceOptions::default();
+    let BenchStore { store, dir, path } = fresh_store("span-growth").await;
     let mut body: serde_json::Value = serde_json::from_str(PAYLOAD).expect("the payload is JSON");
     let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").expect("a time").nanos() / 1_000_000_000;
     let marks = [5usize, 50, 500, 5_000, 50_000].into_iter().filter(|&m| m <= events).collect::<Vec<_>>();
@@ -41,15 +33,7 @@ async fn run(events: usize) {
         let at = Timestamp::from_unix_seconds(start + n as i64).expect("a time").to_rfc3339();
         body["issue"]["updated_at"] = at.into();
         body["issue"]["title"] = format!("Edited {n} times").into();
-        let headers = [
-            ("X-GitHub-Event".to_string(), "issues".to_string()),
-            ("X-GitHub-Delivery".to_string(), format!("growth-{n}")),
-        ];
-        let delivery = Delivery::new("github", headers, serde_json::to_vec(&body).expect("JSON"), Timestamp(0));
-        let item = prepare(github, delivery, &options).expect("the delivery parses");
-        let began = Instant::now();
-        store.apply_batch(std::slice::from_ref(&item), false).await.expect("the delivery applies");
-        times.push(began.elapsed());
+        times.push(apply_timed(&store, "issues", format!("growth-{n}"), &body).await);
     }
     println!("one span, {events} deliveries of {} bytes each, one per transaction", PAYLOAD.len());
     for mark in marks {

@@ -34,7 +34,8 @@ export function filterQuery(filters, extra = {}) {
   return text ? `?${text}` : '';
 }
 
-function isoSeconds(ms) {
+/** An instant as RFC 3339 to the second, in UTC (`2026-11-01T00:00:00Z`). */
+export function isoSeconds(ms) {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 

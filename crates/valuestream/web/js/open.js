@@ -65,7 +65,7 @@ export async function render({ filters, window, params }) {
   const extra = [
     { label: 'age', value: (s) => duration((now - millis(s.start)) / 1000), class: 'num' },
     { label: 'vs finished work', class: 'wrap', value: (s) => h('span', { class: compare(s).class }, compare(s).text) },
-    { label: 'where it stands', class: 'wrap', value: (s) => h('span', { dataset: { substate: substate(s) } }, substate(s)) },
+    { label: 'where it stands', class: 'wrap', value: (s) => { const text = substate(s); return h('span', { dataset: { substate: text } }, text); } },
     { label: 'in its tool', value: (s) => sourceLink(s) },
   ];
   const list = h('section', { class: 'panel', 'aria-labelledby': 'open-title' },

@@ -6,7 +6,7 @@
 import { get } from './api.js';
 import { h, fill, empty, externalLink, navLink, problem } from './dom.js';
 import { count, duration, isFailure, kindName, millis, relative, time, utc } from './format.js';
-import { filterQuery, meta } from './filters.js';
+import { filterQuery, isoSeconds, meta } from './filters.js';
 import { traceList } from './tracelist.js';
 import { idleBands, ruler, timeline } from './timeline.js';
 
@@ -95,10 +95,6 @@ export async function render({ path, params, filters, navigate, window }) {
     waterfall(trace, cached.stages, selectedId, navigate, filters, seen.trace_url));
 }
 
-function isoSeconds(ms) {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
 /**
  * The lead-time stages of the trace's pull requests that reached production,
  * by span key: `{ coding, pickup, review, deploy }`, each `[from, to]` in ms
@@ -174,7 +170,6 @@ const STAGE_WHAT = {
 
 /** Whether a span matches the find-in-trace text (name, key, kind, source, attribute values). */
 function matches(span, text) {
-  if (!text) return true;
   const hay = [span.name, span.key, span.kind, span.source, span.outcome || '', ...Object.values(span.attributes || {}).map(String)];
   return hay.some((v) => String(v).toLowerCase().includes(text));
 }
@@ -319,22 +314,17 @@ function waterfall(trace, stages, selectedId, navigate, filters, backend) {
   // place in the tree); the others are hidden until the box is cleared.
   function filterRows() {
     const text = view.find.trim().toLowerCase();
+    const hits = new Set(text ? spans.filter((s) => matches(s, text)).map((s) => s.span_id) : []);
     const keep = new Set();
-    for (const span of spans) {
-      if (!matches(span, text)) continue;
-      for (let at = span, guard = 0; at && !keep.has(at.span_id) && guard < spans.length; at = byId.get(at.parent_span_id), guard += 1) keep.add(at.span_id);
+    for (const id of hits) {
+      for (let at = byId.get(id), guard = 0; at && !keep.has(at.span_id) && guard < spans.length; at = byId.get(at.parent_span_id), guard += 1) keep.add(at.span_id);
     }
-    let shown = 0;
     for (const el of tree.querySelectorAll('[role="treeitem"]')) {
-      const hit = !text || keep.has(el.dataset.spanId);
-      el.hidden = !hit;
-      el.classList.toggle('match', !!text && matches(byId.get(el.dataset.spanId), text));
-      shown += hit ? 1 : 0;
+      el.hidden = !!text && !keep.has(el.dataset.spanId);
+      el.classList.toggle('match', hits.has(el.dataset.spanId));
     }
-    const hits = text ? spans.filter((s) => matches(s, text)).length : 0;
-    found.textContent = text ? `${count(hits, 'span matches', 'spans match')}` : '';
-    found.dataset.matches = String(hits);
-    return shown;
+    found.textContent = text ? `${count(hits.size, 'span matches', 'spans match')}` : '';
+    found.dataset.matches = String(hits.size);
   }
 }
 
