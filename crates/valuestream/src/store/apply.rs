@@ -4,11 +4,12 @@
 
 use super::changes;
 use super::columns::{PullRequestTimes, ensure_group, store_links, store_rework, update_pull_request_times};
+use super::db::{Db, query};
 use super::expiry::ExpiryRule;
 use super::outbox::{self, ExportLink, ExportSpan};
 use super::query::{ApiSpan, load_span};
 use super::{Backend, Store, StoreError, values_list};
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::{Connection, Row};
 use std::collections::{BTreeSet, HashSet};
 use valuestream_core::ids;
 use valuestream_core::settle::{Settled, Step, Stored, pull_request_times, settle, step};
@@ -122,6 +123,28 @@ impl Store {
         export: bool,
         record: Record,
     ) -> Result<(Vec<Ack>, usize), StoreError> {
+        if let Some(direct) = &self.direct {
+            // The whole group on one thread, against SQLite directly (db.rs).
+            // The runtime's other tasks must go on meanwhile (one of them may
+            // hold a pooled transaction the writer waits for): told first,
+            // a multi-threaded runtime moves them to its other threads; a
+            // single-threaded one (tests) gets the group off its thread.
+            if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                return tokio::task::block_in_place(|| {
+                    direct.transaction(&self.faults, |conn| self.apply_direct(conn, items, export, record))
+                });
+            }
+            let (store, direct, items) = (self.clone(), direct.clone(), items.to_vec());
+            let joined = tokio::task::spawn_blocking(move || {
+                direct.transaction(&store.faults, |conn| store.apply_direct(conn, &items, export, record))
+            })
+            .await;
+            return match joined {
+                Ok(applied) => applied,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(error) => Err(StoreError::Sqlite(format!("the writer's thread stopped: {error}"))),
+            };
+        }
         let mut conn = self.write_connection().await?;
         let mut tx = conn.begin().await?;
         if self.backend == Backend::Postgres {
@@ -130,12 +153,42 @@ impl Store {
             // sees every committed event, and parent resolution sees settled rows.
             sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
         }
+        let applied = self.apply_items(&mut Db::Any(&mut tx), items, export, record).await?;
+        self.faults.before_commit(&mut tx).await?;
+        tx.commit().await?;
+        conn.release();
+        Ok(applied)
+    }
+
+    /// [`Store::apply_group`]'s work on the SQLite writer's own connection.
+    /// Its statements never wait, so the future completes at its first poll.
+    fn apply_direct(
+        &self,
+        conn: &mut rusqlite::Connection,
+        items: &[Applicable],
+        export: bool,
+        record: Record,
+    ) -> Result<(Vec<Ack>, usize), StoreError> {
+        use futures::FutureExt;
+        self.apply_items(&mut Db::Direct(conn), items, export, record)
+            .now_or_never()
+            .expect("statements on the SQLite writer's own connection never wait")
+    }
+
+    /// Applies `items` in order inside the caller's transaction.
+    async fn apply_items(
+        &self,
+        conn: &mut Db<'_>,
+        items: &[Applicable],
+        export: bool,
+        record: Record,
+    ) -> Result<(Vec<Ack>, usize), StoreError> {
         self.faults.maybe_panic();
         let mut acks = Vec::with_capacity(items.len());
         let mut exported = 0;
         for item in items {
             let expiry = ExpiryRule { age: self.expire_open_after, now: item.received_at };
-            let (ack, queued) = apply_one(&mut tx, item, record, export, &self.production, expiry).await?;
+            let (ack, queued) = apply_one(conn, item, record, export, &self.production, expiry).await?;
             acks.push(ack);
             exported += queued;
         }
@@ -144,12 +197,9 @@ impl Store {
         // rolled back. Asked after the writes, under the write lock (a first
         // read would make SQLite's later upgrade to a writer fail when
         // another connection wrote meanwhile, instead of waiting).
-        if record == Record::New && super::rebuild::under_way(&mut tx).await? {
+        if record == Record::New && super::rebuild::under_way(conn).await? {
             return Err(StoreError::RebuildUnderway);
         }
-        self.faults.before_commit(&mut tx).await?;
-        tx.commit().await?;
-        conn.release();
         Ok((acks, exported))
     }
 
@@ -206,8 +256,8 @@ impl Store {
                              (about 4,000 spans a second)."
                         );
                     }
-                    let spans = super::columns::backfill(&mut tx).await?;
-                    let repos = derive_all(&mut tx, &self.production).await?;
+                    let spans = super::columns::backfill(&mut Db::Any(&mut tx)).await?;
+                    let repos = derive_all(&mut Db::Any(&mut tx), &self.production).await?;
                     if spans > 0 {
                         tracing::info!(
                             spans,
@@ -234,7 +284,7 @@ const DERIVE_PROGRESS: usize = 100;
 
 /// Derives the change sets and incident causes of every repository, then
 /// every span's `after_incident` flag. Returns the number of repositories.
-async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<usize, StoreError> {
+async fn derive_all(conn: &mut Db<'_>, production: &[String]) -> Result<usize, StoreError> {
     let repos = changes::repositories(conn).await?;
     for (done, repo) in repos.iter().enumerate() {
         let derived = changes::recompute(conn, repo, production).await?;
@@ -247,10 +297,10 @@ async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<u
             tracing::info!(repos = done + 1, of = repos.len(), "Derived change sets and incident causes so far.");
         }
     }
-    sqlx::query("UPDATE spans SET after_incident = 0 WHERE after_incident <> 0").execute(&mut *conn).await?;
+    query("UPDATE spans SET after_incident = 0 WHERE after_incident <> 0").execute(&mut *conn).await?;
     let sql = format!("SELECT key FROM spans WHERE kind = '{}'", kind::INCIDENT);
     let mut queue: Vec<String> = Vec::new();
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await? {
+    for row in query(sql).fetch_all(&mut *conn).await? {
         queue.push(row.try_get(0)?);
     }
     let mut visited = HashSet::new();
@@ -258,11 +308,9 @@ async fn derive_all(conn: &mut AnyConnection, production: &[String]) -> Result<u
         if !visited.insert(parent.clone()) {
             continue;
         }
-        for row in
-            sqlx::query("SELECT key FROM spans WHERE parent_key = $1").bind(&parent).fetch_all(&mut *conn).await?
-        {
+        for row in query("SELECT key FROM spans WHERE parent_key = $1").bind(&parent).fetch_all(&mut *conn).await? {
             let child: String = row.try_get(0)?;
-            sqlx::query("UPDATE spans SET after_incident = 1 WHERE key = $1").bind(&child).execute(&mut *conn).await?;
+            query("UPDATE spans SET after_incident = 1 WHERE key = $1").bind(&child).execute(&mut *conn).await?;
             queue.push(child);
         }
     }
@@ -280,7 +328,7 @@ enum Record {
 }
 
 async fn apply_one(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     item: &Applicable,
     record: Record,
     export: bool,
@@ -294,7 +342,7 @@ async fn apply_one(
     };
     if record == Record::Kept {
         // Written only when it changed: rewriting a row rewrites its body too.
-        sqlx::query("UPDATE deliveries SET status = $1 WHERE id = $2 AND status <> $1")
+        query("UPDATE deliveries SET status = $1 WHERE id = $2 AND status <> $1")
             .bind(status.as_str())
             .bind(&item.id)
             .execute(&mut *conn)
@@ -330,10 +378,10 @@ async fn apply_one(
 }
 
 /// Inserts `item`'s row; false when a delivery of its id is already stored.
-async fn insert_delivery(conn: &mut AnyConnection, item: &Applicable, status: AckStatus) -> Result<bool, StoreError> {
+async fn insert_delivery(conn: &mut Db<'_>, item: &Applicable, status: AckStatus) -> Result<bool, StoreError> {
     let headers = serde_json::to_string(&item.headers.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
         .expect("headers serialize");
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO deliveries (id, source, event_type, received_at, status, headers, body, body_encoding)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
     )
@@ -359,7 +407,7 @@ async fn insert_delivery(conn: &mut AnyConnection, item: &Applicable, status: Ac
 /// a handful of statements. Parents are re-resolved only for new spans, spans
 /// whose references changed, and spans that were waiting for a new one.
 async fn apply_events(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     delivery_id: &str,
     received_at: Timestamp,
     events: &[SpanEvent],
@@ -371,7 +419,7 @@ async fn apply_events(
     let events: Vec<SpanEvent> =
         events.iter().map(|event| SpanEvent { delivery_id: delivery_id.to_string(), ..event.clone() }).collect();
     for (seq, event) in events.iter().enumerate() {
-        sqlx::query(
+        query(
             "INSERT INTO span_events (span_key, delivery_id, seq, event) VALUES ($1, $2, $3, $4)
              ON CONFLICT (span_key, delivery_id, seq) DO NOTHING",
         )
@@ -417,7 +465,7 @@ async fn apply_events(
             to_retrace.insert(key.clone());
         }
         if settled.no_longer_incident {
-            sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1").bind(key).execute(&mut *conn).await?;
+            query("DELETE FROM incident_causes WHERE incident_key = $1").bind(key).execute(&mut *conn).await?;
             to_resolve.insert(key.clone());
         }
         to_derive.extend(settled.derive_for.iter().cloned());
@@ -486,8 +534,8 @@ async fn apply_events(
 }
 
 /// What `key`'s row says, and its fold in progress when it has one.
-async fn load_previous(conn: &mut AnyConnection, key: &str) -> Result<Option<(Stored, Option<String>)>, StoreError> {
-    let row = sqlx::query(
+async fn load_previous(conn: &mut Db<'_>, key: &str) -> Result<Option<(Stored, Option<String>)>, StoreError> {
+    let row = query(
         "SELECT state, end_ns, outcome, trace_refs, parent_refs, link_refs, group_id, start_ns, reviewed_ns,
                 CASE WHEN EXISTS (SELECT 1 FROM rework_spans WHERE span_key = $1) THEN 1 ELSE 0 END AS rework,
                 kind, repo, environment, revision, first_commit_ns, expired_ns, folding
@@ -542,7 +590,7 @@ struct Refolded {
 /// event of the span is read and folded again. An open span older than the
 /// age is stored expired ([`ExpiryRule`]).
 async fn refold(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     key: &str,
     before: Option<&Stored>,
     folding: Option<String>,
@@ -571,7 +619,7 @@ async fn refold(
     if settled.new_group {
         ensure_group(conn, &columns.group).await?;
     }
-    sqlx::query(
+    query(
         "INSERT INTO spans (key, source, kind, name, repo, project, start_ns, end_ns, state, outcome,
                             trace_id, span_id, parent_key, parent_span_id, attributes, links, trace_refs, parent_refs,
                             link_refs, environment, group_id, revision, reviewed_ns, expired_ns, folding)
@@ -619,7 +667,7 @@ async fn refold(
         };
         let (times, times_changed) = pull_request_times(before, &span, columns, first_commit);
         if times_changed {
-            sqlx::query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
+            query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
                 .bind(first_commit)
                 .bind(key)
                 .execute(&mut *conn)
@@ -639,13 +687,13 @@ async fn refold(
         let own: Vec<String> =
             std::iter::once(key.to_ascii_lowercase()).chain(span.trace_refs.iter().cloned()).collect();
         if before.is_some() {
-            sqlx::query("DELETE FROM span_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+            query("DELETE FROM span_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
         }
         let sql = format!(
             "INSERT INTO span_refs (ref, span_key) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
             values_list(own.len(), 2)
         );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut insert = query(sql);
         for reference in &own {
             insert = insert.bind(reference.clone()).bind(key.to_string());
         }
@@ -658,7 +706,7 @@ async fn refold(
             "SELECT 'p' AS waits, span_key FROM span_parent_refs WHERE ref IN ({placeholders})
              UNION SELECT 'l' AS waits, span_key FROM span_link_refs WHERE ref IN ({placeholders})"
         );
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut select = query(sql);
         for reference in &own {
             select = select.bind(reference.clone());
         }
@@ -674,14 +722,14 @@ async fn refold(
     // `relink` rebuilds span_link_refs from the link references and the change set.
     if settled.parent_refs_changed {
         if before.is_some() {
-            sqlx::query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+            query("DELETE FROM span_parent_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
         }
         if !span.parent_refs.is_empty() {
             let sql = format!(
                 "INSERT INTO span_parent_refs (ref, span_key, position) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
                 values_list(span.parent_refs.len(), 3)
             );
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut insert = query(sql);
             for (position, reference) in span.parent_refs.iter().enumerate() {
                 insert = insert.bind(reference.clone()).bind(key.to_string()).bind(position as i64);
             }
@@ -708,8 +756,8 @@ fn agrees(folding: &Folding, row: &Stored) -> bool {
 
 /// Reads and folds every stored event of `key`, in one order whatever the
 /// database's plan: events tied in time fold by delivery, then position.
-async fn refold_all(conn: &mut AnyConnection, key: &str) -> Result<Folding, StoreError> {
-    let rows = sqlx::query("SELECT event FROM span_events WHERE span_key = $1 ORDER BY delivery_id, seq")
+async fn refold_all(conn: &mut Db<'_>, key: &str) -> Result<Folding, StoreError> {
+    let rows = query("SELECT event FROM span_events WHERE span_key = $1 ORDER BY delivery_id, seq")
         .bind(key)
         .fetch_all(&mut *conn)
         .await?;
@@ -724,7 +772,7 @@ async fn refold_all(conn: &mut AnyConnection, key: &str) -> Result<Folding, Stor
     Folding::of(&events).ok_or_else(|| StoreError::Corrupt(format!("span {key} has no events")))
 }
 
-async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) -> Result<(), StoreError> {
+async fn insert_link_refs(conn: &mut Db<'_>, key: &str, refs: &[String]) -> Result<(), StoreError> {
     if refs.is_empty() {
         return Ok(());
     }
@@ -732,7 +780,7 @@ async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) 
         "INSERT INTO span_link_refs (ref, span_key) VALUES {} ON CONFLICT (ref, span_key) DO NOTHING",
         values_list(refs.len(), 2)
     );
-    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut insert = query(sql);
     for reference in refs {
         insert = insert.bind(reference.clone()).bind(key.to_string());
     }
@@ -745,9 +793,9 @@ async fn insert_link_refs(conn: &mut AnyConnection, key: &str, refs: &[String]) 
 /// stored change set (metrics.md). A deploy links to every pull request it
 /// ships, its parent included. All references are kept in `span_link_refs`,
 /// so a span arriving later finds the spans that link to it.
-async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
+async fn relink(conn: &mut Db<'_>, key: &str) -> Result<(), StoreError> {
     let Some(span) = load_span(conn, key).await? else { return Ok(()) };
-    let row = sqlx::query("SELECT link_refs FROM spans WHERE key = $1").bind(key).fetch_one(&mut *conn).await?;
+    let row = query("SELECT link_refs FROM spans WHERE key = $1").bind(key).fetch_one(&mut *conn).await?;
     let own: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(0)?)
         .map_err(|e| StoreError::Corrupt(format!("link_refs of {key}: {e}")))?;
     let mut refs: BTreeSet<String> = own.into_iter().collect();
@@ -756,15 +804,13 @@ async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
     {
         refs.extend(changes::change_set_refs(conn, &span.source, repo, key).await?);
     }
-    sqlx::query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+    query("DELETE FROM span_link_refs WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     let refs: Vec<String> = refs.into_iter().collect();
     insert_link_refs(conn, key, &refs).await?;
 
     let mut links: BTreeSet<String> = BTreeSet::new();
     for reference in &refs {
-        for row in
-            sqlx::query("SELECT span_key FROM span_refs WHERE ref = $1").bind(reference).fetch_all(&mut *conn).await?
-        {
+        for row in query("SELECT span_key FROM span_refs WHERE ref = $1").bind(reference).fetch_all(&mut *conn).await? {
             let linked: String = row.try_get(0)?;
             if linked != key {
                 links.insert(linked);
@@ -773,7 +819,7 @@ async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
     }
     let links: Vec<String> = links.into_iter().collect();
     store_links(conn, key, &links).await?;
-    sqlx::query("UPDATE spans SET links = $1 WHERE key = $2")
+    query("UPDATE spans SET links = $1 WHERE key = $2")
         .bind(serde_json::to_string(&links).expect("links serialize"))
         .bind(key)
         .execute(&mut *conn)
@@ -784,7 +830,7 @@ async fn relink(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
 /// Follows up a recomputation: deploys whose change set changed are
 /// relinked, incidents whose cause changed get their parent again. Returns
 /// the spans whose links, parent or trace changed.
-async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> Result<BTreeSet<String>, StoreError> {
+async fn follow_up(conn: &mut Db<'_>, derived: &changes::Recomputed) -> Result<BTreeSet<String>, StoreError> {
     let mut moved: BTreeSet<String> = derived.deploys.iter().cloned().collect();
     for deploy in &derived.deploys {
         relink(conn, deploy).await?;
@@ -804,7 +850,7 @@ async fn follow_up(conn: &mut AnyConnection, derived: &changes::Recomputed) -> R
 /// job that ended before its run was known waits with no parent until the
 /// run arrives). Returns how many rows were rewritten.
 async fn refresh_waiting(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     keys: &BTreeSet<String>,
     changed_at: Timestamp,
 ) -> Result<usize, StoreError> {
@@ -822,7 +868,7 @@ async fn refresh_waiting(
              UNION SELECT o.span_key FROM outbox o JOIN span_links l ON l.span_key = o.span_key
              WHERE l.linked_key IN ({placeholders})"
         );
-        let mut select = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut select = query(sql);
         for key in chunk {
             select = select.bind(key.to_string());
         }
@@ -848,13 +894,13 @@ async fn refresh_waiting(
 /// The first commit of a pull request opened at `opened` from `branch`: the
 /// earliest commit pushed to that branch by then (metrics.md, coding time).
 async fn first_commit(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     source: &str,
     repo: &str,
     branch: &str,
     opened: i64,
 ) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT MIN(committed_at) FROM branch_commits
          WHERE source = $1 AND repo = $2 AND branch = $3 AND committed_at <= $4",
     )
@@ -864,19 +910,19 @@ async fn first_commit(
     .bind(opened)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(row.try_get(0)?)
+    row.try_get(0)
 }
 
 /// Records the commits of a push to a branch other than the default one
 /// (idempotent) and refreshes the first commit of the pull requests from
 /// that branch.
 async fn record_branch_push(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     source: &str,
     push: &valuestream_core::sources::Push,
 ) -> Result<(), StoreError> {
     for commit in &push.commits {
-        sqlx::query(
+        query(
             "INSERT INTO branch_commits (source, repo, branch, sha, committed_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (source, repo, branch, sha) DO NOTHING",
         )
@@ -896,7 +942,7 @@ async fn record_branch_push(
         kind::PULL_REQUEST
     );
     let mut pulls = Vec::new();
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql)).bind(alias).fetch_all(&mut *conn).await? {
+    for row in query(sql).bind(alias).fetch_all(&mut *conn).await? {
         let outcome_: Option<String> = row.try_get("outcome")?;
         let merged = row.try_get::<Option<i64>, _>("end_ns")?.filter(|_| outcome_.as_deref() == Some(outcome::MERGED));
         let times = PullRequestTimes {
@@ -911,7 +957,7 @@ async fn record_branch_push(
         let first = first_commit(conn, source, &push.repo, &push.branch, times.opened).await?;
         if first != times.first_commit {
             times.first_commit = first;
-            sqlx::query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
+            query("UPDATE spans SET first_commit_ns = $1 WHERE key = $2")
                 .bind(first)
                 .bind(&key)
                 .execute(&mut *conn)
@@ -924,12 +970,12 @@ async fn record_branch_push(
 
 /// Records a push's commits (idempotent).
 async fn record_push(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     source: &str,
     delivery_id: &str,
     push: &valuestream_core::sources::Push,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "INSERT INTO pushes (source, repo, after_sha, before_sha, branch, pushed_at, delivery_id, forced)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source, repo, before_sha, after_sha) DO NOTHING",
     )
@@ -944,7 +990,7 @@ async fn record_push(
     .execute(&mut *conn)
     .await?;
     for (position, commit) in push.commits.iter().enumerate() {
-        sqlx::query(
+        query(
             "INSERT INTO push_commits (source, repo, sha, push_before, push_after, position, committed_at, message,
                                        pull_request)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -969,9 +1015,9 @@ async fn record_push(
 /// (linking.md: first match wins), skipping any that would close a cycle. An
 /// incident's cause (the deploy it is attributed to) comes before any
 /// reference. Returns whether the parent changed.
-async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<bool, StoreError> {
+async fn resolve_parent(conn: &mut Db<'_>, key: &str) -> Result<bool, StoreError> {
     let current = parent_of(conn, key).await?;
-    let cause: Option<String> = match sqlx::query("SELECT deploy_key FROM incident_causes WHERE incident_key = $1")
+    let cause: Option<String> = match query("SELECT deploy_key FROM incident_causes WHERE incident_key = $1")
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?
@@ -979,7 +1025,7 @@ async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<bool, Sto
         Some(row) => Some(row.try_get(0)?),
         None => None,
     };
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT p.ref, r.span_key FROM span_parent_refs p JOIN span_refs r ON r.ref = p.ref
          WHERE p.span_key = $1 ORDER BY p.position, r.span_key",
     )
@@ -1010,12 +1056,12 @@ async fn resolve_parent(conn: &mut AnyConnection, key: &str) -> Result<bool, Sto
     if parent == current {
         return Ok(false);
     }
-    sqlx::query("UPDATE spans SET parent_key = $1 WHERE key = $2").bind(parent).bind(key).execute(&mut *conn).await?;
+    query("UPDATE spans SET parent_key = $1 WHERE key = $2").bind(parent).bind(key).execute(&mut *conn).await?;
     Ok(true)
 }
 
 /// Whether `key` appears on the parent chain of `start` (or is `start`).
-async fn is_ancestor_or_self(conn: &mut AnyConnection, key: &str, start: &str) -> Result<bool, StoreError> {
+async fn is_ancestor_or_self(conn: &mut Db<'_>, key: &str, start: &str) -> Result<bool, StoreError> {
     let mut current = Some(start.to_string());
     for _ in 0..MAX_DEPTH {
         let Some(at) = current else { return Ok(false) };
@@ -1027,8 +1073,8 @@ async fn is_ancestor_or_self(conn: &mut AnyConnection, key: &str, start: &str) -
     Ok(true)
 }
 
-async fn parent_of(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT parent_key FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
+async fn parent_of(conn: &mut Db<'_>, key: &str) -> Result<Option<String>, StoreError> {
+    let row = query("SELECT parent_key FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
     Ok(match row {
         Some(row) => row.try_get(0)?,
         None => None,
@@ -1045,7 +1091,7 @@ fn owner_of(key: &str) -> String {
 /// span below it. One statement per ancestor and one per span below: each
 /// row read gives its parent and its kind together.
 /// Returns the spans it updated.
-async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, StoreError> {
+async fn retrace(conn: &mut Db<'_>, key: &str) -> Result<Vec<String>, StoreError> {
     let Some((parent, kind_here)) = parent_and_kind(conn, key).await? else { return Ok(Vec::new()) };
     let mut root = key.to_string();
     let mut above = parent.clone();
@@ -1069,7 +1115,7 @@ async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Sto
             continue;
         }
         let parent_span_id = parent.map(|p| ids::span_id(&p));
-        sqlx::query("UPDATE spans SET trace_id = $1, parent_span_id = $2, after_incident = $3 WHERE key = $4")
+        query("UPDATE spans SET trace_id = $1, parent_span_id = $2, after_incident = $3 WHERE key = $4")
             .bind(&trace_id)
             .bind(parent_span_id)
             .bind(i64::from(after_incident))
@@ -1081,10 +1127,8 @@ async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Sto
             changes::refresh_pr_rework(conn, Some(&current)).await?;
         }
         let below = after_incident || kind_here == kind::INCIDENT;
-        for row in sqlx::query("SELECT key, kind FROM spans WHERE parent_key = $1")
-            .bind(&current)
-            .fetch_all(&mut *conn)
-            .await?
+        for row in
+            query("SELECT key, kind FROM spans WHERE parent_key = $1").bind(&current).fetch_all(&mut *conn).await?
         {
             queue.push((row.try_get("key")?, Some(current.clone()), row.try_get("kind")?, below));
         }
@@ -1093,9 +1137,8 @@ async fn retrace(conn: &mut AnyConnection, key: &str) -> Result<Vec<String>, Sto
 }
 
 /// `key`'s parent and kind, `None` when there is no such span.
-async fn parent_and_kind(conn: &mut AnyConnection, key: &str) -> Result<Option<(Option<String>, String)>, StoreError> {
-    let row =
-        sqlx::query("SELECT parent_key, kind FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
+async fn parent_and_kind(conn: &mut Db<'_>, key: &str) -> Result<Option<(Option<String>, String)>, StoreError> {
+    let row = query("SELECT parent_key, kind FROM spans WHERE key = $1").bind(key).fetch_optional(&mut *conn).await?;
     Ok(match row {
         Some(row) => Some((row.try_get("parent_key")?, row.try_get("kind")?)),
         None => None,
@@ -1107,7 +1150,7 @@ async fn parent_and_kind(conn: &mut AnyConnection, key: &str) -> Result<Option<(
 /// still waits in the outbox; returns whether a row was written.
 /// [`outbox::queue`] decides between a new row, a refreshed one and none.
 pub(super) async fn enqueue_export(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     span: &ApiSpan,
     ended_now: bool,
     changed_at: Timestamp,

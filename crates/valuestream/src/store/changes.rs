@@ -6,8 +6,8 @@
 //! of every delivery that can change them (a push, a deploy, a merged pull
 //! request, an incident), so late and out-of-order data is always redone.
 
-use super::{StoreError, values_list};
-use sqlx::{AnyConnection, Row};
+use super::db::{Db, Query, query};
+use super::{Backend, StoreError, values_list};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use valuestream_core::changes::{
     Change, CommitRecord, DeployRecord, IncidentRecord, MergedPullRequest, PushRecord, attribute, branch_order,
@@ -45,7 +45,7 @@ type CommitRow = (String, String, String, i64, String, i64, Option<String>, Stri
 /// A successful deploy as read: source, key, end, environment, sha.
 type DeployRow = (String, String, i64, Option<String>, Option<String>);
 
-async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, History>, StoreError> {
+async fn load(conn: &mut Db<'_>, repo: &str) -> Result<BTreeMap<String, History>, StoreError> {
     let mut by_source: BTreeMap<String, History> = BTreeMap::new();
     // Commits per push: (source, before, after). Of a message, only its
     // first characters are read: what `is_revert` looks at.
@@ -54,7 +54,7 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
         "source, push_before, push_after, position, sha, committed_at, pull_request, substr(message, 1, {REVERT_PREFIX})"
     );
     let sql = aggregated(conn, &columns, "FROM push_commits WHERE repo = $1");
-    let rows: Vec<CommitRow> = fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    let rows: Vec<CommitRow> = fetch_aggregated(query(sql).bind(repo), conn).await?;
     for (source, before, after, position, sha, committed_at, pull_request, start) in rows {
         let revert = is_revert(&start);
         commits
@@ -63,8 +63,7 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
             .push((position, CommitRecord { sha, committed_at, pull_request, revert }));
     }
     let sql = aggregated(conn, "source, before_sha, after_sha, pushed_at, forced", "FROM pushes WHERE repo = $1");
-    let rows: Vec<(String, String, String, i64, i64)> =
-        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    let rows: Vec<(String, String, String, i64, i64)> = fetch_aggregated(query(sql).bind(repo), conn).await?;
     for (source, before, after, pushed_at, forced) in rows {
         let mut rows = commits.remove(&(source.clone(), before.clone(), after.clone())).unwrap_or_default();
         rows.sort_by_key(|(position, _)| *position);
@@ -84,7 +83,7 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
     );
     let sql = aggregated(conn, "source, key, start_ns, end_ns, revision", &from);
     let rows: Vec<(String, String, i64, i64, String)> =
-        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::MERGED), conn).await?;
+        fetch_aggregated(query(sql).bind(repo).bind(outcome::MERGED), conn).await?;
     for (source, key, opened_at, merged_at, merge_sha) in rows {
         let Some(number) = SpanKey::parse(&key).map(|k| k.id.to_string()) else { continue };
         by_source.entry(source).or_default().merged.push(MergedPullRequest { number, opened_at, merged_at, merge_sha });
@@ -92,8 +91,7 @@ async fn load(conn: &mut AnyConnection, repo: &str) -> Result<BTreeMap<String, H
     let from =
         format!("FROM spans WHERE kind = '{}' AND repo = $1 AND outcome = $2 AND end_ns IS NOT NULL", kind::DEPLOY);
     let sql = aggregated(conn, "source, key, end_ns, environment, revision", &from);
-    let rows: Vec<DeployRow> =
-        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo).bind(outcome::SUCCESS), conn).await?;
+    let rows: Vec<DeployRow> = fetch_aggregated(query(sql).bind(repo).bind(outcome::SUCCESS), conn).await?;
     for (source, key, end, environment, sha) in rows {
         let environment = environment.unwrap_or_default();
         by_source.entry(source).or_default().deploys.push(DeployRecord { key, end, environment, sha });
@@ -111,8 +109,8 @@ const REVERT_PREFIX: usize = 8;
 /// from the database one at a time costs far more than parsing it from one
 /// string (sqlx runs SQLite on a thread of its own: every row crosses to the
 /// writer's and back; docs/benchmarks.md, issue 11).
-fn aggregated(conn: &AnyConnection, columns: &str, from: &str) -> String {
-    if conn.backend_name() == "PostgreSQL" {
+fn aggregated(conn: &Db<'_>, columns: &str, from: &str) -> String {
+    if conn.backend() == Backend::Postgres {
         format!("SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) {from}")
     } else {
         format!("SELECT json_group_array(json_array({columns})) {from}")
@@ -122,17 +120,17 @@ fn aggregated(conn: &AnyConnection, columns: &str, from: &str) -> String {
 /// Runs a statement of [`aggregated`] and reads its rows as `T` (a tuple of
 /// its columns).
 async fn fetch_aggregated<'q, T: serde::de::DeserializeOwned>(
-    query: sqlx::query::QueryScalar<'q, sqlx::Any, Option<String>, sqlx::any::AnyArguments>,
-    conn: &mut AnyConnection,
+    query: Query<'q>,
+    conn: &mut Db<'_>,
 ) -> Result<Vec<T>, StoreError> {
-    let Some(json) = query.fetch_one(&mut *conn).await? else { return Ok(Vec::new()) };
+    let Some(json) = query.fetch_one(&mut *conn).await?.try_get::<Option<String>, _>(0)? else { return Ok(Vec::new()) };
     serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("a history row did not read back: {e}")))
 }
 
 /// Recomputes the change set of every successful deploy of `repo` and the
 /// cause of every incident of `repo` (among deploys to the `production`
 /// environments), and writes the ones that changed.
-pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[String]) -> Result<Recomputed, StoreError> {
+pub(crate) async fn recompute(conn: &mut Db<'_>, repo: &str, production: &[String]) -> Result<Recomputed, StoreError> {
     if !has_derived_state(conn, repo).await? {
         // No successful deploy and nothing derived before: nothing to ship or attribute.
         return Ok(Recomputed::default());
@@ -190,7 +188,7 @@ pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[Strin
     );
     let sql = aggregated(conn, "i.key, i.start_ns, i.revision, c.deploy_key", &from);
     let rows: Vec<(String, i64, Option<String>, Option<String>)> =
-        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+        fetch_aggregated(query(sql).bind(repo), conn).await?;
     let incidents =
         rows.into_iter().map(|(key, start, root_cause, stored)| (IncidentRecord { key, start, root_cause }, stored));
     for (incident, stored) in incidents {
@@ -199,12 +197,12 @@ pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[Strin
         })
         .map(|d| d.key.clone());
         if cause != stored {
-            sqlx::query("DELETE FROM incident_causes WHERE incident_key = $1")
+            query("DELETE FROM incident_causes WHERE incident_key = $1")
                 .bind(&incident.key)
                 .execute(&mut *conn)
                 .await?;
             if let Some(cause) = &cause {
-                sqlx::query("INSERT INTO incident_causes (incident_key, deploy_key) VALUES ($1, $2)")
+                query("INSERT INTO incident_causes (incident_key, deploy_key) VALUES ($1, $2)")
                     .bind(&incident.key)
                     .bind(cause)
                     .execute(&mut *conn)
@@ -219,7 +217,7 @@ pub async fn recompute(conn: &mut AnyConnection, repo: &str, production: &[Strin
 /// Whether `repo` has a successful deploy, or change sets or incident causes
 /// stored from one: without them a recomputation has nothing to do (most
 /// repositories' pull requests and issues, before any deploy is seen).
-async fn has_derived_state(conn: &mut AnyConnection, repo: &str) -> Result<bool, StoreError> {
+async fn has_derived_state(conn: &mut Db<'_>, repo: &str) -> Result<bool, StoreError> {
     let sql = format!(
         "SELECT 1 WHERE EXISTS (SELECT 1 FROM spans WHERE kind = '{deploy}' AND repo = $1 AND outcome = $2)
             OR EXISTS (SELECT 1 FROM change_sets c JOIN spans d ON d.key = c.deploy_key
@@ -229,27 +227,19 @@ async fn has_derived_state(conn: &mut AnyConnection, repo: &str) -> Result<bool,
         deploy = kind::DEPLOY,
         incident = kind::INCIDENT,
     );
-    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(repo)
-        .bind(outcome::SUCCESS)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some())
+    Ok(query(sql).bind(repo).bind(outcome::SUCCESS).fetch_optional(&mut *conn).await?.is_some())
 }
 
 /// The stored change sets of `repo`'s deploys, each in branch order. An
 /// unmatched deploy has no row.
-async fn stored_change_sets(
-    conn: &mut AnyConnection,
-    repo: &str,
-) -> Result<BTreeMap<String, Option<Vec<Row5>>>, StoreError> {
+async fn stored_change_sets(conn: &mut Db<'_>, repo: &str) -> Result<BTreeMap<String, Option<Vec<Row5>>>, StoreError> {
     let mut sets: BTreeMap<String, Option<Vec<Row5>>> = BTreeMap::new();
     let from = format!(
         "FROM change_sets c JOIN spans d ON d.key = c.deploy_key WHERE d.kind = '{}' AND d.repo = $1",
         kind::DEPLOY
     );
     let sql = aggregated(conn, "c.deploy_key", &from);
-    let keys: Vec<(String,)> = fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+    let keys: Vec<(String,)> = fetch_aggregated(query(sql).bind(repo), conn).await?;
     for (key,) in keys {
         sets.insert(key, Some(Vec::new()));
     }
@@ -259,7 +249,7 @@ async fn stored_change_sets(
     );
     let sql = aggregated(conn, "c.deploy_key, c.position, c.sha, c.committed_at, c.pull_request_key, c.revert", &from);
     let mut rows: Vec<(String, i64, String, i64, Option<String>, i64)> =
-        fetch_aggregated(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(repo), conn).await?;
+        fetch_aggregated(query(sql).bind(repo), conn).await?;
     // Each set in position order (an aggregate keeps no order of its own).
     rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     for (key, _, sha, committed_at, pull_request, revert) in rows {
@@ -270,15 +260,11 @@ async fn stored_change_sets(
 }
 
 /// Replaces the stored change set of `deploy` (`None`: unmatched, no rows).
-async fn store_change_set(
-    conn: &mut AnyConnection,
-    deploy_key: &str,
-    changes: Option<&[Row5]>,
-) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM change_set_commits WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM change_sets WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
+async fn store_change_set(conn: &mut Db<'_>, deploy_key: &str, changes: Option<&[Row5]>) -> Result<(), StoreError> {
+    query("DELETE FROM change_set_commits WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
+    query("DELETE FROM change_sets WHERE deploy_key = $1").bind(deploy_key).execute(&mut *conn).await?;
     let Some(changes) = changes else { return Ok(()) };
-    sqlx::query("INSERT INTO change_sets (deploy_key, changes, reverts) VALUES ($1, $2, $3)")
+    query("INSERT INTO change_sets (deploy_key, changes, reverts) VALUES ($1, $2, $3)")
         .bind(deploy_key)
         .bind(changes.len() as i64)
         .bind(changes.iter().filter(|c| c.3).count() as i64)
@@ -290,7 +276,7 @@ async fn store_change_set(
              VALUES {} ON CONFLICT (deploy_key, sha) DO NOTHING",
             values_list(chunk.len(), 6)
         );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut insert = query(sql);
         for (i, (sha, committed_at, pull_request, revert)) in chunk.iter().enumerate() {
             insert = insert
                 .bind(deploy_key.to_string())
@@ -314,7 +300,7 @@ async fn store_change_set(
             pr_rework = {PR_REWORK}
          WHERE deploy_key = $1 AND pull_request_key IS NOT NULL"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(deploy_key).bind(outcome::MERGED).execute(&mut *conn).await?;
+    query(sql).bind(deploy_key).bind(outcome::MERGED).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -328,16 +314,16 @@ const PR_REWORK: &str =
 /// Copies whether pull request `key` is rework (its own rework row, or an
 /// incident among its ancestors) into the change sets that ship it. `None`
 /// refreshes every change set row (after the flags were recomputed at once).
-pub async fn refresh_pr_rework(conn: &mut AnyConnection, key: Option<&str>) -> Result<(), StoreError> {
+pub(crate) async fn refresh_pr_rework(conn: &mut Db<'_>, key: Option<&str>) -> Result<(), StoreError> {
     let rework = PR_REWORK;
     match key {
         Some(key) => {
             let sql = format!("UPDATE change_set_commits SET pr_rework = {rework} WHERE pull_request_key = $1");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).execute(&mut *conn).await?;
+            query(sql).bind(key).execute(&mut *conn).await?;
         }
         None => {
             let sql = format!("UPDATE change_set_commits SET pr_rework = {rework} WHERE pull_request_key IS NOT NULL");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await?;
+            query(sql).execute(&mut *conn).await?;
         }
     }
     Ok(())
@@ -349,14 +335,14 @@ const CHUNK: usize = 400;
 /// The references of the spans a deploy's stored change set came from: each
 /// commit's sha (pull requests answer to their merge and head commits) and
 /// the pull request a change came through.
-pub async fn change_set_refs(
-    conn: &mut AnyConnection,
+pub(crate) async fn change_set_refs(
+    conn: &mut Db<'_>,
     source: &str,
     repo: &str,
     deploy_key: &str,
 ) -> Result<Vec<String>, StoreError> {
     let mut refs = BTreeSet::new();
-    for row in sqlx::query("SELECT sha, pull_request_key FROM change_set_commits WHERE deploy_key = $1")
+    for row in query("SELECT sha, pull_request_key FROM change_set_commits WHERE deploy_key = $1")
         .bind(deploy_key)
         .fetch_all(&mut *conn)
         .await?
@@ -371,9 +357,9 @@ pub async fn change_set_refs(
 
 /// The repositories whose change sets and incident causes [`recompute`]
 /// derives: every repository with a deploy, an incident or a push.
-pub async fn repositories(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError> {
+pub(crate) async fn repositories(conn: &mut Db<'_>) -> Result<Vec<String>, StoreError> {
     let mut repos = BTreeSet::new();
-    for row in sqlx::query(
+    for row in query(
         "SELECT DISTINCT repo FROM spans WHERE kind IN ($1, $2, $3) AND repo IS NOT NULL
          UNION SELECT DISTINCT repo FROM pushes",
     )

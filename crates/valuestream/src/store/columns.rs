@@ -4,16 +4,16 @@
 //! review, and whether it is rework. They keep metric queries on narrow
 //! index rows instead of parsing every span's attributes.
 
+use super::db::{Db, query};
 use super::{StoreError, values_list};
-use sqlx::{AnyConnection, Row};
 use valuestream_core::span::Attributes;
 
 pub use valuestream_core::settle::{GroupValues, MetricColumns, PullRequestTimes};
 
 /// Makes sure `group` has its row in `span_groups` (idempotent).
-pub async fn ensure_group(conn: &mut AnyConnection, group: &GroupValues) -> Result<i64, StoreError> {
+pub async fn ensure_group(conn: &mut Db<'_>, group: &GroupValues) -> Result<i64, StoreError> {
     let id = group.id();
-    sqlx::query(
+    query(
         "INSERT INTO span_groups (id, source, kind, repo, project, environment, outcome)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
     )
@@ -35,25 +35,25 @@ const PAGE: i64 = 2_000;
 const PROGRESS: u64 = 100_000;
 
 /// Records whether the pull request `key` is rework (`rework_spans`).
-pub async fn store_rework(conn: &mut AnyConnection, key: &str, rework: bool) -> Result<(), StoreError> {
+pub async fn store_rework(conn: &mut Db<'_>, key: &str, rework: bool) -> Result<(), StoreError> {
     let sql = if rework {
         "INSERT INTO rework_spans (span_key) VALUES ($1) ON CONFLICT (span_key) DO NOTHING"
     } else {
         "DELETE FROM rework_spans WHERE span_key = $1"
     };
-    sqlx::query(sql).bind(key).execute(&mut *conn).await?;
+    query(sql).bind(key).execute(&mut *conn).await?;
     Ok(())
 }
 
 /// Stores `key`'s links (`spans.links`) as rows of `span_links`.
-pub async fn store_links(conn: &mut AnyConnection, key: &str, links: &[String]) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM span_links WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+pub async fn store_links(conn: &mut Db<'_>, key: &str, links: &[String]) -> Result<(), StoreError> {
+    query("DELETE FROM span_links WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     for chunk in links.chunks(LINKS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO span_links (span_key, linked_key) VALUES {} ON CONFLICT (span_key, linked_key) DO NOTHING",
             values_list(chunk.len(), 2)
         );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut insert = query(sql);
         for linked in chunk {
             insert = insert.bind(key.to_string()).bind(linked.clone());
         }
@@ -67,11 +67,11 @@ const LINKS_PER_INSERT: usize = 500;
 
 /// Copies a pull request's times into the change sets that ship it.
 pub async fn update_pull_request_times(
-    conn: &mut AnyConnection,
+    conn: &mut Db<'_>,
     key: &str,
     times: PullRequestTimes,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "UPDATE change_set_commits SET pr_opened_ns = $1, pr_reviewed_ns = $2, pr_merged_ns = $3,
                 pr_first_commit_ns = $4
          WHERE pull_request_key = $5",
@@ -89,12 +89,12 @@ pub async fn update_pull_request_times(
 /// Fills the derived columns and link rows of every span from its stored
 /// attributes and links, a page of keys at a time. Returns the number of spans
 /// updated.
-pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, StoreError> {
+pub async fn backfill(conn: &mut Db<'_>) -> Result<u64, StoreError> {
     let mut after = String::new();
     let mut updated = 0;
     let mut groups = std::collections::HashSet::new();
     loop {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT key, source, kind, repo, project, outcome, attributes, links FROM spans
              WHERE key > $1 ORDER BY key LIMIT $2",
         )
@@ -120,16 +120,14 @@ pub async fn backfill(conn: &mut AnyConnection) -> Result<u64, StoreError> {
             if groups.insert(group_id) {
                 ensure_group(conn, &columns.group).await?;
             }
-            sqlx::query(
-                "UPDATE spans SET group_id = $1, environment = $2, revision = $3, reviewed_ns = $4 WHERE key = $5",
-            )
-            .bind(group_id)
-            .bind(columns.group.environment.clone())
-            .bind(columns.revision.clone())
-            .bind(columns.reviewed_ns)
-            .bind(&key)
-            .execute(&mut *conn)
-            .await?;
+            query("UPDATE spans SET group_id = $1, environment = $2, revision = $3, reviewed_ns = $4 WHERE key = $5")
+                .bind(group_id)
+                .bind(columns.group.environment.clone())
+                .bind(columns.revision.clone())
+                .bind(columns.reviewed_ns)
+                .bind(&key)
+                .execute(&mut *conn)
+                .await?;
             if columns.rework {
                 store_rework(conn, &key, true).await?;
             }

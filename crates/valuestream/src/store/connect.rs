@@ -11,6 +11,7 @@
 //! only open a savepoint. A connection that comes back to the pool still
 //! counted inside a transaction is therefore closed, never handed out again.
 
+use super::db::DirectWriter;
 use super::faults::Faults;
 use super::{Backend, Store, StoreError};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -25,7 +26,7 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(4);
 /// Longest a query waits for a pooled connection (a new one included) before it fails.
 const ACQUIRE_WITHIN: Duration = Duration::from_secs(10);
 /// How long SQLite waits for another process's lock before a statement fails, in milliseconds.
-const SQLITE_BUSY_TIMEOUT_MS: u32 = 3_000;
+pub(super) const SQLITE_BUSY_TIMEOUT_MS: u32 = 3_000;
 
 /// Whether opening may create a SQLite database that does not exist yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +96,8 @@ pub(super) async fn open(url: &str, mode: OpenMode) -> Result<Store, StoreError>
         .await
         .map_err(|error| StoreError::Open(place.explain(&error)))?;
     let production = valuestream_core::vocab::PRODUCTION_ENVIRONMENTS.iter().map(|s| s.to_string()).collect();
-    Ok(Store { pool, backend, faults, production: std::sync::Arc::new(production), expire_open_after: None })
+    let direct = place.file.clone().map(|file| Arc::new(DirectWriter::new(file)));
+    Ok(Store { pool, backend, faults, production: std::sync::Arc::new(production), expire_open_after: None, direct })
 }
 
 /// Session settings every connection gets.

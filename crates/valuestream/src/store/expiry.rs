@@ -15,6 +15,7 @@
 //! only on the start and the age, never on when the sweep ran.
 
 use super::apply::{WRITER_LOCK, enqueue_export};
+use super::db::Db;
 use super::outbox;
 use super::query::load_span;
 use super::{Backend, Store, StoreError};
@@ -150,7 +151,7 @@ impl Store {
                             .await?;
                         if export {
                             // Open again: an expired end still settling is not its end any more.
-                            outbox::withdraw(&mut tx, &key).await?;
+                            outbox::withdraw(&mut Db::Any(&mut tx), &key).await?;
                         }
                         swept.reopened += 1;
                     }
@@ -187,15 +188,15 @@ impl Store {
 
         if export {
             for key in &changed {
-                let span = load_span(&mut tx, key)
+                let span = load_span(&mut Db::Any(&mut tx), key)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("span {key} vanished")))?;
-                if enqueue_export(&mut tx, &span, true, now).await? {
+                if enqueue_export(&mut Db::Any(&mut tx), &span, true, now).await? {
                     swept.queued += 1;
                 }
             }
         }
-        if super::rebuild::under_way(&mut tx).await? {
+        if super::rebuild::under_way(&mut Db::Any(&mut tx)).await? {
             // A `serve` left running during a rebuild: nothing is swept (the
             // rebuild sweeps once it has finished); the step is rolled back.
             tx.rollback().await?;

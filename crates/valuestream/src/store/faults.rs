@@ -5,6 +5,7 @@
 //!
 //! Nothing sets them outside tests; unset, each costs one atomic load.
 
+use super::db::sqlite_error;
 use super::{Store, StoreError};
 use sqlx::{AnyConnection, Executor, Row};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +40,23 @@ impl Faults {
     pub(crate) async fn before_commit(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         if take(&self.failing_commits) {
             conn.execute("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+
+    /// [`Faults::prepare`] for the SQLite writer's own connection (`db`).
+    pub(crate) fn prepare_direct(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        let limit = self.page_limit.load(Ordering::Relaxed);
+        if limit > 0 {
+            conn.execute_batch(&format!("PRAGMA max_page_count = {limit}")).map_err(sqlite_error)?;
+        }
+        Ok(())
+    }
+
+    /// [`Faults::before_commit`] for the SQLite writer's own connection.
+    pub(crate) fn before_commit_direct(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+        if take(&self.failing_commits) {
+            conn.execute_batch("ROLLBACK").map_err(sqlite_error)?;
         }
         Ok(())
     }

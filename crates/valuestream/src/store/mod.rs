@@ -10,6 +10,7 @@ mod apply;
 pub mod changes;
 mod columns;
 mod connect;
+pub(crate) mod db;
 mod expiry;
 mod faults;
 mod outbox;
@@ -56,6 +57,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An error of the SQLite writer's own connection (see `db`).
+    #[error("database error: {0}")]
+    Sqlite(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
@@ -88,6 +92,9 @@ pub struct Store {
     /// this handle expires nothing and keeps the expiry stored spans have.
     expire_open_after: Option<Duration>,
     faults: Arc<Faults>,
+    /// SQLite files: the writer's own connection (`db`). `None` on
+    /// PostgreSQL and in memory, where the writer uses the pool.
+    direct: Option<Arc<db::DirectWriter>>,
 }
 
 impl Store {

@@ -7,9 +7,10 @@
 //! end and outcome the backend now has. A later change that moves neither is
 //! not queued again; one that moves either is, and counts as a re-export.
 
+use super::db::{Db, query};
 use super::{ApiSpan, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
 use valuestream_core::vocab;
@@ -71,14 +72,14 @@ impl ExportSpan {
 }
 
 /// Whether `key` has a row waiting in the outbox.
-pub(super) async fn waiting(conn: &mut AnyConnection, key: &str) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT COUNT(*) FROM outbox WHERE span_key = $1").bind(key).fetch_one(&mut *conn).await?;
+pub(super) async fn waiting(conn: &mut Db<'_>, key: &str) -> Result<bool, StoreError> {
+    let row = query("SELECT COUNT(*) FROM outbox WHERE span_key = $1").bind(key).fetch_one(&mut *conn).await?;
     Ok(row.try_get::<i64, _>(0)? > 0)
 }
 
 /// Drops what waits for `key` (the span reopened: it has no end to export).
-pub(super) async fn withdraw(conn: &mut AnyConnection, key: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM outbox WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
+pub(super) async fn withdraw(conn: &mut Db<'_>, key: &str) -> Result<(), StoreError> {
+    query("DELETE FROM outbox WHERE span_key = $1").bind(key).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -87,18 +88,13 @@ pub(super) async fn withdraw(conn: &mut AnyConnection, key: &str) -> Result<(), 
 /// backend already has this end and outcome, and a row identical to the one
 /// waiting keeps its stamp (the settle delay is not restarted by a delivery
 /// that changed nothing).
-pub(super) async fn queue(
-    conn: &mut AnyConnection,
-    span: &ExportSpan,
-    changed_at: Timestamp,
-) -> Result<bool, StoreError> {
+pub(super) async fn queue(conn: &mut Db<'_>, span: &ExportSpan, changed_at: Timestamp) -> Result<bool, StoreError> {
     if sent(conn, &span.key).await?.is_some_and(|sent| sent.matches(span)) {
         withdraw(conn, &span.key).await?;
         return Ok(false);
     }
     let payload = serde_json::to_string(span).expect("export spans serialize");
-    let rows =
-        sqlx::query("SELECT payload FROM outbox WHERE span_key = $1").bind(&span.key).fetch_all(&mut *conn).await?;
+    let rows = query("SELECT payload FROM outbox WHERE span_key = $1").bind(&span.key).fetch_all(&mut *conn).await?;
     if let [row] = rows.as_slice()
         && row.try_get::<String, _>("payload")? == payload
     {
@@ -107,7 +103,7 @@ pub(super) async fn queue(
     if !rows.is_empty() {
         withdraw(conn, &span.key).await?;
     }
-    sqlx::query("INSERT INTO outbox (span_key, payload, enqueued_at, attempts, changed_at) VALUES ($1, $2, $3, 0, $4)")
+    query("INSERT INTO outbox (span_key, payload, enqueued_at, attempts, changed_at) VALUES ($1, $2, $3, 0, $4)")
         .bind(&span.key)
         .bind(payload)
         .bind(span.end.nanos())
@@ -131,8 +127,8 @@ impl Sent {
     }
 }
 
-async fn sent(conn: &mut AnyConnection, key: &str) -> Result<Option<Sent>, StoreError> {
-    let row = sqlx::query("SELECT end_ns, outcome FROM span_exports WHERE span_key = $1")
+async fn sent(conn: &mut Db<'_>, key: &str) -> Result<Option<Sent>, StoreError> {
+    let row = query("SELECT end_ns, outcome FROM span_exports WHERE span_key = $1")
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?;

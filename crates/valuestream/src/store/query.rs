@@ -1,12 +1,12 @@
 //! Reading the store: spans for the API (filters and keyset paging), traces
 //! and trace references.
 
+use super::db::{Db, Row, query};
 use super::sql::Sql;
 use super::{Store, StoreError};
 use base64::Engine;
 use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row as _;
 use std::collections::{BTreeMap, BTreeSet};
 use valuestream_core::span::Attributes;
 use valuestream_core::time::Timestamp;
@@ -38,8 +38,8 @@ pub struct ApiSpan {
 const SPAN_COLUMNS: &str = "key, source, kind, name, repo, project, trace_id, span_id, parent_key, parent_span_id,
     links, trace_refs, start_ns, end_ns, state, outcome, attributes, expired_ns";
 
-fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
-    let json = |name: &str| -> Result<String, StoreError> { Ok(row.try_get::<String, _>(name)?) };
+fn span_from_row(row: &Row) -> Result<ApiSpan, StoreError> {
+    let json = |name: &str| -> Result<String, StoreError> { row.try_get::<String, _>(name) };
     let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("{what}: {e}"));
     let start = Timestamp(row.try_get("start_ns")?);
     let state: String = row.try_get("state")?;
@@ -79,9 +79,9 @@ fn span_from_row(row: &AnyRow) -> Result<ApiSpan, StoreError> {
     })
 }
 
-pub(super) async fn load_span(conn: &mut AnyConnection, key: &str) -> Result<Option<ApiSpan>, StoreError> {
+pub(super) async fn load_span(conn: &mut Db<'_>, key: &str) -> Result<Option<ApiSpan>, StoreError> {
     let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE key = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *conn).await?;
+    let row = query(sql).bind(key).fetch_optional(&mut *conn).await?;
     row.as_ref().map(span_from_row).transpose()
 }
 
@@ -336,7 +336,7 @@ impl Store {
         sql.push(&format!(" ORDER BY {value} {direction}, key {direction} LIMIT {}", filter.limit + 1));
 
         let rows = sql.query().fetch_all(&self.pool).await?;
-        let mut spans = rows.iter().map(span_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut spans = rows.into_iter().map(|row| span_from_row(&Row::Any(row))).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if spans.len() > filter.limit {
             spans.truncate(filter.limit);
             spans.last().map(|last| {
@@ -355,14 +355,14 @@ impl Store {
     /// One span by key.
     pub async fn span(&self, key: &str) -> Result<Option<ApiSpan>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        load_span(&mut conn, key).await
+        load_span(&mut Db::Any(&mut conn), key).await
     }
 
     /// Every span of a trace, ordered by start.
     pub async fn trace(&self, trace_id: &str) -> Result<Vec<ApiSpan>, StoreError> {
         let sql = format!("SELECT {SPAN_COLUMNS} FROM spans WHERE trace_id = $1 ORDER BY start_ns, key");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(trace_id).fetch_all(&self.pool).await?;
-        rows.iter().map(span_from_row).collect()
+        rows.into_iter().map(|row| span_from_row(&Row::Any(row))).collect()
     }
 
     /// The references the spans of a trace still wait for: `(span key,

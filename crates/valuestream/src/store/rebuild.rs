@@ -6,6 +6,7 @@
 //! rebuild that stops half-way loses nothing: running it again starts over.
 
 use super::apply::WRITER_LOCK;
+use super::db::{Db, query};
 use super::{Backend, Store, StoreError, decode_body};
 use sqlx::{Connection, Row};
 use std::collections::BTreeMap;
@@ -37,11 +38,9 @@ const DERIVED_TABLES: &[&str] = &[
 ];
 
 /// Whether a rebuild is under way, inside the caller's transaction.
-pub(super) async fn under_way(conn: &mut sqlx::AnyConnection) -> Result<bool, StoreError> {
-    let row = sqlx::query("SELECT COUNT(*) FROM pending_tasks WHERE name = $1")
-        .bind(REBUILD_TASK)
-        .fetch_one(&mut *conn)
-        .await?;
+pub(super) async fn under_way(conn: &mut Db<'_>) -> Result<bool, StoreError> {
+    let row =
+        query("SELECT COUNT(*) FROM pending_tasks WHERE name = $1").bind(REBUILD_TASK).fetch_one(&mut *conn).await?;
     Ok(row.try_get::<i64, _>(0)? > 0)
 }
 
@@ -100,7 +99,7 @@ impl Store {
     /// Whether a rebuild began and did not finish: the spans and metrics are
     /// then incomplete until `valuestream rebuild` runs again.
     pub async fn rebuild_unfinished(&self) -> Result<bool, StoreError> {
-        under_way(&mut *self.pool.acquire().await?).await
+        under_way(&mut Db::Any(&mut *self.pool.acquire().await?)).await
     }
 
     /// Up to `limit` stored deliveries after `after`, in the order they

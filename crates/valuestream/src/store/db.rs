@@ -1,0 +1,447 @@
+//! The writer's statements, over two drivers: sqlx (PostgreSQL; SQLite for
+//! reads and for in-memory databases) and, for SQLite files, a connection of
+//! the writer's own that it calls directly.
+//!
+//! Why two: sqlx runs each SQLite connection on a thread of its own and hands
+//! every statement, and every row it returns, over a channel, so a writer
+//! issuing a dozen small statements per delivery spends most of its time
+//! waking threads (docs/benchmarks.md, "Where the writer's time goes"). The
+//! SQLite writer instead runs a whole group on one blocking thread
+//! ([`Store::apply_group`](super::Store)), calling SQLite with cached
+//! prepared statements. The SQL text is the same for both, `$1`, `$2`, … as
+//! sqlx writes them, and [`query`] reads like `sqlx::query`, so the write
+//! path is written once.
+
+use super::connect::SQLITE_BUSY_TIMEOUT_MS;
+use super::faults::Faults;
+use super::{Backend, StoreError};
+use sqlx::AnyConnection;
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// A connection inside the writer's transaction.
+pub(crate) enum Db<'c> {
+    /// A pooled sqlx connection (PostgreSQL, in-memory SQLite, reads).
+    Any(&'c mut AnyConnection),
+    /// The SQLite writer's own connection.
+    Direct(&'c mut rusqlite::Connection),
+}
+
+impl Db<'_> {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Db::Any(conn) if conn.backend_name() == "PostgreSQL" => Backend::Postgres,
+            Db::Any(_) | Db::Direct(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// A statement and its arguments; see [`query`].
+pub(crate) struct Query<'q> {
+    sql: Cow<'q, str>,
+    args: Vec<Arg<'q>>,
+}
+
+/// A statement to run on a [`Db`], its arguments bound in order of `$n`.
+pub(crate) fn query<'q>(sql: impl Into<Cow<'q, str>>) -> Query<'q> {
+    Query { sql: sql.into(), args: Vec::new() }
+}
+
+/// A bound argument. NULLs carry their type: PostgreSQL types parameters.
+#[derive(Clone, Debug)]
+pub(crate) enum Arg<'q> {
+    Int(i64),
+    Real(f64),
+    Text(Cow<'q, str>),
+    Blob(Cow<'q, [u8]>),
+    NullInt,
+    NullReal,
+    NullText,
+}
+
+/// Values [`Query::bind`] takes.
+pub(crate) trait IntoArg<'q> {
+    fn into_arg(self) -> Arg<'q>;
+}
+
+impl<'q> IntoArg<'q> for i64 {
+    fn into_arg(self) -> Arg<'q> {
+        Arg::Int(self)
+    }
+}
+
+impl<'q> IntoArg<'q> for f64 {
+    fn into_arg(self) -> Arg<'q> {
+        Arg::Real(self)
+    }
+}
+
+impl<'q> IntoArg<'q> for &'q str {
+    fn into_arg(self) -> Arg<'q> {
+        Arg::Text(Cow::Borrowed(self))
+    }
+}
+
+impl<'q> IntoArg<'q> for &'q String {
+    fn into_arg(self) -> Arg<'q> {
+        Arg::Text(Cow::Borrowed(self.as_str()))
+    }
+}
+
+impl<'q> IntoArg<'q> for String {
+    fn into_arg(self) -> Arg<'q> {
+        Arg::Text(Cow::Owned(self))
+    }
+}
+
+impl<'q> IntoArg<'q> for &'q [u8] {
+    fn into_arg(self) -> Arg<'q> {
+        Arg::Blob(Cow::Borrowed(self))
+    }
+}
+
+impl<'q> IntoArg<'q> for Vec<u8> {
+    fn into_arg(self) -> Arg<'q> {
+        Arg::Blob(Cow::Owned(self))
+    }
+}
+
+impl<'q> IntoArg<'q> for Option<i64> {
+    fn into_arg(self) -> Arg<'q> {
+        self.map_or(Arg::NullInt, Arg::Int)
+    }
+}
+
+impl<'q> IntoArg<'q> for Option<f64> {
+    fn into_arg(self) -> Arg<'q> {
+        self.map_or(Arg::NullReal, Arg::Real)
+    }
+}
+
+impl<'q> IntoArg<'q> for Option<String> {
+    fn into_arg(self) -> Arg<'q> {
+        self.map_or(Arg::NullText, |v| Arg::Text(Cow::Owned(v)))
+    }
+}
+
+impl<'q> IntoArg<'q> for Option<&'q str> {
+    fn into_arg(self) -> Arg<'q> {
+        self.map_or(Arg::NullText, |v| Arg::Text(Cow::Borrowed(v)))
+    }
+}
+
+impl<'q> IntoArg<'q> for &'q Option<String> {
+    fn into_arg(self) -> Arg<'q> {
+        self.as_deref().into_arg()
+    }
+}
+
+/// What a statement did.
+pub(crate) struct Done {
+    rows_affected: u64,
+}
+
+impl Done {
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+impl<'q> Query<'q> {
+    pub(crate) fn bind(mut self, value: impl IntoArg<'q>) -> Query<'q> {
+        self.args.push(value.into_arg());
+        self
+    }
+
+    pub(crate) async fn execute(self, db: &mut Db<'_>) -> Result<Done, StoreError> {
+        match db {
+            Db::Any(conn) => Ok(Done { rows_affected: self.sqlx().execute(&mut **conn).await?.rows_affected() }),
+            Db::Direct(conn) => {
+                let mut statement = self.prepare(conn)?;
+                Ok(Done { rows_affected: statement.raw_execute().map_err(sqlite_error)? as u64 })
+            }
+        }
+    }
+
+    pub(crate) async fn fetch_all(self, db: &mut Db<'_>) -> Result<Vec<Row>, StoreError> {
+        match db {
+            Db::Any(conn) => Ok(self.sqlx().fetch_all(&mut **conn).await?.into_iter().map(Row::Any).collect()),
+            Db::Direct(conn) => self.direct_rows(conn, usize::MAX),
+        }
+    }
+
+    pub(crate) async fn fetch_optional(self, db: &mut Db<'_>) -> Result<Option<Row>, StoreError> {
+        match db {
+            Db::Any(conn) => Ok(self.sqlx().fetch_optional(&mut **conn).await?.map(Row::Any)),
+            Db::Direct(conn) => Ok(self.direct_rows(conn, 1)?.pop()),
+        }
+    }
+
+    pub(crate) async fn fetch_one(self, db: &mut Db<'_>) -> Result<Row, StoreError> {
+        self.fetch_optional(db).await?.ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    fn sqlx(self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.into_owned()));
+        for arg in self.args {
+            query = match arg {
+                Arg::Int(v) => query.bind(v),
+                Arg::Real(v) => query.bind(v),
+                Arg::Text(v) => query.bind(v.into_owned()),
+                Arg::Blob(v) => query.bind(v.into_owned()),
+                Arg::NullInt => query.bind(Option::<i64>::None),
+                Arg::NullReal => query.bind(Option::<f64>::None),
+                Arg::NullText => query.bind(Option::<String>::None),
+            };
+        }
+        query
+    }
+
+    /// The statement, from the connection's cache, with its arguments bound.
+    fn prepare<'c>(&self, conn: &'c rusqlite::Connection) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+        let mut statement = conn.prepare_cached(&self.sql).map_err(sqlite_error)?;
+        // SQLite numbers parameters in order of first appearance; `$n` names
+        // the n-th argument wherever it appears, as sqlx reads it.
+        for index in 1..=statement.parameter_count() {
+            let name = statement.parameter_name(index).unwrap_or_default();
+            let position = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| {
+                StoreError::Corrupt(format!("the statement's parameter {name:?} is not $1, $2, …: {}", self.sql))
+            })?;
+            let arg = self.args.get(position - 1).ok_or_else(|| {
+                StoreError::Corrupt(format!("the statement needs argument ${position}: {}", self.sql))
+            })?;
+            let bound = match arg {
+                Arg::Int(v) => statement.raw_bind_parameter(index, *v),
+                Arg::Real(v) => statement.raw_bind_parameter(index, *v),
+                Arg::Text(v) => statement.raw_bind_parameter(index, v.as_ref()),
+                Arg::Blob(v) => statement.raw_bind_parameter(index, v.as_ref()),
+                Arg::NullInt | Arg::NullReal | Arg::NullText => {
+                    statement.raw_bind_parameter(index, rusqlite::types::Null)
+                }
+            };
+            bound.map_err(sqlite_error)?;
+        }
+        Ok(statement)
+    }
+
+    fn direct_rows(&self, conn: &rusqlite::Connection, limit: usize) -> Result<Vec<Row>, StoreError> {
+        let mut statement = self.prepare(conn)?;
+        let names: Arc<[String]> = statement.column_names().into_iter().map(str::to_string).collect();
+        let mut rows = statement.raw_query();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(row) = rows.next().map_err(sqlite_error)? else { break };
+            let mut cells = Vec::with_capacity(names.len());
+            for index in 0..names.len() {
+                use rusqlite::types::ValueRef;
+                cells.push(match row.get_ref(index).map_err(sqlite_error)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Real(v),
+                    ValueRef::Text(v) => Cell::Text(
+                        String::from_utf8(v.to_vec())
+                            .map_err(|_| StoreError::Corrupt(format!("column {} is not UTF-8", names[index])))?,
+                    ),
+                    ValueRef::Blob(v) => Cell::Blob(v.to_vec()),
+                });
+            }
+            out.push(Row::Cells { names: names.clone(), cells });
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite(error.to_string())
+}
+
+/// One result row.
+pub(crate) enum Row {
+    Any(sqlx::any::AnyRow),
+    Cells { names: Arc<[String]>, cells: Vec<Cell> },
+}
+
+/// A value read from SQLite directly.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// A column of a [`Row`]: its position or its name.
+pub(crate) trait ColumnIndex: Copy + std::fmt::Debug {
+    fn position(self, names: &[String]) -> Option<usize>;
+    fn any_position(self, row: &sqlx::any::AnyRow) -> Result<usize, StoreError>;
+}
+
+impl ColumnIndex for usize {
+    fn position(self, names: &[String]) -> Option<usize> {
+        (self < names.len()).then_some(self)
+    }
+    fn any_position(self, _: &sqlx::any::AnyRow) -> Result<usize, StoreError> {
+        Ok(self)
+    }
+}
+
+impl ColumnIndex for &str {
+    fn position(self, names: &[String]) -> Option<usize> {
+        names.iter().position(|name| name == self)
+    }
+    fn any_position(self, row: &sqlx::any::AnyRow) -> Result<usize, StoreError> {
+        use sqlx::{Column, Row};
+        Ok(row.try_column(self)?.ordinal())
+    }
+}
+
+/// Column types the store reads.
+pub(crate) trait Value: Sized {
+    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError>;
+    fn from_cell(cell: &Cell) -> Option<Self>;
+}
+
+impl Value for i64 {
+    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
+        Ok(sqlx::Row::try_get(row, index)?)
+    }
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl Value for f64 {
+    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
+        Ok(sqlx::Row::try_get(row, index)?)
+    }
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Real(v) => Some(*v),
+            Cell::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+}
+
+impl Value for String {
+    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
+        Ok(sqlx::Row::try_get(row, index)?)
+    }
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Value for Vec<u8> {
+    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
+        Ok(sqlx::Row::try_get(row, index)?)
+    }
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Blob(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Value> Value for Option<T> {
+    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
+        let raw = sqlx::Row::try_get_raw(row, index)?;
+        if sqlx::ValueRef::is_null(&raw) { Ok(None) } else { T::from_any(row, index).map(Some) }
+    }
+    fn from_cell(cell: &Cell) -> Option<Self> {
+        match cell {
+            Cell::Null => Some(None),
+            other => T::from_cell(other).map(Some),
+        }
+    }
+}
+
+impl Row {
+    /// Column `index` (a position or a name), as `T`.
+    pub(crate) fn try_get<T: Value, I: ColumnIndex>(&self, index: I) -> Result<T, StoreError> {
+        match self {
+            Row::Any(row) => T::from_any(row, index.any_position(row)?),
+            Row::Cells { names, cells } => {
+                let position = index
+                    .position(names)
+                    .ok_or_else(|| StoreError::Corrupt(format!("the row has no column {index:?}")))?;
+                T::from_cell(&cells[position])
+                    .ok_or_else(|| StoreError::Corrupt(format!("column {index:?} has an unexpected type")))
+            }
+        }
+    }
+}
+
+impl From<sqlx::any::AnyRow> for Row {
+    fn from(row: sqlx::any::AnyRow) -> Row {
+        Row::Any(row)
+    }
+}
+
+/// The SQLite writer's own connection to a database file, opened at its
+/// first write. Only the writer's group commits use it; everything else
+/// (reads, the exporter's outbox, migrations, the expiry sweep) stays on the
+/// pool.
+pub(crate) struct DirectWriter {
+    path: PathBuf,
+    /// `None` until the first write and after a failed one: a transaction
+    /// that did not end in a clean COMMIT closes its connection (SQLite may
+    /// have rolled it back by itself), as `WriteConnection` does for pooled ones.
+    conn: Mutex<Option<rusqlite::Connection>>,
+}
+
+/// Statements the writer keeps prepared (it runs about forty distinct ones).
+const STATEMENT_CACHE: usize = 128;
+
+impl DirectWriter {
+    pub(crate) fn new(path: PathBuf) -> DirectWriter {
+        DirectWriter { path, conn: Mutex::new(None) }
+    }
+
+    fn open(&self) -> Result<rusqlite::Connection, StoreError> {
+        let conn = rusqlite::Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(sqlite_error)?;
+        // As every pooled connection (connect.rs): WAL, and each commit on
+        // disk before the deliveries in it are acknowledged.
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+        ))
+        .map_err(sqlite_error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(conn)
+    }
+
+    /// Runs `work` inside one transaction on this connection, on the calling
+    /// thread, and commits when it succeeds. Any other end closes the
+    /// connection, which rolls back whatever the transaction wrote.
+    pub(crate) fn transaction<T>(
+        &self,
+        faults: &Faults,
+        work: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let taken = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let mut conn = match taken {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        faults.prepare_direct(&conn)?;
+        // IMMEDIATE: the write lock from the start, so a busy database is
+        // waited for once, never found out at the first write.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite_error)?;
+        let done = work(&mut conn)?;
+        faults.before_commit_direct(&conn)?;
+        conn.execute_batch("COMMIT").map_err(sqlite_error)?;
+        *self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
+        Ok(done)
+    }
+}
