@@ -45,8 +45,20 @@ const BODY_LEVEL: i32 = 3;
 
 /// A raw body as the store keeps it ([`BODY_ENCODING`]). Done where the
 /// delivery is parsed, not in the single writer, so it runs in parallel.
+/// Each thread keeps one compression context: a new one per body costs
+/// more than the compression (its tables are freshly mapped and zeroed).
 pub fn compress_body(body: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(body, BODY_LEVEL).expect("compressing into memory does not fail")
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with_borrow_mut(|compressor| {
+        let compressor = match compressor {
+            Some(compressor) => compressor,
+            None => compressor.insert(zstd::bulk::Compressor::new(BODY_LEVEL).expect("a zstd context")),
+        };
+        compressor.compress(body).expect("compressing into memory does not fail")
+    })
 }
 
 /// A stored body as it came, given its `body_encoding`.
