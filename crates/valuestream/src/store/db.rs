@@ -445,3 +445,43 @@ impl DirectWriter {
         Ok(done)
     }
 }
+
+/// Connections to a SQLite file for the API's statements that return many
+/// rows (the drill-down lists): on the thread of one blocking call each, so
+/// a row costs no hand-over between threads. `query_only`: they never write.
+pub(crate) struct DirectReaders {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Idle reader connections kept open (as many as the pool has).
+const READERS_KEPT: usize = 4;
+
+impl DirectReaders {
+    pub(crate) fn new(path: PathBuf) -> DirectReaders {
+        DirectReaders { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// Every row of `query`, on the calling thread.
+    pub(crate) fn fetch_all(&self, query: &Query<'_>) -> Result<Vec<Row>, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                let conn =
+                    rusqlite::Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+                        .map_err(sqlite_error)?;
+                conn.execute_batch(&format!("PRAGMA query_only = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"))
+                    .map_err(sqlite_error)?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                conn
+            }
+        };
+        let rows = query.direct_rows(&conn, usize::MAX)?;
+        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < READERS_KEPT {
+            idle.push(conn);
+        }
+        Ok(rows)
+    }
+}
