@@ -10,9 +10,10 @@
 //! which Rust sorts for medians.
 
 use super::{PRODUCTION, Window, aggregated};
-use crate::store::db::{Query, Row, query};
 use crate::store::{Store, StoreError, names};
 use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 use std::collections::BTreeSet;
 use valuestream_core::stats::{
     Level, change_failure_level, deployment_frequency_level, lead_time_level, percentile, ratio, restore_level,
@@ -44,11 +45,11 @@ fn p90(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// Seconds from `column`, a `string_agg` of integer nanoseconds (NULL: none).
-fn seconds(row: &Row, column: &str) -> Result<Vec<f64>, StoreError> {
+fn seconds(row: &AnyRow, column: &str) -> Result<Vec<f64>, StoreError> {
     Ok(aggregated(row.try_get(column)?)?.into_iter().map(|n| n as f64 / 1e9).collect())
 }
 
-fn count(row: &Row, column: &str) -> Result<u64, StoreError> {
+fn count(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(column)?.unwrap_or(0).max(0) as u64)
 }
 
@@ -113,21 +114,25 @@ impl Scope {
             .collect()
     }
 
-    fn query(&self, window: Window, sql: String) -> Query<'static> {
-        let mut query = query(sql).bind(window.since.nanos()).bind(window.until.nanos());
+    fn query(&self, window: Window, sql: String) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window.since.nanos()).bind(window.until.nanos());
         for value in &self.values {
             query = query.bind(value.clone());
         }
         query
     }
 
-    pub(super) async fn fetch_one(&self, store: &Store, window: Window, sql: String) -> Result<Row, StoreError> {
-        let rows = store.read_all(self.query(window, sql)).await?;
-        rows.into_iter().next().ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    pub(super) async fn fetch_one(&self, store: &Store, window: Window, sql: String) -> Result<AnyRow, StoreError> {
+        Ok(self.query(window, sql).fetch_one(store.pool()).await?)
     }
 
-    pub(super) async fn fetch_all(&self, store: &Store, window: Window, sql: String) -> Result<Vec<Row>, StoreError> {
-        store.read_all(self.query(window, sql)).await
+    pub(super) async fn fetch_all(
+        &self,
+        store: &Store,
+        window: Window,
+        sql: String,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(self.query(window, sql).fetch_all(store.pool()).await?)
     }
 }
 
@@ -318,7 +323,7 @@ impl Statements {
 }
 
 /// Reads a row of the deploys statement, by the names it gives its columns.
-fn deploys_of(row: &Row) -> Result<Deploys, StoreError> {
+fn deploys_of(row: &AnyRow) -> Result<Deploys, StoreError> {
     Ok(Deploys {
         successes: count(row, "successes")?,
         deployments: count(row, "deployments")?,
@@ -348,12 +353,12 @@ impl Restores {
 }
 
 /// Reads a row of the restores statement, by the names it gives its columns.
-fn restores_of(row: &Row) -> Result<Restores, StoreError> {
+fn restores_of(row: &AnyRow) -> Result<Restores, StoreError> {
     Ok(Restores { durations: seconds(row, "restore_ns")?, unattributed: count(row, "unattributed")? })
 }
 
 /// Reads a row of the leads statement, by the names it gives its columns.
-fn leads_of(row: &Row) -> Result<Leads, StoreError> {
+fn leads_of(row: &AnyRow) -> Result<Leads, StoreError> {
     Ok(Leads {
         leads: seconds(row, "lead_ns")?,
         pickup: seconds(row, "pickup_ns")?,
@@ -394,7 +399,7 @@ pub async fn dora_series(
     // Slot 0 is the whole window, 1… the series; a group outside every
     // bucket (NULL) counts in the whole window only.
     let slots = buckets.len() + 1;
-    let slot = |row: &Row| -> Result<Option<usize>, StoreError> {
+    let slot = |row: &AnyRow| -> Result<Option<usize>, StoreError> {
         Ok(row.try_get::<Option<i64>, _>("bucket")?.map(|i| i.max(0) as usize + 1).filter(|&i| i < slots))
     };
     let mut deploys: Vec<Deploys> = (0..slots).map(|_| Deploys::default()).collect();

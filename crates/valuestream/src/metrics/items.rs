@@ -8,10 +8,10 @@
 
 use super::dora::{REWORK, Scope, caused, next_success};
 use super::{DoraFilter, Window, aggregated};
-use crate::store::db::Row;
 use crate::store::{Store, StoreError};
 use serde_json::{Map, Value, json};
-use sqlx::Row as _;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 use valuestream_core::stats::percentile;
 use valuestream_core::time::Timestamp;
 use valuestream_core::vocab::kind::{DEPLOY, INCIDENT};
@@ -340,7 +340,7 @@ fn root_cause_matched(incident: &str, deploy: &str) -> String {
     )
 }
 
-fn common(row: &Row) -> Result<Map<String, Value>, StoreError> {
+fn common(row: &AnyRow) -> Result<Map<String, Value>, StoreError> {
     let mut item = Map::new();
     item.insert("time".into(), json!(Timestamp(row.try_get("time_ns")?)));
     for column in ["span_key", "trace_id", "span_id", "name"] {
@@ -350,7 +350,7 @@ fn common(row: &Row) -> Result<Map<String, Value>, StoreError> {
     Ok(item)
 }
 
-fn copy_text(row: &Row, item: &mut Map<String, Value>, columns: &[&str]) -> Result<(), StoreError> {
+fn copy_text(row: &AnyRow, item: &mut Map<String, Value>, columns: &[&str]) -> Result<(), StoreError> {
     for column in columns {
         item.insert(column.to_string(), json!(row.try_get::<Option<String>, _>(*column)?));
     }
@@ -358,11 +358,11 @@ fn copy_text(row: &Row, item: &mut Map<String, Value>, columns: &[&str]) -> Resu
 }
 
 /// Seconds from a nanosecond column (NULL stays null).
-fn seconds(row: &Row, column: &str) -> Result<Value, StoreError> {
+fn seconds(row: &AnyRow, column: &str) -> Result<Value, StoreError> {
     Ok(json!(row.try_get::<Option<i64>, _>(column)?.map(|n| n as f64 / 1e9)))
 }
 
-fn deployment(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
+fn deployment(row: &AnyRow, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
     copy_text(row, item, &["environment", "sha", "outcome", "incident_key"])?;
     let changes = row.try_get::<Option<i64>, _>("changes")?;
     item.insert("value".into(), json!(changes));
@@ -375,7 +375,7 @@ fn deployment(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, 
     Ok(if changes.is_some() { "shipped" } else { "unknown_sha" })
 }
 
-fn change(row: &Row, item: &mut Map<String, Value>) -> Result<String, StoreError> {
+fn change(row: &AnyRow, item: &mut Map<String, Value>) -> Result<String, StoreError> {
     copy_text(row, item, &["environment", "sha", "deploy_key"])?;
     item.insert("value".into(), seconds(row, "lead_ns")?);
     for (column, name) in [
@@ -390,11 +390,11 @@ fn change(row: &Row, item: &mut Map<String, Value>) -> Result<String, StoreError
 }
 
 /// How an incident was attributed to its deploy.
-fn attribution(row: &Row) -> Result<&'static str, StoreError> {
+fn attribution(row: &AnyRow) -> Result<&'static str, StoreError> {
     Ok(if row.try_get::<i64, _>("root_cause_matched")? == 1 { "root_cause" } else { "last_deploy_before" })
 }
 
-fn failed(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
+fn failed(row: &AnyRow, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
     copy_text(row, item, &["environment", "sha", "outcome", "incident_key"])?;
     item.insert("value".into(), Value::Null);
     if row.try_get::<Option<String>, _>("outcome")?.as_deref() == Some(FAILURE) {
@@ -406,7 +406,7 @@ fn failed(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, Stor
     })
 }
 
-fn incident(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
+fn incident(row: &AnyRow, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
     copy_text(row, item, &["deploy_key"])?;
     item.insert("value".into(), seconds(row, "restore_ns")?);
     if row.try_get::<Option<String>, _>("deploy_key")?.is_none() {
@@ -415,7 +415,7 @@ fn incident(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, St
     attribution(row)
 }
 
-fn failure(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
+fn failure(row: &AnyRow, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
     copy_text(row, item, &["environment", "sha", "recovered_by"])?;
     let recovery = seconds(row, "recovery_ns")?;
     let reason = if recovery.is_null() { "not_recovered" } else { "recovered" };
@@ -426,7 +426,7 @@ fn failure(row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, Sto
 /// Why a deploy is rework, and the span (or, for a revert pushed straight
 /// to the branch, the commit) that made it so: a revert first, then a
 /// hotfix, then an incident above a pull request it ships or above it.
-async fn rework(store: &Store, row: &Row, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
+async fn rework(store: &Store, row: &AnyRow, item: &mut Map<String, Value>) -> Result<&'static str, StoreError> {
     copy_text(row, item, &["environment", "sha"])?;
     item.insert("value".into(), Value::Null);
     let change_sha = row.try_get::<Option<String>, _>("change_sha")?;

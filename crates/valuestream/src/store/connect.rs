@@ -11,7 +11,7 @@
 //! only open a savepoint. A connection that comes back to the pool still
 //! counted inside a transaction is therefore closed, never handed out again.
 
-use super::db::{DirectReaders, DirectWriter};
+use super::db::DirectWriter;
 use super::faults::Faults;
 use super::{Backend, Store, StoreError};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -97,16 +97,7 @@ pub(super) async fn open(url: &str, mode: OpenMode) -> Result<Store, StoreError>
         .map_err(|error| StoreError::Open(place.explain(&error)))?;
     let production = valuestream_core::vocab::PRODUCTION_ENVIRONMENTS.iter().map(|s| s.to_string()).collect();
     let direct = place.file.clone().map(|file| Arc::new(DirectWriter::new(file)));
-    let readers = place.file.clone().map(|file| Arc::new(DirectReaders::new(file)));
-    Ok(Store {
-        pool,
-        backend,
-        faults,
-        production: std::sync::Arc::new(production),
-        expire_open_after: None,
-        direct,
-        readers,
-    })
+    Ok(Store { pool, backend, faults, production: std::sync::Arc::new(production), expire_open_after: None, direct })
 }
 
 /// Session settings every connection gets.

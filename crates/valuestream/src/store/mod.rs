@@ -95,8 +95,6 @@ pub struct Store {
     /// SQLite files: the writer's own connection (`db`). `None` on
     /// PostgreSQL and in memory, where the writer uses the pool.
     direct: Option<Arc<db::DirectWriter>>,
-    /// SQLite files: connections for reads of many rows (`db`).
-    readers: Option<Arc<db::DirectReaders>>,
 }
 
 impl Store {
@@ -161,22 +159,6 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Every row of a read-only `query`: on a SQLite file from one of the
-    /// direct reader connections, in one blocking call (`db`), else from
-    /// the pool.
-    pub(crate) async fn read_all(&self, query: db::Query<'static>) -> Result<Vec<db::Row>, StoreError> {
-        let Some(readers) = &self.readers else {
-            let mut conn = self.pool.acquire().await?;
-            return query.fetch_all(&mut db::Db::Any(&mut conn)).await;
-        };
-        let readers = readers.clone();
-        match tokio::task::spawn_blocking(move || readers.fetch_all(&query)).await {
-            Ok(rows) => rows,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => Err(StoreError::Sqlite(format!("a read's thread stopped: {error}"))),
-        }
     }
 
     /// A connection for one write transaction (see [`WriteConnection`]).
