@@ -37,6 +37,10 @@ pub const QUEUE: usize = 4096;
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(4);
 /// Longest one group may take to commit before the writer gives up on it and
 /// closes its connection (a database that stopped answering mid-transaction).
+/// A SQLite file's writer runs its group on its own connection to the end
+/// instead (store/db.rs): SQLite's busy timeout bounds its waits for a lock,
+/// and a disk that hangs hangs it, which `/readyz` reports after
+/// [`STUCK_AFTER`] while webhooks are still answered 503 after [`ANSWER_WITHIN`].
 const COMMIT_WITHIN: Duration = Duration::from_secs(10);
 /// How often a writer whose last commit failed checks, while no delivery
 /// comes, whether the store takes writes again.

@@ -105,10 +105,11 @@ const REVERT_PREFIX: usize = 8;
 
 /// A statement returning the rows `from` selects, each as a JSON array of
 /// `columns`, all in one JSON array in one row (`NULL` or `[]` for none).
-/// A repository's history is thousands of rows, and each row handed over
-/// from the database one at a time costs far more than parsing it from one
-/// string (sqlx runs SQLite on a thread of its own: every row crosses to the
-/// writer's and back; docs/benchmarks.md, issue 11).
+/// A repository's history is thousands of rows, and through sqlx each row
+/// handed over from the database costs far more than parsing it from one
+/// string (over the network on PostgreSQL; on a pooled SQLite connection
+/// every row crosses to sqlx's thread and back; docs/benchmarks.md, issue 11).
+/// On a SQLite file's own writer connection it saves building a row each.
 fn aggregated(conn: &Db<'_>, columns: &str, from: &str) -> String {
     if conn.backend() == Backend::Postgres {
         format!("SELECT CAST(json_agg(json_build_array({columns})) AS TEXT) {from}")

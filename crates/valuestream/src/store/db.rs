@@ -205,7 +205,8 @@ impl<'q> Query<'q> {
         // the n-th argument wherever it appears, as sqlx reads it.
         for index in 1..=statement.parameter_count() {
             let name = statement.parameter_name(index).unwrap_or_default();
-            let position = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| {
+            let position = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0);
+            let position = position.ok_or_else(|| {
                 StoreError::Corrupt(format!("the statement's parameter {name:?} is not $1, $2, …: {}", self.sql))
             })?;
             let arg = self.args.get(position - 1).ok_or_else(|| {
@@ -399,12 +400,18 @@ pub(crate) struct DirectWriter {
     conn: Mutex<Option<rusqlite::Connection>>,
 }
 
-/// Statements the writer keeps prepared (it runs about forty distinct ones).
-const STATEMENT_CACHE: usize = 128;
+/// Statements the writer keeps prepared: about forty run for every
+/// delivery, beside the multi-row ones whose text varies with their rows.
+const STATEMENT_CACHE: usize = 256;
 
 impl DirectWriter {
     pub(crate) fn new(path: PathBuf) -> DirectWriter {
         DirectWriter { path, conn: Mutex::new(None) }
+    }
+
+    /// Closes the connection (a later write opens it again).
+    pub(crate) fn close(&self) {
+        drop(self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
     }
 
     fn open(&self) -> Result<rusqlite::Connection, StoreError> {
@@ -443,5 +450,75 @@ impl DirectWriter {
         conn.execute_batch("COMMIT").map_err(sqlite_error)?;
         *self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn direct() -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER, x REAL, b BLOB, s TEXT)").unwrap();
+        conn
+    }
+
+    fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+        future.now_or_never().expect("a direct statement never waits")
+    }
+
+    #[test]
+    fn each_dollar_n_takes_the_nth_argument_wherever_it_first_appears() {
+        let mut conn = direct();
+        let db = &mut Db::Direct(&mut conn);
+        // `$2` appears before `$1`: SQLite numbers them 1 and 2 the other way round.
+        now(query("INSERT INTO t (n, k, s) VALUES ($2, $1, $1 || '!')").bind("a").bind(7i64).execute(db)).unwrap();
+        let rows = now(query("SELECT k, n, s FROM t WHERE n = $1").bind(7i64).fetch_all(db)).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].try_get::<String, _>("k").unwrap(), "a");
+        assert_eq!(rows[0].try_get::<i64, _>(1).unwrap(), 7);
+        assert_eq!(rows[0].try_get::<String, _>("s").unwrap(), "a!");
+    }
+
+    #[test]
+    fn values_read_back_as_their_types_and_nulls_as_none() {
+        let mut conn = direct();
+        let db = &mut Db::Direct(&mut conn);
+        let done = now(query("INSERT INTO t (k, n, x, b, s) VALUES ($1, $2, $3, $4, $5)")
+            .bind("a")
+            .bind(Option::<i64>::None)
+            .bind(1.5f64)
+            .bind(vec![0u8, 1, 2])
+            .bind(Option::<String>::None)
+            .execute(db))
+        .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+        let row = now(query("SELECT n, x, b, s, 2 AS two FROM t").fetch_one(db)).unwrap();
+        assert_eq!(row.try_get::<Option<i64>, _>("n").unwrap(), None);
+        assert_eq!(row.try_get::<f64, _>("x").unwrap(), 1.5);
+        assert_eq!(row.try_get::<Vec<u8>, _>("b").unwrap(), vec![0, 1, 2]);
+        assert_eq!(row.try_get::<Option<String>, _>("s").unwrap(), None);
+        // An integer where a real is asked for reads as one, as sqlx does.
+        assert_eq!(row.try_get::<f64, _>("two").unwrap(), 2.0);
+        // A wrong type or a missing column is an error that names the column, never a panic.
+        assert!(row.try_get::<String, _>("x").unwrap_err().to_string().contains("\"x\""));
+        assert!(row.try_get::<i64, _>("nope").unwrap_err().to_string().contains("nope"));
+        assert!(now(query("SELECT 1").fetch_optional(db)).unwrap().is_some());
+        assert!(now(query("SELECT k FROM t WHERE k = $1").bind("zz").fetch_optional(db)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_statement_missing_an_argument_is_an_error_not_a_panic() {
+        let mut conn = direct();
+        let db = &mut Db::Direct(&mut conn);
+        for (sql, says) in [
+            ("SELECT k FROM t WHERE k = $1 AND n = $2", "$2"),
+            ("SELECT k FROM t WHERE k = ?", "not $1"),
+            ("SELECT k FROM t WHERE k = $0", "not $1"),
+        ] {
+            let Err(error) = now(query(sql).bind("a").fetch_all(db)) else { panic!("{sql} ran") };
+            assert!(error.to_string().contains(says), "{sql}: {error}");
+        }
     }
 }
