@@ -26,7 +26,7 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(4);
 /// Longest a query waits for a pooled connection (a new one included) before it fails.
 const ACQUIRE_WITHIN: Duration = Duration::from_secs(10);
 /// How long SQLite waits for another process's lock before a statement fails, in milliseconds.
-pub(super) const SQLITE_BUSY_TIMEOUT_MS: u32 = 3_000;
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 3_000;
 
 /// Whether opening may create a SQLite database that does not exist yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,15 +103,24 @@ pub(super) async fn open(url: &str, mode: OpenMode) -> Result<Store, StoreError>
 /// Session settings every connection gets.
 async fn prepare_session(conn: &mut AnyConnection, backend: Backend, faults: &Faults) -> Result<(), sqlx::Error> {
     if backend == Backend::Sqlite {
-        // WAL lets the API read while the writer commits; FULL makes every
-        // commit durable before a 2xx goes out.
-        conn.execute("PRAGMA journal_mode = WAL").await?;
-        conn.execute("PRAGMA synchronous = FULL").await?;
-        // Shorter than the webhook's answer deadline, so a database locked by
-        // another process is an error the writer sees, not a hang.
-        conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))).await?;
+        for pragma in sqlite_session() {
+            conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
+        }
     }
     faults.prepare(conn).await
+}
+
+/// The settings of every SQLite connection, pooled or the writer's own.
+pub(super) fn sqlite_session() -> [String; 3] {
+    [
+        // WAL lets the API read while the writer commits; FULL makes every
+        // commit durable before a 2xx goes out.
+        "PRAGMA journal_mode = WAL".to_string(),
+        "PRAGMA synchronous = FULL".to_string(),
+        // Shorter than the webhook's answer deadline, so a database locked by
+        // another process is an error the writer sees, not a hang.
+        format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"),
+    ]
 }
 
 /// The file of a SQLite URL, checked before connecting: its folder exists,

@@ -12,7 +12,7 @@
 //! sqlx writes them, and [`query`] reads like `sqlx::query`, so the write
 //! path is written once.
 
-use super::connect::SQLITE_BUSY_TIMEOUT_MS;
+use super::connect::sqlite_session;
 use super::faults::Faults;
 use super::{Backend, StoreError};
 use sqlx::AnyConnection;
@@ -304,54 +304,29 @@ pub(crate) trait Value: Sized {
     fn from_cell(cell: &Cell) -> Option<Self>;
 }
 
-impl Value for i64 {
-    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
-        Ok(sqlx::Row::try_get(row, index)?)
-    }
-    fn from_cell(cell: &Cell) -> Option<Self> {
-        match cell {
-            Cell::Int(v) => Some(*v),
-            _ => None,
+/// [`Value`] for a type sqlx decodes by itself, read from the [`Cell`]s
+/// the arms match.
+macro_rules! value {
+    ($type:ty: $($cell:pat => $value:expr),+) => {
+        impl Value for $type {
+            fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
+                Ok(sqlx::Row::try_get(row, index)?)
+            }
+            fn from_cell(cell: &Cell) -> Option<Self> {
+                match cell {
+                    $($cell => Some($value),)+
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Value for f64 {
-    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
-        Ok(sqlx::Row::try_get(row, index)?)
-    }
-    fn from_cell(cell: &Cell) -> Option<Self> {
-        match cell {
-            Cell::Real(v) => Some(*v),
-            Cell::Int(v) => Some(*v as f64),
-            _ => None,
-        }
-    }
-}
-
-impl Value for String {
-    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
-        Ok(sqlx::Row::try_get(row, index)?)
-    }
-    fn from_cell(cell: &Cell) -> Option<Self> {
-        match cell {
-            Cell::Text(v) => Some(v.clone()),
-            _ => None,
-        }
-    }
-}
-
-impl Value for Vec<u8> {
-    fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
-        Ok(sqlx::Row::try_get(row, index)?)
-    }
-    fn from_cell(cell: &Cell) -> Option<Self> {
-        match cell {
-            Cell::Blob(v) => Some(v.clone()),
-            _ => None,
-        }
-    }
-}
+value!(i64: Cell::Int(v) => *v);
+// An integer where a real is asked for reads as one, as sqlx does.
+value!(f64: Cell::Real(v) => *v, Cell::Int(v) => *v as f64);
+value!(String: Cell::Text(v) => v.clone());
+value!(Vec<u8>: Cell::Blob(v) => v.clone());
 
 impl<T: Value> Value for Option<T> {
     fn from_any(row: &sqlx::any::AnyRow, index: usize) -> Result<Self, StoreError> {
@@ -417,13 +392,12 @@ impl DirectWriter {
     fn open(&self) -> Result<rusqlite::Connection, StoreError> {
         let conn = rusqlite::Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(sqlite_error)?;
-        // As every pooled connection (connect.rs): WAL, and each commit on
-        // disk before the deliveries in it are acknowledged.
-        conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
-        ))
-        .map_err(sqlite_error)?;
+        // The settings of every pooled connection (connect.rs), and sqlx's
+        // default of enforcing foreign keys.
+        for pragma in sqlite_session() {
+            conn.execute_batch(&pragma).map_err(sqlite_error)?;
+        }
+        conn.execute_batch("PRAGMA foreign_keys = ON").map_err(sqlite_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
@@ -441,12 +415,17 @@ impl DirectWriter {
             Some(conn) => conn,
             None => self.open()?,
         };
-        faults.prepare_direct(&conn)?;
+        if let Some(pragma) = faults.page_limit_pragma() {
+            conn.execute_batch(&pragma).map_err(sqlite_error)?;
+        }
         // IMMEDIATE: the write lock from the start, so a busy database is
         // waited for once, never found out at the first write.
         conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite_error)?;
         let done = work(&mut conn)?;
-        faults.before_commit_direct(&conn)?;
+        if faults.commit_fails_now() {
+            // As SQLite does by itself on a full disk: the COMMIT below fails.
+            conn.execute_batch("ROLLBACK").map_err(sqlite_error)?;
+        }
         conn.execute_batch("COMMIT").map_err(sqlite_error)?;
         *self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
         Ok(done)

@@ -5,7 +5,6 @@
 //!
 //! Nothing sets them outside tests; unset, each costs one atomic load.
 
-use super::db::sqlite_error;
 use super::{Store, StoreError};
 use sqlx::{AnyConnection, Executor, Row};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,9 +26,8 @@ impl Faults {
     /// Brings a connection in line with the faults set (run whenever the
     /// pool hands a connection out or opens one).
     pub(crate) async fn prepare(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        let limit = self.page_limit.load(Ordering::Relaxed);
-        if limit > 0 {
-            conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {limit}"))).await?;
+        if let Some(pragma) = self.page_limit_pragma() {
+            conn.execute(sqlx::AssertSqlSafe(pragma)).await?;
         }
         Ok(())
     }
@@ -38,27 +36,24 @@ impl Faults {
     /// transaction is rolled back behind sqlx's back, so the COMMIT that
     /// follows fails as it does after SQLite rolled back on its own.
     pub(crate) async fn before_commit(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        if take(&self.failing_commits) {
+        if self.commit_fails_now() {
             conn.execute("ROLLBACK").await?;
         }
         Ok(())
     }
 
-    /// [`Faults::prepare`] for the SQLite writer's own connection (`db`).
-    pub(crate) fn prepare_direct(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    /// The statement that brings a connection in line with the page limit
+    /// set, if one is ([`Faults::prepare`]; the SQLite writer's own
+    /// connection runs it too, store/db.rs).
+    pub(crate) fn page_limit_pragma(&self) -> Option<String> {
         let limit = self.page_limit.load(Ordering::Relaxed);
-        if limit > 0 {
-            conn.execute_batch(&format!("PRAGMA max_page_count = {limit}")).map_err(sqlite_error)?;
-        }
-        Ok(())
+        (limit > 0).then(|| format!("PRAGMA max_page_count = {limit}"))
     }
 
-    /// [`Faults::before_commit`] for the SQLite writer's own connection.
-    pub(crate) fn before_commit_direct(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
-        if take(&self.failing_commits) {
-            conn.execute_batch("ROLLBACK").map_err(sqlite_error)?;
-        }
-        Ok(())
+    /// Whether this COMMIT is one of the failing ones due; if so, the caller
+    /// rolls back first ([`Faults::before_commit`]; likewise store/db.rs).
+    pub(crate) fn commit_fails_now(&self) -> bool {
+        take(&self.failing_commits)
     }
 
     /// Inside the writer's transaction: panics when a panic is due.
