@@ -215,25 +215,18 @@ pub fn pull_request_times(
 }
 
 fn derivation_inputs_changed(before: Option<&Stored>, span: &Span, columns: &MetricColumns) -> Vec<String> {
-    let relevant = |kind_: &str, outcome_: Option<&str>| {
-        kind_ == kind::DEPLOY
-            || kind_ == kind::INCIDENT
-            || (kind_ == kind::PULL_REQUEST && outcome_ == Some(outcome::MERGED))
-    };
-    let now = relevant(&span.kind, span.outcome.as_deref()).then(|| {
-        (
-            span.kind.as_str(),
-            span.repo.as_deref(),
-            span.start.nanos(),
-            span.end.map(|e| e.nanos()),
-            span.outcome.as_deref(),
-            columns.group.environment.as_deref(),
-            columns.revision.as_deref(),
-        )
-    });
-    let then = before.filter(|b| relevant(&b.kind, b.outcome.as_deref())).map(|b| {
-        (
-            b.kind.as_str(),
+    let now = derivation_input(
+        &span.kind,
+        span.repo.as_deref(),
+        span.start.nanos(),
+        span.end.map(|e| e.nanos()),
+        span.outcome.as_deref(),
+        columns.group.environment.as_deref(),
+        columns.revision.as_deref(),
+    );
+    let then = before.and_then(|b| {
+        derivation_input(
+            &b.kind,
             b.repo.as_deref(),
             b.start_ns,
             b.end_ns,
@@ -249,6 +242,36 @@ fn derivation_inputs_changed(before: Option<&Stored>, span: &Span, columns: &Met
         [now.and_then(|n| n.1), then.and_then(|t| t.1)].into_iter().flatten().map(str::to_string).collect();
     repos.dedup();
     repos
+}
+
+/// What the derivation (the store's `changes::load`) reads of a span, or
+/// `None` when it reads nothing: a successful, ended deploy's end,
+/// environment and sha; a merged pull request's times and merge commit; an
+/// incident's start and root cause; each with its repository. A deploy that
+/// has not succeeded (created, in progress, failed) is not read at all, so
+/// its deliveries ask for no recomputation until its success (or until a
+/// success is taken back).
+type DerivationInput<'a> = (&'a str, Option<&'a str>, Option<i64>, Option<i64>, Option<&'a str>, Option<&'a str>);
+
+fn derivation_input<'a>(
+    kind_: &'a str,
+    repo: Option<&'a str>,
+    start: i64,
+    end: Option<i64>,
+    outcome_: Option<&str>,
+    environment: Option<&'a str>,
+    revision: Option<&'a str>,
+) -> Option<DerivationInput<'a>> {
+    match kind_ {
+        kind::DEPLOY if outcome_ == Some(outcome::SUCCESS) && end.is_some() => {
+            Some((kind_, repo, None, end, environment, revision))
+        }
+        kind::PULL_REQUEST if outcome_ == Some(outcome::MERGED) && end.is_some() => {
+            Some((kind_, repo, Some(start), end, None, revision))
+        }
+        kind::INCIDENT => Some((kind_, repo, Some(start), None, None, revision)),
+        _ => None,
+    }
 }
 
 /// How a delivery moved a span through its life.
@@ -437,9 +460,23 @@ mod tests {
         };
         let deploying = span(kind::DEPLOY, None, None);
         let deployed = span(kind::DEPLOY, Some(20), Some(outcome::SUCCESS));
-        check(None, &deploying, &["o/r"]);
+        // A deploy is read once it has succeeded: created, in progress or
+        // failed, it asks for nothing; its success and a success taken back do.
+        check(None, &deploying, &[]);
         check(Some(&deploying), &deploying, &[]);
         check(Some(&deploying), &deployed, &["o/r"]);
+        check(None, &span(kind::DEPLOY, Some(20), Some(outcome::FAILURE)), &[]);
+        check(Some(&deployed), &span(kind::DEPLOY, Some(20), Some(outcome::FAILURE)), &["o/r"]);
+        let mut restarted = deployed.clone();
+        restarted.start = at(5);
+        check(Some(&deployed), &restarted, &[]);
+        // An incident's start and root cause are read, not its end.
+        let incident = span(kind::INCIDENT, None, None);
+        check(None, &incident, &["o/r"]);
+        check(Some(&incident), &span(kind::INCIDENT, Some(30), Some("resolved")), &[]);
+        let mut earlier = incident.clone();
+        earlier.start = at(5);
+        check(Some(&incident), &earlier, &["o/r"]);
         // A pull request matters only once merged; an issue never.
         check(None, &span(kind::PULL_REQUEST, None, None), &[]);
         check(None, &span(kind::PULL_REQUEST, Some(20), Some(outcome::MERGED)), &["o/r"]);
