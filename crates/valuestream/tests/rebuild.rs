@@ -275,3 +275,33 @@ async fn a_serve_left_running_during_a_rebuild_answers_503_and_exports_nothing()
     store.close().await;
     app.stop().await;
 }
+
+/// The page size of the SQLite file behind `database`.
+async fn page_size(database: &str) -> i64 {
+    let pool = raw_pool(database).await;
+    let size = sqlx::query("PRAGMA page_size").fetch_one(&pool).await.unwrap().try_get(0).unwrap();
+    pool.close().await;
+    size
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_made_with_4_kb_pages_keeps_them_and_holds_what_a_new_one_does() {
+    let dir = TempDir::new();
+    let recording = dir.0.join("scenario.jsonl");
+    write_recording(&recording);
+    let fresh = dir.database();
+    assert!(run(&["replay", recording.to_str().unwrap(), "--database", &fresh]).status.success());
+    assert_eq!(page_size(&fresh).await, 8192, "a new store's pages");
+
+    // A file made as earlier versions made them: 4 KB pages, already in WAL mode.
+    let old_dir = TempDir::new();
+    let path = old_dir.0.join("vs.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x); DROP TABLE t;")
+        .unwrap();
+    drop(conn);
+    let old = old_dir.database();
+    assert!(run(&["replay", recording.to_str().unwrap(), "--database", &old]).status.success());
+    assert_eq!(page_size(&old).await, 4096, "an existing store keeps its pages");
+    assert_eq!(seen(&old).await, seen(&fresh).await);
+}
