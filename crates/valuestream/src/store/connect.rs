@@ -111,7 +111,7 @@ async fn prepare_session(conn: &mut AnyConnection, backend: Backend, faults: &Fa
 }
 
 /// The settings of every SQLite connection, pooled or the writer's own.
-pub(super) fn sqlite_session() -> [String; 5] {
+pub(super) fn sqlite_session() -> [String; 4] {
     [
         // Only a new, empty file takes it (before WAL is on); a store made
         // with another page size keeps its own. A delivery's row (its
@@ -122,10 +122,6 @@ pub(super) fn sqlite_session() -> [String; 5] {
         // commit durable before a 2xx goes out.
         "PRAGMA journal_mode = WAL".to_string(),
         "PRAGMA synchronous = FULL".to_string(),
-        // The commit that takes the WAL past this many pages copies it back
-        // into the database file. Less often than SQLite's 1,000 pages: a
-        // page the writer changes many times is copied back once.
-        format!("PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}"),
         // Shorter than the webhook's answer deadline, so a database locked by
         // another process is an error the writer sees, not a hang.
         format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"),
@@ -134,9 +130,6 @@ pub(super) fn sqlite_session() -> [String; 5] {
 
 /// Bytes per page of a new SQLite store.
 const SQLITE_PAGE_SIZE: u32 = 8192;
-
-/// WAL pages between automatic checkpoints (32 MB at 8 KB pages).
-const SQLITE_CHECKPOINT_PAGES: u32 = 4000;
 
 /// The file of a SQLite URL, checked before connecting: its folder exists,
 /// it is not a folder, and for [`OpenMode::Existing`] it exists. `None` for
